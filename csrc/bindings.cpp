@@ -1,0 +1,302 @@
+// sifternet._core: the kernel's Python face. Every array is checked here (dtype, shape,
+// values) so that no user input reaches the kernel unchecked; the GIL is released while
+// the kernel runs.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "kernel.hpp"
+
+namespace py = pybind11;
+using sifternet::RecallConfig;
+using sifternet::RecallOutput;
+
+namespace {
+
+template <class T>
+const char* dtype_name() {
+    if (std::is_same<T, std::int8_t>::value) return "int8";
+    if (std::is_same<T, std::int32_t>::value) return "int32";
+    if (std::is_same<T, std::uint64_t>::value) return "uint64";
+    return "float64";
+}
+
+std::string shape_of(const py::array& a) {
+    std::ostringstream out;
+    out << "(";
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) out << (d ? ", " : "") << a.shape(d);
+    out << (a.ndim() == 1 ? ",)" : ")");
+    return out.str();
+}
+
+// `obj` as a C-contiguous array of T (copied only if strided or byte-swapped); a TypeError
+// for anything that is not a numpy array of T's kind and size, a ValueError for wrong ndim.
+template <class T>
+py::array_t<T, py::array::c_style> as_array(const py::object& obj, const char* name,
+                                            py::ssize_t ndim) {
+    if (!py::isinstance<py::array>(obj)) {
+        throw py::type_error(std::string(name) + ": expected a numpy array of dtype " +
+                             dtype_name<T>() + ", got " +
+                             std::string(py::str(py::type::of(obj).attr("__name__"))));
+    }
+    const auto arr = py::reinterpret_borrow<py::array>(obj);
+    const py::dtype want = py::dtype::of<T>();
+    if (arr.dtype().kind() != want.kind() || arr.dtype().itemsize() != want.itemsize()) {
+        throw py::type_error(std::string(name) + ": expected dtype " + dtype_name<T>() +
+                             ", got " + std::string(py::str(arr.dtype())));
+    }
+    if (arr.ndim() != ndim) {
+        throw py::value_error(std::string(name) + ": expected a " + std::to_string(ndim) +
+                              "-D array, got shape " + shape_of(arr));
+    }
+    return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(arr);
+}
+
+void require_spins(const std::int8_t* data, py::ssize_t size, const char* name) {
+    for (py::ssize_t k = 0; k < size; ++k) {
+        if (data[k] != 1 && data[k] != -1) {
+            throw py::value_error(std::string(name) + ": values must be -1 or +1, found " +
+                                  std::to_string(data[k]) + " at flat index " +
+                                  std::to_string(k));
+        }
+    }
+}
+
+py::array_t<std::int8_t, py::array::c_style> spins(const py::object& obj, const char* name) {
+    auto arr = as_array<std::int8_t>(obj, name, 2);
+    require_spins(arr.data(), arr.size(), name);
+    return arr;
+}
+
+py::array_t<std::int8_t, py::array::c_style> patterns_arg(const py::object& obj) {
+    auto arr = spins(obj, "patterns");
+    if (arr.shape(0) < 1 || arr.shape(1) < 1) {
+        throw py::value_error("patterns: expected shape (P, N) with P >= 1 and N >= 1, got " +
+                              shape_of(arr));
+    }
+    return arr;
+}
+
+int threads_arg(int num_threads) {
+    if (num_threads < 1) {
+        throw py::value_error("num_threads: expected a positive count, got " +
+                              std::to_string(num_threads));
+    }
+    return num_threads;
+}
+
+std::uint64_t seed_arg(const py::int_& seed) {
+    if (seed < py::int_(0) || seed > py::int_(std::numeric_limits<std::uint64_t>::max())) {
+        throw py::value_error("seed: expected an integer in [0, 2**64), got " +
+                              std::string(py::str(seed)));
+    }
+    return seed.cast<std::uint64_t>();
+}
+
+// Everything a recall call takes besides the memory; checked against N.
+struct RecallArgs {
+    py::array_t<std::int8_t, py::array::c_style> states;
+    py::array_t<std::uint64_t, py::array::c_style> indices;
+    py::array_t<double, py::array::c_style> thresholds;
+    RecallConfig config;
+};
+
+RecallArgs recall_args(const py::object& states, py::ssize_t N, const py::object& indices,
+                       const py::object& steps, const std::string& order, const py::int_& seed,
+                       std::int64_t channel, std::int64_t channels,
+                       const py::object& thresholds, std::int64_t max_sweeps, bool stats,
+                       int num_threads) {
+    RecallArgs args{spins(states, "states"), as_array<std::uint64_t>(indices, "indices", 1),
+                    {}, {}};
+    if (args.states.shape(1) != N) {
+        throw py::value_error("states: expected shape (B, " + std::to_string(N) +
+                              ") to match the network's N, got " + shape_of(args.states));
+    }
+    if (args.indices.shape(0) != args.states.shape(0)) {
+        throw py::value_error("indices: expected one index per state row (" +
+                              std::to_string(args.states.shape(0)) + "), got " +
+                              shape_of(args.indices));
+    }
+    RecallConfig& c = args.config;
+    if (steps.is_none()) {
+        c.steps = -1;
+    } else {
+        c.steps = py::cast<std::int64_t>(steps);
+        if (c.steps < 0) {
+            throw py::value_error("steps: expected a non-negative count or None, got " +
+                                  std::to_string(c.steps));
+        }
+    }
+    if (order == "random") {
+        c.order = sifternet::Order::random;
+    } else if (order == "sweep") {
+        c.order = sifternet::Order::sweep;
+    } else {
+        throw py::value_error("order: expected 'random' or 'sweep', got '" + order + "'");
+    }
+    if (max_sweeps < 1) {
+        throw py::value_error("max_sweeps: expected at least 1, got " + std::to_string(max_sweeps));
+    }
+    if (channels < 1 || channel < 0 || channel >= channels) {
+        throw py::value_error("channel: expected 0 <= channel < channels, got channel=" +
+                              std::to_string(channel) + ", channels=" + std::to_string(channels));
+    }
+    if (!thresholds.is_none()) {
+        args.thresholds = as_array<double>(thresholds, "thresholds", 1);
+        if (args.thresholds.shape(0) != N) {
+            throw py::value_error("thresholds: expected shape (" + std::to_string(N) +
+                                  ",), got " + shape_of(args.thresholds));
+        }
+        for (py::ssize_t i = 0; i < N; ++i) {
+            if (!std::isfinite(args.thresholds.data()[i])) {
+                throw py::value_error("thresholds: expected finite values, found " +
+                                      std::to_string(args.thresholds.data()[i]) + " at " +
+                                      std::to_string(i));
+            }
+        }
+        c.thresholds = args.thresholds.data();
+    }
+    c.max_sweeps = max_sweeps;
+    c.seed = seed_arg(seed);
+    c.channel = static_cast<std::uint64_t>(channel);
+    c.channels = static_cast<std::uint64_t>(channels);
+    c.stats = stats;
+    c.num_threads = threads_arg(num_threads);
+    return args;
+}
+
+// Allocates the outputs, runs `kernel(out)` without the GIL, returns the result tuple.
+template <class Kernel>
+py::tuple run_recall(const RecallArgs& args, Kernel kernel) {
+    const py::ssize_t B = args.states.shape(0);
+    const py::ssize_t N = args.states.shape(1);
+    py::array_t<std::int8_t> states({B, N});
+    py::array_t<std::int64_t> flips(B), steps(B);
+    py::array_t<bool> converged(B);
+    py::array_t<double> energy(B);
+    std::copy(args.states.data(), args.states.data() + B * N, states.mutable_data());
+    const RecallOutput out{states.mutable_data(), flips.mutable_data(), steps.mutable_data(),
+                           reinterpret_cast<std::uint8_t*>(converged.mutable_data()),
+                           energy.mutable_data()};
+    {
+        py::gil_scoped_release release;
+        kernel(args.indices.data(), B, out);
+    }
+    return py::make_tuple(states, flips, steps, converged, energy);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "sifternet's C++ Hopfield kernel (private; use sifternet.HopfieldNetwork).";
+
+    m.def(
+        "hebbian_weights",
+        [](const py::object& patterns_obj, int num_threads) {
+            const auto patterns = patterns_arg(patterns_obj);
+            const py::ssize_t P = patterns.shape(0), N = patterns.shape(1);
+            py::array_t<std::int32_t> weights({N, N});
+            std::int32_t* w = weights.mutable_data();
+            const int threads = threads_arg(num_threads);
+            {
+                py::gil_scoped_release release;
+                sifternet::hebbian_weights(patterns.data(), P, N, w, threads);
+            }
+            return weights;
+        },
+        py::arg("patterns"), py::arg("num_threads") = 1,
+        "Integer Hebbian weights N*W (int32, zero diagonal) of patterns (P, N) int8 in {-1,+1}.");
+
+    m.def(
+        "storkey_weights",
+        [](const py::object& patterns_obj, int num_threads) {
+            const auto patterns = patterns_arg(patterns_obj);
+            const py::ssize_t P = patterns.shape(0), N = patterns.shape(1);
+            py::array_t<double> weights({N, N});
+            double* w = weights.mutable_data();
+            const int threads = threads_arg(num_threads);
+            {
+                py::gil_scoped_release release;
+                sifternet::storkey_weights(patterns.data(), P, N, w, threads);
+            }
+            return weights;
+        },
+        py::arg("patterns"), py::arg("num_threads") = 1,
+        "Storkey weights (float64, zero diagonal) of patterns (P, N) int8 in {-1,+1}.");
+
+    m.def(
+        "recall_overlap",
+        [](const py::object& patterns_obj, const py::object& states, const py::object& indices,
+           const py::object& steps, const std::string& order, const py::int_& seed,
+           std::int64_t channel, std::int64_t channels, const py::object& thresholds,
+           std::int64_t max_sweeps, bool stats, int num_threads) {
+            const auto patterns = patterns_arg(patterns_obj);
+            const py::ssize_t P = patterns.shape(0), N = patterns.shape(1);
+            const RecallArgs args = recall_args(states, N, indices, steps, order, seed, channel,
+                                                channels, thresholds, max_sweeps, stats,
+                                                num_threads);
+            return run_recall(args, [&](const std::uint64_t* idx, py::ssize_t B,
+                                        const RecallOutput& out) {
+                sifternet::recall_overlap(patterns.data(), P, N, idx, B, args.config, out);
+            });
+        },
+        py::arg("patterns"), py::arg("states"), py::arg("indices"), py::kw_only(),
+        py::arg("steps"), py::arg("order"), py::arg("seed"), py::arg("channel"),
+        py::arg("channels"), py::arg("thresholds"), py::arg("max_sweeps"), py::arg("stats"),
+        py::arg("num_threads"),
+        "Hebbian recall in the overlap form; returns (states, flips, steps, converged, energy).");
+
+    m.def(
+        "recall_dense",
+        [](const py::object& weights_obj, const py::object& states, const py::object& indices,
+           const py::object& steps, const std::string& order, const py::int_& seed,
+           std::int64_t channel, std::int64_t channels, const py::object& thresholds,
+           std::int64_t max_sweeps, bool stats, int num_threads) {
+            const bool integral = py::isinstance<py::array>(weights_obj) &&
+                                  py::reinterpret_borrow<py::array>(weights_obj).dtype().kind() == 'i';
+            // Kept alive until the kernel returns; only one of the two is filled.
+            py::array_t<std::int32_t, py::array::c_style> wi;
+            py::array_t<double, py::array::c_style> wf;
+            py::array w = integral ? py::array(wi = as_array<std::int32_t>(weights_obj, "weights", 2))
+                                   : py::array(wf = as_array<double>(weights_obj, "weights", 2));
+            const py::ssize_t N = w.shape(0);
+            if (N < 1 || w.shape(1) != N) {
+                throw py::value_error("weights: expected a square (N, N) array with N >= 1, got " +
+                                      shape_of(w));
+            }
+            const RecallArgs args = recall_args(states, N, indices, steps, order, seed, channel,
+                                                channels, thresholds, max_sweeps, stats,
+                                                num_threads);
+            return run_recall(args, [&](const std::uint64_t* idx, py::ssize_t B,
+                                        const RecallOutput& out) {
+                if (integral) {
+                    sifternet::recall_dense(wi.data(), N, idx, B, args.config, out);
+                } else {
+                    sifternet::recall_dense(wf.data(), N, idx, B, args.config, out);
+                }
+            });
+        },
+        py::arg("weights"), py::arg("states"), py::arg("indices"), py::kw_only(),
+        py::arg("steps"), py::arg("order"), py::arg("seed"), py::arg("channel"),
+        py::arg("channels"), py::arg("thresholds"), py::arg("max_sweeps"), py::arg("stats"),
+        py::arg("num_threads"),
+        "Recall with dense weights: int32 (N*W, Hebbian) or float64 (W); same result tuple.");
+
+    m.def(
+        "check_patterns", [](const py::object& patterns) { return patterns_arg(patterns); },
+        py::arg("patterns"),
+        "patterns as a C-contiguous (P, N) int8 array in {-1,+1}; TypeError/ValueError if not.");
+    m.def("has_openmp", &sifternet::has_openmp, "Whether the kernel was built with OpenMP.");
+    m.def("max_threads", &sifternet::max_threads, "OpenMP's default thread count.");
+#ifdef VERSION_INFO
+#define SIFTERNET_STR(x) #x
+#define SIFTERNET_XSTR(x) SIFTERNET_STR(x)
+    m.attr("__version__") = SIFTERNET_XSTR(VERSION_INFO);
+#endif
+}

@@ -1,0 +1,59 @@
+// The Hopfield kernel of sifternet: learning rules and batched asynchronous recall
+// (METHOD.md sections 3 and 4). Pure C++17 (+ OpenMP when available), no Python.
+// Callers validate their inputs: patterns and states hold only -1 and +1.
+#pragma once
+#include <cstdint>
+
+namespace sifternet {
+
+// Integer Hebbian weights: W[i][j] = sum_mu xi_i^mu xi_j^mu, W[i][i] = 0, i.e. N times
+// the W of METHOD.md section 3. patterns: (P, N) row-major; weights: (N, N) output.
+void hebbian_weights(const std::int8_t* patterns, std::int64_t P, std::int64_t N,
+                     std::int32_t* weights, int num_threads);
+
+// Storkey (1997) incremental rule, float64, diagonal kept at zero; weights: (N, N) output.
+void storkey_weights(const std::int8_t* patterns, std::int64_t P, std::int64_t N,
+                     double* weights, int num_threads);
+
+enum class Order { random, sweep };
+
+struct RecallConfig {
+    std::int64_t steps = 0;         // single-neuron update attempts; < 0: until converged
+    std::int64_t max_sweeps = 100;  // cap on sweeps (of N attempts) when steps < 0
+    Order order = Order::random;
+    std::uint64_t seed = 0;
+    std::uint64_t channel = 0;      // keys the streams together with the global index
+    std::uint64_t channels = 1;
+    const double* thresholds = nullptr;  // theta (N,), in the units of W s; null: all zero
+    bool stats = true;              // compute energy, and the fixed-point test for steps >= 0
+    int num_threads = 1;
+};
+
+// Recall writes the final states in place and one entry per row into each array.
+struct RecallOutput {
+    std::int8_t* states;       // (B, N), holds the initial states on entry
+    std::int64_t* flips;       // (B,)
+    std::int64_t* steps;       // (B,) update attempts done
+    std::uint8_t* converged;   // (B,) 1 = a fixed point (known when steps < 0 or stats)
+    double* energy;            // (B,) E(s) = -1/2 s^T W s + theta^T s (NaN unless stats)
+};
+
+// Hebbian recall in the overlap form: O(P) per step; overlaps start from XOR + popcount.
+void recall_overlap(const std::int8_t* patterns, std::int64_t P, std::int64_t N,
+                    const std::uint64_t* indices, std::int64_t B, const RecallConfig& config,
+                    const RecallOutput& out);
+
+// Recall with dense integer weights (N times W, as from hebbian_weights): O(N) per step.
+void recall_dense(const std::int32_t* weights, std::int64_t N, const std::uint64_t* indices,
+                  std::int64_t B, const RecallConfig& config, const RecallOutput& out);
+
+// Recall with dense float64 weights (storkey, projection): O(N) per step; each field is
+// summed in index order so that results are reproducible bit for bit.
+void recall_dense(const double* weights, std::int64_t N, const std::uint64_t* indices,
+                  std::int64_t B, const RecallConfig& config, const RecallOutput& out);
+
+// Whether the build has OpenMP, and how many threads it may use.
+bool has_openmp();
+int max_threads();
+
+}  // namespace sifternet

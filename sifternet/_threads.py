@@ -1,0 +1,40 @@
+"""The one ``num_threads`` convention of sifternet (see the README's threading notes)."""
+
+from __future__ import annotations
+
+import operator
+import os
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_num_threads(num_threads: int | None) -> int:
+    """Thread count for a kernel call.
+
+    ``None`` follows ``OMP_NUM_THREADS`` (its first entry) capped at the usable cores, or
+    all usable cores when it is unset; ``-1`` means all usable cores; a positive count is
+    taken as given; anything else is a ``ValueError``.
+    """
+    cores = usable_cores()
+    if num_threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+        return min(int(env), cores) if env.isdigit() and int(env) > 0 else cores
+    if isinstance(num_threads, bool):
+        raise TypeError("num_threads: expected an int or None, got bool")
+    try:
+        num_threads = operator.index(num_threads)
+    except TypeError:
+        raise TypeError(
+            f"num_threads: expected an int or None, got {type(num_threads).__name__}"
+        ) from None
+    if num_threads == -1:
+        return cores
+    if num_threads < 1:
+        raise ValueError(f"num_threads: expected a positive count, -1 or None, got {num_threads}")
+    return num_threads
