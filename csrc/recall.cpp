@@ -2,6 +2,7 @@
 // share one update loop: Hebbian overlaps, dense integer weights, dense float64 weights.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <type_traits>
@@ -22,12 +23,13 @@ class Thresholds {
    public:
     Thresholds(const double* theta, Index n, double scale) : theta_(theta) {
         if (theta == nullptr) return;
-        scaled_.resize(static_cast<std::size_t>(n));
-        for (Index i = 0; i < n; ++i) scaled_[i] = theta[i] * scale;
+        storage_.resize(static_cast<std::size_t>(n));
+        for (Index i = 0; i < n; ++i) storage_[i] = theta[i] * scale;
+        scaled_ = storage_.data();
     }
     template <class Value>
-    bool up(Value h, Index i) const {
-        return scaled_.empty() ? h >= 0 : static_cast<double>(h) >= scaled_[i];
+    SIFTERNET_INLINE bool up(Value h, Index i) const {
+        return scaled_ == nullptr ? h >= 0 : static_cast<double>(h) >= scaled_[i];
     }
     // theta^T s, summed in index order.
     double dot(const std::int8_t* s, Index n) const {
@@ -38,7 +40,8 @@ class Thresholds {
 
    private:
     const double* theta_;
-    std::vector<double> scaled_;
+    std::vector<double> storage_;
+    const double* scaled_ = nullptr;  // theta * scale, or null (hot loops use no std calls)
 };
 
 // Hebbian field in the overlap form. M holds the overlaps m_mu = xi^mu . s (|m| <= N) and
@@ -67,60 +70,67 @@ class OverlapField {
     }
 
     OverlapField(const Shared& sh, const Thresholds& th)
-        : sh_(sh), th_(th), m_(static_cast<std::size_t>(sh.padded), 0),
-          bits_(static_cast<std::size_t>(sh.words)) {}
-
-    void load(const std::int8_t* s) {
-        start_overlaps(sh_.rows.data(), sh_.P, sh_.N, sh_.words, s, bits_.data(), m_.data());
+        : th_(th), storage_(static_cast<std::size_t>(sh.padded + 4 * sh.words)),
+          columns_(sh.columns.data()), rows_(sh.rows.data()), m_(storage_.data()),
+          bits_(reinterpret_cast<std::uint64_t*>(storage_.data() + sh.padded)), P_(sh.P),
+          N_(sh.N), padded_(sh.padded), words_(sh.words) {
+        static_assert(sizeof(std::uint64_t) <= 4 * sizeof(M), "bits fit in 4 M per word");
     }
 
-    bool visit(std::int8_t* s, Index i) {
-        const M* col = sh_.columns.data() + i * sh_.padded;
-        const Acc h = dot(col, m_.data(), sh_.padded) - static_cast<Acc>(sh_.P) * s[i];
-        const std::int8_t next = th_.up(h, i) ? 1 : -1;
+    SIFTERNET_INLINE void load(const std::int8_t* s) {
+        start_overlaps(rows_, P_, N_, words_, s, bits_, m_);
+    }
+
+    SIFTERNET_INLINE Acc field(const std::int8_t* s, Index i) const {
+        return dot(columns_ + i * padded_, m_, padded_) - static_cast<Acc>(P_) * s[i];
+    }
+
+    SIFTERNET_INLINE bool visit(std::int8_t* s, Index i) {
+        const std::int8_t next = th_.up(field(s, i), i) ? 1 : -1;
         if (next == s[i]) return false;
         s[i] = next;
-        add_scaled(col, static_cast<M>(2 * next), m_.data(), sh_.padded);
+        add_scaled(columns_ + i * padded_, static_cast<M>(2 * next), m_, padded_);
         return true;
     }
 
-    bool stable(const std::int8_t* s) const {
-        for (Index i = 0; i < sh_.N; ++i) {
-            const M* col = sh_.columns.data() + i * sh_.padded;
-            const Acc h = dot(col, m_.data(), sh_.padded) - static_cast<Acc>(sh_.P) * s[i];
-            if ((th_.up(h, i) ? 1 : -1) != s[i]) return false;
-        }
+    SIFTERNET_INLINE bool stable(const std::int8_t* s) const {
+        for (Index i = 0; i < N_; ++i)
+            if ((th_.up(field(s, i), i) ? 1 : -1) != s[i]) return false;
         return true;
     }
 
     // s^T (N W) s = sum_mu m_mu^2 - P N.
-    double energy(const std::int8_t* s) const {
-        std::int64_t q = -sh_.P * sh_.N;
-        for (Index mu = 0; mu < sh_.P; ++mu) q += static_cast<std::int64_t>(m_[mu]) * m_[mu];
-        const double n = static_cast<double>(sh_.N);
-        return -0.5 * static_cast<double>(q) / n + th_.dot(s, sh_.N);
+    SIFTERNET_INLINE double energy(const std::int8_t* s) const {
+        std::int64_t q = -P_ * N_;
+        for (Index mu = 0; mu < P_; ++mu) q += static_cast<std::int64_t>(m_[mu]) * m_[mu];
+        return -0.5 * static_cast<double>(q) / static_cast<double>(N_) + th_.dot(s, N_);
     }
 
    private:
-    SIFTERNET_HOT static Acc dot(const M* a, const M* b, Index n) {
+    SIFTERNET_INLINE static Acc dot(const M* a, const M* b, Index n) {
         Acc acc = 0;
         for (Index k = 0; k < n; ++k) acc += static_cast<Acc>(a[k]) * static_cast<Acc>(b[k]);
         return acc;
     }
-    SIFTERNET_HOT static void add_scaled(const M* col, M factor, M* m, Index n) {
+    SIFTERNET_INLINE static void add_scaled(const M* col, M factor, M* m, Index n) {
         for (Index k = 0; k < n; ++k) m[k] = static_cast<M>(m[k] + factor * col[k]);
     }
+    // Bit k set where s[k] = +1, for 8 spins: their sign bits, inverted, gathered into one
+    // byte by a multiply whose partial products never overlap.
+    SIFTERNET_INLINE static std::uint64_t pack8(const std::int8_t* s) {
+        std::uint64_t v;
+        std::memcpy(&v, s, 8);
+        const std::uint64_t signs = (~v & 0x8080808080808080ULL) >> 7;
+        return (signs * 0x0102040810204080ULL) >> 56;
+    }
     // m_mu = N - 2 popcount(xi^mu XOR s) over the packed bits.
-    SIFTERNET_HOT static void start_overlaps(const std::uint64_t* rows, Index P, Index N,
+    SIFTERNET_INLINE static void start_overlaps(const std::uint64_t* rows, Index P, Index N,
                                              Index words, const std::int8_t* s,
                                              std::uint64_t* bits, M* m) {
-        for (Index w = 0; w < words; ++w) {
-            std::uint64_t word = 0;
-            const Index end = std::min<Index>(64, N - w * 64);
-            for (Index k = 0; k < end; ++k)
-                word |= static_cast<std::uint64_t>(s[w * 64 + k] > 0) << k;
-            bits[w] = word;
-        }
+        for (Index w = 0; w < words; ++w) bits[w] = 0;
+        Index j = 0;
+        for (; j + 8 <= N; j += 8) bits[j >> 6] |= pack8(s + j) << (j & 63);
+        for (; j < N; ++j) bits[j >> 6] |= static_cast<std::uint64_t>(s[j] > 0) << (j & 63);
         for (Index mu = 0; mu < P; ++mu) {
             Index differ = 0;
             const std::uint64_t* row = rows + mu * words;
@@ -129,10 +139,13 @@ class OverlapField {
         }
     }
 
-    const Shared& sh_;
     const Thresholds& th_;
-    std::vector<M> m_;
-    std::vector<std::uint64_t> bits_;
+    ThreadScratch<M> storage_;  // this thread's overlaps, then its packed state
+    const M* columns_;
+    const std::uint64_t* rows_;
+    M* m_;
+    std::uint64_t* bits_;
+    Index P_, N_, padded_, words_;
 };
 
 // Field from dense weights W (N, N): integer (N times W) or float64 (W itself). W[i][i]
@@ -146,11 +159,14 @@ class DenseField {
     };
 
     DenseField(const Shared& sh, const Thresholds& th)
-        : sh_(sh), th_(th), x_(static_cast<std::size_t>(sh.N)) {}
+        : th_(th), storage_(static_cast<std::size_t>(sh.N)), weights_(sh.weights),
+          x_(storage_.data()), N_(sh.N) {}
 
-    void load(const std::int8_t* s) { std::copy(s, s + sh_.N, x_.begin()); }
+    SIFTERNET_INLINE void load(const std::int8_t* s) {
+        for (Index j = 0; j < N_; ++j) x_[j] = s[j];
+    }
 
-    bool visit(std::int8_t* s, Index i) {
+    SIFTERNET_INLINE bool visit(std::int8_t* s, Index i) {
         const std::int8_t next = th_.up(field(i), i) ? 1 : -1;
         if (next == s[i]) return false;
         s[i] = next;
@@ -158,50 +174,55 @@ class DenseField {
         return true;
     }
 
-    bool stable(const std::int8_t* s) const {
-        for (Index i = 0; i < sh_.N; ++i)
+    SIFTERNET_INLINE bool stable(const std::int8_t* s) const {
+        for (Index i = 0; i < N_; ++i)
             if ((th_.up(field(i), i) ? 1 : -1) != s[i]) return false;
         return true;
     }
 
-    double energy(const std::int8_t* s) const {
+    SIFTERNET_INLINE double energy(const std::int8_t* s) const {
         Acc q = 0;
-        for (Index i = 0; i < sh_.N; ++i) q += field(i) * s[i];
-        const double scale = std::is_integral<W>::value ? static_cast<double>(sh_.N) : 1.0;
-        return -0.5 * static_cast<double>(q) / scale + th_.dot(s, sh_.N);
+        for (Index i = 0; i < N_; ++i) q += field(i) * s[i];
+        const double scale = std::is_integral<W>::value ? static_cast<double>(N_) : 1.0;
+        return -0.5 * static_cast<double>(q) / scale + th_.dot(s, N_);
     }
 
    private:
-    Acc field(Index i) const {
-        const Acc h = row_dot(sh_.weights + i * sh_.N, x_.data(), sh_.N);
-        return h - static_cast<Acc>(sh_.weights[i * sh_.N + i]) * x_[i];
+    SIFTERNET_INLINE Acc field(Index i) const {
+        const Acc h = row_dot(weights_ + i * N_, x_, N_);
+        return h - static_cast<Acc>(weights_[i * N_ + i]) * x_[i];
     }
-    SIFTERNET_HOT static Acc row_dot(const W* row, const W* x, Index n) {
+    SIFTERNET_INLINE static Acc row_dot(const W* row, const W* x, Index n) {
         Acc acc = 0;
         for (Index j = 0; j < n; ++j) acc += static_cast<Acc>(row[j]) * static_cast<Acc>(x[j]);
         return acc;
     }
 
-    const Shared& sh_;
     const Thresholds& th_;
-    std::vector<W> x_;  // the state in W's type
+    ThreadScratch<W> storage_;  // the state in W's type
+    const W* weights_;
+    W* x_;
+    Index N_;
 };
 
 // One row: the update loop of METHOD.md section 4 over any field representation.
 template <class Field>
-void recall_row(Field& field, std::int8_t* s, Index N, std::uint64_t key,
-                const RecallConfig& config, std::vector<std::uint32_t>& perm,
-                std::int64_t& flips, std::int64_t& done, std::uint8_t& converged,
-                double& energy) {
+SIFTERNET_INLINE void recall_row(Field& field, std::int8_t* s, Index N, std::uint64_t key,
+                       const RecallConfig& config, std::uint32_t* perm, std::int64_t& flips,
+                       std::int64_t& done, std::uint8_t& converged, double& energy) {
     std::uint64_t t = 0;
     const bool sweep = config.order == Order::sweep;
-    auto shuffle = [&] {
-        std::iota(perm.begin(), perm.end(), 0u);
-        for (Index k = N - 1; k >= 1; --k)
-            std::swap(perm[k], perm[below(draw(key, t++), static_cast<std::uint64_t>(k + 1))]);
+    auto shuffle = [&]() SIFTERNET_LAMBDA_INLINE {
+        for (Index k = 0; k < N; ++k) perm[k] = static_cast<std::uint32_t>(k);
+        for (Index k = N - 1; k >= 1; --k) {
+            const auto j = below(draw(key, t++), static_cast<std::uint64_t>(k + 1));
+            const std::uint32_t held = perm[k];
+            perm[k] = perm[j];
+            perm[j] = held;
+        }
     };
     // `count` attempts; a sweep-order pass over perm[0, count).
-    auto run = [&](Index count) {
+    auto run = [&](Index count) SIFTERNET_LAMBDA_INLINE {
         Index changed = 0;
         if (sweep) {
             shuffle();
@@ -221,7 +242,7 @@ void recall_row(Field& field, std::int8_t* s, Index N, std::uint64_t key,
     converged = 0;
     if (config.steps >= 0) {
         const Index block = sweep ? N : config.steps;
-        while (done < config.steps) run(std::min(block, config.steps - done));
+        while (done < config.steps) run(block < config.steps - done ? block : config.steps - done);
         converged = config.stats && field.stable(s);
     } else {
         for (Index pass = 0; pass < config.max_sweeps; ++pass) {
@@ -235,8 +256,27 @@ void recall_row(Field& field, std::int8_t* s, Index N, std::uint64_t key,
     energy = config.stats ? field.energy(s) : std::numeric_limits<double>::quiet_NaN();
 }
 
-template <class Field>
-void recall_rows(const typename Field::Shared& shared, Index N, double theta_scale,
+// The row loop compiled once per field type and instruction set (SIFTERNET_HOT), so that
+// the whole step loop inlines into each clone.
+#define SIFTERNET_ROW_FUNCTION(NAME, FIELD)                                                 \
+    SIFTERNET_HOT void NAME(FIELD& field, std::int8_t* s, Index N, std::uint64_t key,       \
+                            const RecallConfig& config, std::uint32_t* perm,                \
+                            std::int64_t& flips, std::int64_t& done, std::uint8_t& converged, \
+                            double& energy) {                                               \
+        recall_row(field, s, N, key, config, perm, flips, done, converged, energy);         \
+    }
+using NarrowOverlap = OverlapField<std::int16_t, std::int32_t>;
+using WideOverlap = OverlapField<std::int32_t, std::int64_t>;
+using IntDense = DenseField<std::int32_t, std::int64_t>;
+using FloatDense = DenseField<double, double>;
+SIFTERNET_ROW_FUNCTION(row_narrow_overlap, NarrowOverlap)
+SIFTERNET_ROW_FUNCTION(row_wide_overlap, WideOverlap)
+SIFTERNET_ROW_FUNCTION(row_int_dense, IntDense)
+SIFTERNET_ROW_FUNCTION(row_float_dense, FloatDense)
+#undef SIFTERNET_ROW_FUNCTION
+
+template <class Field, class RowFunction>
+void recall_rows(RowFunction row, const typename Field::Shared& shared, Index N, double theta_scale,
                  const std::uint64_t* indices, Index B, const RecallConfig& config,
                  const RecallOutput& out) {
     const Thresholds thresholds(config.thresholds, N, theta_scale);
@@ -247,10 +287,11 @@ void recall_rows(const typename Field::Shared& shared, Index N, double theta_sca
         // Every thread must reach the work-sharing loop, so scratch failures are kept aside.
         bool ready = false;
         Field* field = nullptr;
-        std::vector<std::uint32_t> perm;
+        ThreadScratch<std::uint32_t>* perm = nullptr;
         try {
             field = new Field(shared, thresholds);
-            perm.resize(config.order == Order::sweep ? static_cast<std::size_t>(N) : 0);
+            perm = new ThreadScratch<std::uint32_t>(
+                config.order == Order::sweep ? static_cast<std::size_t>(N) : 0);
             ready = true;
         } catch (...) {
             error.capture();
@@ -260,9 +301,10 @@ void recall_rows(const typename Field::Shared& shared, Index N, double theta_sca
             if (!ready) continue;
             const std::uint64_t key =
                 stream_key(config.seed, indices[b], config.channels, config.channel);
-            recall_row(*field, out.states + b * N, N, key, config, perm, out.flips[b],
-                       out.steps[b], out.converged[b], out.energy[b]);
+            row(*field, out.states + b * N, N, key, config, perm->data(), out.flips[b],
+                out.steps[b], out.converged[b], out.energy[b]);
         }
+        delete perm;
         delete field;
     }
     error.rethrow();
@@ -276,24 +318,23 @@ void recall_overlap(const std::int8_t* patterns, Index P, Index N, const std::ui
     const bool narrow = N <= std::numeric_limits<std::int16_t>::max() &&
                         P * N <= std::numeric_limits<std::int32_t>::max();
     if (narrow) {
-        using Field = OverlapField<std::int16_t, std::int32_t>;
-        recall_rows<Field>(Field::share(patterns, P, N), N, scale, indices, B, config, out);
+        recall_rows<NarrowOverlap>(row_narrow_overlap, NarrowOverlap::share(patterns, P, N), N,
+                                   scale, indices, B, config, out);
     } else {
-        using Field = OverlapField<std::int32_t, std::int64_t>;
-        recall_rows<Field>(Field::share(patterns, P, N), N, scale, indices, B, config, out);
+        recall_rows<WideOverlap>(row_wide_overlap, WideOverlap::share(patterns, P, N), N, scale,
+                                 indices, B, config, out);
     }
 }
 
 void recall_dense(const std::int32_t* weights, Index N, const std::uint64_t* indices, Index B,
                   const RecallConfig& config, const RecallOutput& out) {
-    using Field = DenseField<std::int32_t, std::int64_t>;
-    recall_rows<Field>({weights, N}, N, static_cast<double>(N), indices, B, config, out);
+    recall_rows<IntDense>(row_int_dense, {weights, N}, N, static_cast<double>(N), indices, B,
+                          config, out);
 }
 
 void recall_dense(const double* weights, Index N, const std::uint64_t* indices, Index B,
                   const RecallConfig& config, const RecallOutput& out) {
-    using Field = DenseField<double, double>;
-    recall_rows<Field>({weights, N}, N, 1.0, indices, B, config, out);
+    recall_rows<FloatDense>(row_float_dense, {weights, N}, N, 1.0, indices, B, config, out);
 }
 
 bool has_openmp() {
