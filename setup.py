@@ -80,6 +80,7 @@ ext = Pybind11Extension(
     "sifternet._core",
     sorted(str(p.relative_to(HERE)) for p in (HERE / "csrc").glob("*.cpp")),
     include_dirs=["csrc"],
+    depends=sorted(str(p.relative_to(HERE)) for p in (HERE / "csrc").glob("*.hpp")),
     define_macros=[("VERSION_INFO", VERSION["__version__"])],
     extra_compile_args=compile_args,
     cxx_std=17,

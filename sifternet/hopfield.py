@@ -43,7 +43,7 @@ class RecallResult:
     energy: Optional[np.ndarray]
 
 
-def _global_indices(count: int, index_offset: int, indices: Any) -> np.ndarray:
+def global_indices(count: int, index_offset: int, indices: Any) -> np.ndarray:
     """The global index of every row (it keys the row's random streams), as uint64."""
     if indices is None:
         offset = operator.index(index_offset)
@@ -250,7 +250,7 @@ class HopfieldNetwork:
         memory = patterns if representation == "overlap" else self._dense_weights()
         kernel = _core.recall_overlap if representation == "overlap" else _core.recall_dense
         out, flips, done, converged, energy = kernel(
-            memory, states, _global_indices(count, index_offset, indices), **options
+            memory, states, global_indices(count, index_offset, indices), **options
         )
         known = stats or steps is None
         return RecallResult(

@@ -1,0 +1,1 @@
+"""Evaluation: backdoor attacks, metrics, controls and reports (never imported by the core)."""

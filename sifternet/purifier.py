@@ -1,0 +1,326 @@
+"""``SifterNet``: fit per-channel Hopfield networks on clean seeds, purify any images."""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+import cv2
+import numpy as np
+
+from sifternet.binarize import BORDERS, METHODS, binarize, states_to_pixels
+from sifternet.hopfield import RULES, HopfieldNetwork, global_indices
+from sifternet.modelfile import ModelFileError, PathLike, pack, unpack, write_atomically
+
+ORDERS: tuple[str, ...] = ("random", "sweep")
+#: Options that act at recall time only, changeable on a fitted purifier.
+RECALL_OPTIONS: tuple[str, ...] = ("steps", "order", "seed")
+
+
+@dataclass(frozen=True)
+class PurifierConfig:
+    """The options of a :class:`SifterNet`, saved with its model; see the class docs."""
+
+    binarize: str = "local_mean"
+    block_size: int = 11
+    offset: float = 0.0
+    threshold: float = 0.0
+    border: str = "zero"
+    rule: str = "hebbian"
+    steps: Optional[int] = 500
+    order: str = "random"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("binarize", METHODS),
+            ("border", BORDERS),
+            ("rule", RULES),
+            ("order", ORDERS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
+        _check_int("block_size", self.block_size, low=1)
+        _check_int("seed", self.seed, low=0, high=2**64 - 1)
+        if self.steps is not None:
+            _check_int("steps", self.steps, low=0)
+        for name in ("offset", "threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name}: expected a finite number, got {value!r}")
+
+
+def _check_int(name: str, value: Any, *, low: int, high: Optional[int] = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        upper = "" if high is None else f" and <= {high}"
+        raise ValueError(f"{name}: expected an int >= {low}{upper}, got {value}")
+
+
+class SifterNet:
+    """The SifterNet purifier: binarise, recall toward memorised seeds, map back.
+
+    Parameters (keyword-only; the paper's names in brackets)
+    ----------------------------------------------------------
+    binarize : {"local_mean", "global", "otsu"}
+        How pixels become states. ``local_mean`` is the paper's localized
+        differentiation: +1 where a pixel exceeds the mean of its window minus ``offset``.
+    block_size : int
+        The window side of ``local_mean`` [k-size]; the paper finds [15, 25] best on
+        CIFAR-10 and [5, 15] on GTSRB.
+    offset : float
+        ``local_mean``'s offset c (pixel units), default 0.
+    threshold : float
+        ``global``'s threshold t on the [-1, 1] scale, default 0.
+    border : {"zero", "replicate", "reflect"}
+        Padding of ``local_mean`` windows at the border; ``zero`` is the paper's.
+    rule : {"hebbian", "storkey", "projection"}
+        Learning rule; Hebbian is the paper's.
+    steps : int or None
+        Single-neuron update attempts per image and channel [RemoveTime]; the paper uses
+        [50, 500] for 32x32 images and [800, 1200] for MNIST. ``None``: until converged.
+    order : {"random", "sweep"}
+        ``random`` draws neurons with replacement (the paper); ``sweep`` a permutation.
+    seed : int
+        Seeds the random streams; with an image's global index it fixes its result.
+    num_threads : int or None
+        Kernel threads (not saved with the model): ``None`` follows ``OMP_NUM_THREADS``
+        capped at the usable cores, ``-1`` all cores. Results never depend on it.
+        OpenCV's binarisation uses its own pool (``cv2.setNumThreads``).
+
+    Notes
+    -----
+    A fitted purifier is read-only in :meth:`purify`: it may be shared by several Python
+    threads, and the kernel releases the GIL.
+    """
+
+    def __init__(self, *, num_threads: Optional[int] = None, **options: Any) -> None:
+        self.config = PurifierConfig(**options)
+        self.num_threads = num_threads
+        HopfieldNetwork(num_threads=num_threads)  # validates num_threads
+        self.networks: list[HopfieldNetwork] = []
+        self.image_shape: Optional[tuple[int, ...]] = None
+        self.seed_labels: Optional[np.ndarray] = None
+
+    # -- shapes ---------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` (or :meth:`load`) has given the purifier its networks."""
+        return self.image_shape is not None
+
+    @property
+    def n_channels(self) -> int:
+        """Colour channels of the fitted images (1 for grey)."""
+        shape = self._fitted_shape()
+        return shape[2] if len(shape) == 3 else 1
+
+    def _fitted_shape(self) -> tuple[int, ...]:
+        if self.image_shape is None:
+            raise RuntimeError("this SifterNet is not fitted yet: call fit(seed_images)")
+        return self.image_shape
+
+    def _as_batch(self, images: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
+        """(B, H, W, C) view of one image or a batch of the fitted shape, and whether the
+        input was a single image."""
+        shape = self._fitted_shape()
+        _check_uint8(images, name)
+        if images.shape == shape:
+            single = True
+        elif images.ndim == len(shape) + 1 and images.shape[1:] == shape:
+            single = False
+        else:
+            raise ValueError(
+                f"{name}: expected one image of shape {shape} or a batch (B, "
+                f"{', '.join(map(str, shape))}), got {images.shape}"
+            )
+        batch = images[None] if single else images
+        return batch.reshape(batch.shape[:3] + (self.n_channels,)), single
+
+    # -- fit ------------------------------------------------------------------------
+    def fit(self, seed_images: np.ndarray, labels: Optional[np.ndarray] = None) -> SifterNet:
+        """Memorise binarised ``seed_images``: (B, H, W) grey or (B, H, W, C) uint8.
+
+        One Hopfield network per channel stores the B binarised seeds of that channel.
+        ``labels`` (optional, one per seed) are only checked and kept with the model.
+        Returns ``self``.
+        """
+        _check_uint8(seed_images, "seed_images")
+        if seed_images.ndim not in (3, 4) or 0 in seed_images.shape:
+            raise ValueError(
+                "seed_images: expected a non-empty batch (B, H, W) or (B, H, W, C), got "
+                f"shape {seed_images.shape}"
+            )
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != seed_images.shape[:1] or labels.dtype.kind not in "iu":
+                raise ValueError(
+                    f"labels: expected {len(seed_images)} integers, one per seed image, got "
+                    f"dtype {labels.dtype} shape {labels.shape}"
+                )
+        self.image_shape = tuple(int(d) for d in seed_images.shape[1:])
+        batch = seed_images.reshape(seed_images.shape[:3] + (self.n_channels,))
+        self.networks = [
+            HopfieldNetwork(num_threads=self.num_threads).fit(plane, rule=self.config.rule)
+            for plane in self._planes(self._binarize(batch))
+        ]
+        self.seed_labels = None if labels is None else labels.astype(np.int64)
+        return self
+
+    # -- purify ---------------------------------------------------------------------
+    def _binarize(self, batch: np.ndarray, num_threads: Optional[int] = None) -> np.ndarray:
+        c = self.config
+        return binarize(
+            batch, c.binarize, block_size=c.block_size, offset=c.offset,
+            threshold=c.threshold, border=c.border,
+            num_threads=self.num_threads if num_threads is None else num_threads,
+        )
+
+    @staticmethod
+    def _planes(states: np.ndarray) -> list[np.ndarray]:
+        """(B, H, W, C) states -> C contiguous (B, H*W) planes (OpenCV's split)."""
+        b, h, w, c = states.shape
+        if c == 1:
+            return [states.reshape(b, h * w)]
+        return [p.reshape(b, h * w) for p in cv2.split(states.reshape(b * h, w, c))]
+
+    @staticmethod
+    def _merge(planes: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+        """C (B, H*W) planes -> (B, H, W, C) (OpenCV's merge)."""
+        b, h, w, c = shape
+        if c == 1:
+            return planes[0].reshape(shape)
+        return cv2.merge([p.reshape(b * h, w) for p in planes]).reshape(shape)
+
+    def binarize(self, images: np.ndarray) -> np.ndarray:
+        """The binarised input (0/255 uint8, the input's shape): purification without
+        recall, for previews and the binarise-only control."""
+        batch, single = self._as_batch(images, "images")
+        pixels = states_to_pixels(self._binarize(batch)).reshape(batch.shape[:1] + self.image_shape)
+        return pixels[0] if single else pixels
+
+    def purify(
+        self,
+        images: np.ndarray,
+        *,
+        index_offset: int = 0,
+        indices: Optional[np.ndarray] = None,
+        num_threads: Optional[int] = None,
+    ) -> np.ndarray:
+        """Purified images: uint8 0/255 of the input's shape (the paper's binary output).
+
+        ``images``: one image of the fitted shape or a batch of them. Image b uses the
+        global index ``index_offset + b`` (or ``indices[b]``) to key its random streams,
+        so a single image, a chunk or a shuffled batch purifies exactly as it would
+        inside the whole data set. Thread-safe; the kernel releases the GIL.
+        """
+        batch, single = self._as_batch(images, "images")
+        keys = global_indices(len(batch), index_offset, indices)
+        c = self.config
+        threads = self.num_threads if num_threads is None else num_threads
+        recalled = [
+            network.recall(
+                plane, steps=c.steps, order=c.order, seed=c.seed, indices=keys,
+                channel=channel, channels=self.n_channels, stats=False, num_threads=threads,
+            ).states
+            for channel, (network, plane) in enumerate(
+                zip(self.networks, self._planes(self._binarize(batch, threads)))
+            )
+        ]
+        pixels = states_to_pixels(self._merge(recalled, batch.shape))
+        pixels = pixels.reshape(batch.shape[:1] + self._fitted_shape())
+        return pixels[0] if single else pixels
+
+    def with_options(self, **changes: Any) -> SifterNet:
+        """A copy with other recall options (``steps``, ``order``, ``seed``), sharing the
+        memorised networks; options that shape the memories need a new :meth:`fit`."""
+        fixed = set(changes) - set(RECALL_OPTIONS)
+        if fixed:
+            raise ValueError(
+                f"{', '.join(sorted(fixed))}: shape the memories; fit a new SifterNet to change "
+                f"them (with_options takes {', '.join(RECALL_OPTIONS)})"
+            )
+        copy = SifterNet(num_threads=self.num_threads, **{**asdict(self.config), **changes})
+        copy.networks, copy.image_shape, copy.seed_labels = self.networks, self.image_shape, self.seed_labels
+        return copy
+
+    # -- model files and pickling -----------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The model file's bytes (see :mod:`sifternet.modelfile`)."""
+        arrays: dict[str, np.ndarray] = {}
+        for channel, network in enumerate(self.networks):
+            for name, value in network.to_dict().items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"{name}_{channel}"] = value
+        if self.seed_labels is not None:
+            arrays["seed_labels"] = self.seed_labels
+        metadata = {"config": asdict(self.config), "image_shape": list(self._fitted_shape())}
+        return pack(metadata, arrays)
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, num_threads: Optional[int] = None, source: str = "model file"
+    ) -> SifterNet:
+        """A purifier from model-file bytes, fully validated (:class:`ModelFileError`)."""
+        metadata, arrays = unpack(data, source)
+        try:
+            purifier = cls(num_threads=num_threads, **metadata["config"])
+            shape = tuple(operator.index(d) for d in metadata["image_shape"])
+            if len(shape) not in (2, 3) or min(shape) < 1:
+                raise ValueError(f"image_shape: expected (H, W) or (H, W, C), got {shape}")
+            purifier.image_shape = shape
+            n = shape[0] * shape[1]
+            for channel in range(purifier.n_channels):
+                state = {"rule": purifier.config.rule, "patterns": arrays[f"patterns_{channel}"]}
+                if f"weights_{channel}" in arrays:
+                    state["weights"] = arrays[f"weights_{channel}"]
+                network = HopfieldNetwork.from_dict(state, num_threads=num_threads)
+                if network.n_neurons != n:
+                    raise ValueError(f"patterns_{channel}: {network.n_neurons} neurons, expected {n}")
+                purifier.networks.append(network)
+            labels = arrays.get("seed_labels")
+            purifier.seed_labels = None if labels is None else labels.astype(np.int64)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f"{source}: invalid model content: {error}") from None
+        return purifier
+
+    def save(self, path: PathLike, *, overwrite: bool = False) -> None:
+        """Write the model file atomically; an existing file needs ``overwrite=True``."""
+        write_atomically(path, self.to_bytes(), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: PathLike, *, num_threads: Optional[int] = None) -> SifterNet:
+        """Read a model file written by :meth:`save` (never unpickles)."""
+        with open(path, "rb") as handle:
+            data = handle.read()
+        return cls.from_bytes(data, num_threads=num_threads, source=str(path))
+
+    def __getstate__(self) -> dict[str, Any]:
+        if not self.is_fitted:
+            return {"config": asdict(self.config), "num_threads": self.num_threads}
+        return {"model": self.to_bytes(), "num_threads": self.num_threads}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "model" in state:
+            restored = SifterNet.from_bytes(state["model"], num_threads=state["num_threads"])
+        else:
+            restored = SifterNet(num_threads=state["num_threads"], **state["config"])
+        self.__dict__.update(restored.__dict__)
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in asdict(self.config).items())
+        fitted = (
+            f", image_shape={self.image_shape}, seeds={self.networks[0].n_patterns}"
+            if self.is_fitted
+            else ", unfitted"
+        )
+        return f"SifterNet({options}{fitted})"
+
+
+def _check_uint8(images: Any, name: str) -> None:
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy uint8 array, got {type(images).__name__}")
+    if images.dtype != np.uint8:
+        raise TypeError(f"{name}: expected dtype uint8, got {images.dtype}")

@@ -1,0 +1,250 @@
+"""SifterNet: fit / purify contract, reproducibility, model files, pickling, seeds."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from sifternet import HopfieldNetwork, ModelFileError, SifterNet, select_seeds
+from sifternet.binarize import binarize
+from sifternet import reference as ref
+from sifternet.modelfile import FORMAT_VERSION, METADATA_KEY
+from sifternet.seeds import seed_indices
+
+
+def images(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def colour():
+    rng = np.random.default_rng(0)
+    purifier = SifterNet(block_size=5, steps=300, seed=3).fit(images(rng, 6, 12, 10, 3))
+    return purifier, images(rng, 40, 12, 10, 3)
+
+
+@pytest.fixture(scope="module")
+def grey():
+    rng = np.random.default_rng(1)
+    purifier = SifterNet(binarize="global", steps=200).fit(images(rng, 4, 9, 11))
+    return purifier, images(rng, 25, 9, 11)
+
+
+def test_purify_equals_binarise_then_reference_recall(colour):
+    purifier, batch = colour
+    got = purifier.purify(batch)
+    assert got.shape == batch.shape and got.dtype == np.uint8
+    states = binarize(batch, "local_mean", block_size=5)
+    for channel, network in enumerate(purifier.networks):
+        plane = states[..., channel].reshape(len(batch), -1)
+        want = ref.recall(
+            ref.hebbian_weights(network.patterns), plane, steps=300, seed=3,
+            indices=np.arange(len(batch)), channel=channel, channels=3,
+        ).states
+        np.testing.assert_array_equal(got[..., channel].reshape(len(batch), -1), (want > 0) * 255)
+
+
+def test_seeds_are_memorised_per_channel(colour):
+    purifier, _ = colour
+    assert len(purifier.networks) == 3 and purifier.n_channels == 3
+    assert all(net.n_patterns == 6 and net.n_neurons == 120 for net in purifier.networks)
+
+
+@pytest.mark.parametrize("fixture", ["colour", "grey"])
+def test_single_image_chunks_and_shuffles_equal_one_shot(fixture, request):
+    purifier, batch = request.getfixturevalue(fixture)
+    whole = purifier.purify(batch)
+    np.testing.assert_array_equal(purifier.purify(batch[7], index_offset=7), whole[7])
+    chunks = [purifier.purify(batch[a : a + 6], index_offset=a) for a in range(0, len(batch), 6)]
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+    order = np.random.default_rng(2).permutation(len(batch))
+    np.testing.assert_array_equal(purifier.purify(batch[order], indices=order), whole[order])
+    for threads in (1, 2, 5):
+        np.testing.assert_array_equal(purifier.purify(batch, num_threads=threads), whole)
+
+
+def test_grey_shapes(grey):
+    purifier, batch = grey
+    assert purifier.image_shape == (9, 11) and purifier.n_channels == 1
+    assert purifier.purify(batch).shape == (25, 9, 11)
+    assert purifier.purify(batch[0]).shape == (9, 11)
+    assert set(np.unique(purifier.binarize(batch))) <= {0, 255}
+
+
+def test_seeds_are_fixed_points_of_purification():
+    rng = np.random.default_rng(3)
+    seeds = images(rng, 2, 16, 16)
+    purifier = SifterNet(binarize="global", steps=2000).fit(seeds)
+    np.testing.assert_array_equal(purifier.purify(seeds), purifier.binarize(seeds))
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        (np.zeros((2, 12, 10, 3), np.float32), TypeError, "images: expected dtype uint8, got float32"),
+        ([[0]], TypeError, "images: expected a numpy uint8 array, got list"),
+        (np.zeros((2, 12, 11, 3), np.uint8), ValueError, r"one image of shape \(12, 10, 3\) or a batch"),
+        (np.zeros((2, 12, 10, 1), np.uint8), ValueError, r"got \(2, 12, 10, 1\)"),
+        (np.zeros((12, 10), np.uint8), ValueError, r"got \(12, 10\)"),
+    ],
+)
+def test_bad_images_are_refused(colour, bad, error, message):
+    purifier, _ = colour
+    with pytest.raises(error, match=message):
+        purifier.purify(bad)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"binarize": "sauvola"}, ValueError, "binarize: expected one of"),
+        ({"block_size": 0}, ValueError, "block_size: expected an int >= 1, got 0"),
+        ({"block_size": 2.5}, TypeError, "block_size: expected an int, got float"),
+        ({"steps": -5}, ValueError, "steps: expected an int >= 0, got -5"),
+        ({"seed": -1}, ValueError, "seed: expected an int >= 0"),
+        ({"offset": float("nan")}, ValueError, "offset: expected a finite number"),
+        ({"rule": "oja"}, ValueError, "rule: expected one of"),
+        ({"num_threads": 0}, ValueError, "num_threads: expected a positive count"),
+        ({"colour": True}, TypeError, "colour"),
+    ],
+)
+def test_bad_options_are_refused(options, error, message):
+    with pytest.raises(error, match=message):
+        SifterNet(**options)
+
+
+def test_fit_refuses_bad_seeds():
+    with pytest.raises(ValueError, match="non-empty batch"):
+        SifterNet().fit(np.zeros((0, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        SifterNet().fit(np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="labels: expected 2 integers"):
+        SifterNet().fit(np.zeros((2, 8, 8), np.uint8), labels=np.zeros(3, int))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SifterNet().purify(np.zeros((8, 8), np.uint8))
+
+
+def test_with_options_changes_recall_only(colour):
+    purifier, batch = colour
+    longer = purifier.with_options(steps=600)
+    assert longer.config.steps == 600 and longer.networks is purifier.networks
+    want = SifterNet(block_size=5, steps=600, seed=3)
+    want.networks, want.image_shape = purifier.networks, purifier.image_shape
+    np.testing.assert_array_equal(longer.purify(batch), want.purify(batch))
+    with pytest.raises(ValueError, match="block_size: shape the memories"):
+        purifier.with_options(block_size=7)
+
+
+@pytest.mark.parametrize("rule", ["hebbian", "storkey", "projection"])
+def test_save_load_and_pickle_round_trip(tmp_path, rule):
+    rng = np.random.default_rng(4)
+    purifier = SifterNet(rule=rule, steps=100, block_size=3).fit(images(rng, 3, 8, 8, 3), labels=[0, 1, 2])
+    batch = images(rng, 5, 8, 8, 3)
+    want = purifier.purify(batch)
+    path = tmp_path / "model.npz"
+    purifier.save(path)
+    for copy in (SifterNet.load(path), pickle.loads(pickle.dumps(purifier))):
+        assert copy.config == purifier.config and copy.image_shape == (8, 8, 3)
+        np.testing.assert_array_equal(copy.seed_labels, [0, 1, 2])
+        np.testing.assert_array_equal(copy.purify(batch), want)
+    with pytest.raises(FileExistsError, match="pass overwrite=True"):
+        purifier.save(path)
+    purifier.save(path, overwrite=True)
+    unfitted = pickle.loads(pickle.dumps(SifterNet(steps=7)))
+    assert not unfitted.is_fitted and unfitted.config.steps == 7
+
+
+def _rewrite(data: bytes, change) -> bytes:
+    """The model bytes with their arrays and metadata passed through ``change``."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    metadata = json.loads(arrays.pop(METADATA_KEY).tobytes())
+    change(metadata, arrays)
+    out = io.BytesIO()
+    encoded = np.frombuffer(json.dumps(metadata).encode(), np.uint8)
+    np.savez(out, **arrays, **{METADATA_KEY: encoded})
+    return out.getvalue()
+
+
+def test_broken_model_files_are_named(tmp_path):
+    rng = np.random.default_rng(5)
+    data = SifterNet(steps=10).fit(images(rng, 2, 6, 6)).to_bytes()
+
+    def flip_pattern(meta, arrays):
+        arrays["patterns_0"] = -arrays["patterns_0"]
+
+    def newer(meta, arrays):
+        meta["format_version"] = FORMAT_VERSION + 1
+
+    def foreign(meta, arrays):
+        meta["format"] = "something-else"
+
+    def bad_config(meta, arrays):
+        meta["config"]["steps"] = -4
+
+    def pickled(meta, arrays):
+        arrays["patterns_0"] = np.array([object()], dtype=object)
+
+    cases = [
+        (data[: len(data) // 2], "not a readable .npz model file"),
+        (b"not a zip at all", "not a readable .npz model file"),
+        (_rewrite(data, flip_pattern), "checksum mismatch"),
+        (_rewrite(data, newer), "upgrade sifternet"),
+        (_rewrite(data, foreign), "not a sifternet model"),
+    ]
+    for blob, message in cases:
+        with pytest.raises(ModelFileError, match=message):
+            SifterNet.from_bytes(blob)
+
+    def resign(change):
+        def both(meta, arrays):
+            change(meta, arrays)
+            from sifternet.modelfile import _digest
+
+            meta["sha256"] = _digest(arrays)
+
+        return _rewrite(data, both)
+
+    with pytest.raises(ModelFileError, match="invalid model content: steps"):
+        SifterNet.from_bytes(resign(bad_config))
+    with pytest.raises(ModelFileError, match="invalid model content: patterns: values must be -1 or"):
+        SifterNet.from_bytes(resign(lambda m, a: a.update(patterns_0=np.zeros((2, 36), np.int8))))
+    with pytest.raises(ModelFileError, match="36 neurons, expected 49"):
+        SifterNet.from_bytes(resign(lambda m, a: m.update(image_shape=[7, 7])))
+    with pytest.raises(ModelFileError):
+        SifterNet.from_bytes(_rewrite(data, pickled))
+    path = tmp_path / "empty.zip"
+    with zipfile.ZipFile(path, "w"):
+        pass
+    with pytest.raises(ModelFileError, match="no __metadata__|not a readable"):
+        SifterNet.load(path)
+
+
+def test_select_seeds_covers_every_class():
+    labels = np.repeat(np.arange(4), [3, 5, 2, 4])
+    data = np.arange(len(labels))
+    seeds, seed_labels = select_seeds(data, labels, 2, seed=1)
+    assert sorted(seed_labels.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+    np.testing.assert_array_equal(labels[seeds], seed_labels)
+    np.testing.assert_array_equal(select_seeds(data, labels, 2, seed=1)[0], seeds)
+    first = seed_indices(labels, 1, strategy="first")
+    np.testing.assert_array_equal(first, [0, 3, 8, 10])
+    with pytest.raises(ValueError, match="class 2 has 2 image"):
+        seed_indices(labels, 3)
+    with pytest.raises(ValueError, match="class 4 has 0 image"):
+        seed_indices(labels, 1, n_classes=5)
+    with pytest.raises(ValueError, match="images and labels differ in length"):
+        select_seeds(data[:3], labels, 1)
+    with pytest.raises(ValueError, match="strategy: expected one of"):
+        seed_indices(labels, 1, strategy="best")
+
+
+def test_networks_are_hopfield_networks(grey):
+    purifier, _ = grey
+    assert isinstance(purifier.networks[0], HopfieldNetwork)
+    assert "image_shape=(9, 11)" in repr(purifier)
