@@ -11,15 +11,21 @@ namespace sifternet {
 namespace {
 
 // Columns of the pattern matrix as bit sets: bit mu of neuron i is set where xi_i^mu = +1.
+// Threads own blocks of neurons, so each writes only its own columns' bits.
 std::vector<std::uint64_t> pack_columns(const std::int8_t* patterns, std::int64_t P,
-                                        std::int64_t N, std::int64_t words) {
+                                        std::int64_t N, std::int64_t words, int num_threads) {
     std::vector<std::uint64_t> bits(static_cast<std::size_t>(N * words), 0);
-    for (std::int64_t mu = 0; mu < P; ++mu) {
-        const std::int8_t* row = patterns + mu * N;
-        const std::uint64_t bit = std::uint64_t{1} << (mu & 63);
-        const std::int64_t word = mu >> 6;
-        for (std::int64_t i = 0; i < N; ++i) {
-            if (row[i] > 0) bits[static_cast<std::size_t>(i * words + word)] |= bit;
+    std::uint64_t* out = bits.data();
+    constexpr std::int64_t block = 256;
+#pragma omp parallel for schedule(static) num_threads(num_threads)
+    for (std::int64_t first = 0; first < N; first += block) {
+        const std::int64_t last = first + block < N ? first + block : N;
+        for (std::int64_t mu = 0; mu < P; ++mu) {
+            const std::int8_t* row = patterns + mu * N;
+            const std::uint64_t shift = static_cast<std::uint64_t>(mu & 63);
+            std::uint64_t* column = out + (mu >> 6);
+            for (std::int64_t i = first; i < last; ++i)
+                column[i * words] |= static_cast<std::uint64_t>(row[i] > 0) << shift;
         }
     }
     return bits;
@@ -45,7 +51,7 @@ SIFTERNET_HOT void hebbian_row(const std::uint64_t* bits, std::int64_t words, st
 void hebbian_weights(const std::int8_t* patterns, std::int64_t P, std::int64_t N,
                      std::int32_t* weights, int num_threads) {
     const std::int64_t words = (P + 63) / 64;
-    const std::vector<std::uint64_t> bits = pack_columns(patterns, P, N, words);
+    const std::vector<std::uint64_t> bits = pack_columns(patterns, P, N, words, num_threads);
     // Rows never collide: row i writes (i, j > i) and (j > i, i) only.
 #pragma omp parallel for schedule(dynamic, 16) num_threads(num_threads)
     for (std::int64_t i = 0; i < N; ++i) hebbian_row(bits.data(), words, P, N, i, weights);

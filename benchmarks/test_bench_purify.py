@@ -1,0 +1,49 @@
+"""End to end on the GTSRB test set (issue 3): local_mean k = 11 + W1's recall + merge,
+beside the binarisation alone and a per-image OpenCV binarisation baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from baselines import per_image_local_mean
+from conftest import record
+
+from sifternet.binarize import binarize, states_to_pixels
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_purify_gtsrb(benchmark, gtsrb, gtsrb_purifier, threads):
+    images, _ = gtsrb
+    benchmark.group = "purify GTSRB"
+    out = benchmark.pedantic(gtsrb_purifier.purify, args=(images,), kwargs={"num_threads": threads},
+                             rounds=5, warmup_rounds=1)
+    assert np.array_equal(out[100:110], gtsrb_purifier.purify(images[100:110], index_offset=100))
+    record(benchmark, f"purify end to end, {threads} thread(s)", len(images), "purify")
+
+
+def binarise_and_merge(purifier, images):
+    """The purifier's work without the recall: binarise, split, merge, map to pixels."""
+    states = purifier._binarize(images)
+    return states_to_pixels(purifier._merge(purifier._planes(states), states.shape))
+
+
+def test_binarise_and_merge_gtsrb(benchmark, gtsrb, gtsrb_purifier):
+    images, _ = gtsrb
+    benchmark.group = "purify GTSRB"
+    benchmark.pedantic(binarise_and_merge, args=(gtsrb_purifier, images), rounds=5, warmup_rounds=1)
+    record(benchmark, "binarise + split/merge only", len(images), "purify")
+
+
+def test_binarise_per_image_opencv_baseline(benchmark, gtsrb):
+    images, _ = gtsrb
+    benchmark.group = "binarise GTSRB"
+    out = benchmark.pedantic(per_image_local_mean, args=(images, 11), rounds=2)
+    assert np.array_equal(out, binarize(images, "local_mean", block_size=11))
+    record(benchmark, "baseline: per-image OpenCV", len(images), "binarise")
+
+
+def test_binarise_batched(benchmark, gtsrb):
+    images, _ = gtsrb
+    benchmark.group = "binarise GTSRB"
+    benchmark.pedantic(binarize, args=(images, "local_mean"), kwargs={"block_size": 11}, rounds=5, warmup_rounds=1)
+    record(benchmark, "sifternet batched local_mean", len(images), "binarise")
