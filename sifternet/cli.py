@@ -207,11 +207,73 @@ def cmd_demo(args: argparse.Namespace) -> None:
     )
 
 
+# -- evaluate -------------------------------------------------------------------------
+ATTACK_FLAGS = {"badnet": ("position", "size"), "blended": ("alpha",), "sig": ("delta", "frequency"),
+                "wanet": ("grid", "strength")}
+
+
+def _position(text: str):
+    if "," in text:
+        row, col = text.split(",")
+        return int(row), int(col)
+    return text
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from sifternet.eval import evaluate as ev
+    from sifternet.eval.attacks import make_attack
+    from sifternet.eval.models import load_torchscript, train_small_cnn
+
+    out = Path(args.out)
+    images, labels = load_array(args.data, "images"), load_array(args.data, "labels").astype(np.int64)
+    if args.limit:
+        keep = np.sort(np.random.default_rng(args.split_seed).permutation(len(images))[: args.limit])
+        images, labels = images[keep], labels[keep]
+    params = {k: getattr(args, k) for k in ATTACK_FLAGS[args.attack] if getattr(args, k) is not None}
+    attack = make_attack(args.attack, **params)
+    split = ev.split_data(len(images), args.train_fraction, args.split_seed)
+    n_classes = int(labels.max()) + 1
+    if args.model:
+        model = load_torchscript(args.model)
+        n_poisoned = 0
+    else:
+        train_x, train_y, poisoned = ev.poison(images[split.train], labels[split.train], attack, args.target, args.split_seed)
+        n_poisoned = len(poisoned)
+        model = train_small_cnn(train_x, train_y, n_classes=n_classes, epochs=args.epochs, seed=args.split_seed,
+                                num_threads=args.threads, cache=args.model_cache)
+    seeds, seed_labels = ev.seeds_from(images, labels, split, args.per_class, args.split_seed)
+    purifier = SifterNet(num_threads=args.threads, **_purifier_options(args)).fit(seeds, seed_labels)
+    settings = dict(data=str(args.data), attack=args.attack, attack_params=params, n_train=len(split.train),
+                    n_poisoned=n_poisoned, n_seeds=len(seeds), train_fraction=args.train_fraction,
+                    split_seed=args.split_seed, epochs=args.epochs, model=args.model or "small CNN (trained here)",
+                    limit=args.limit, command="sifternet " + " ".join(sys.argv[1:]))
+    report, outputs = ev.evaluate(images, labels, attack=attack, model=model, purifier=purifier,
+                                  defenses=ev.default_defenses(purifier, args.defenses.split(",")),
+                                  split=split, target=args.target, settings=settings)
+    clean = images[split.evaluation]
+    written = ev.write_report(report, outputs, clean, attack.apply(clean), out, overwrite=args.force)
+    print(report.to_markdown())
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 # -- parser -------------------------------------------------------------------------
 def _add_recall_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores; -1: all)")
     parser.add_argument("--steps", type=_steps, default=None, help="update attempts per image and channel (the paper's RemoveTime); 'none' = until converged")
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
+
+
+def _add_purifier_options(parser: argparse.ArgumentParser) -> None:
+    defaults = PurifierConfig()
+    parser.add_argument("--binarize", choices=METHODS, help=f"binarisation (default {defaults.binarize})")
+    parser.add_argument("--block-size", dest="block_size", type=int, help=f"local-mean window, the paper's k-size (default {defaults.block_size})")
+    parser.add_argument("--offset", type=float, help="local-mean offset c (default 0)")
+    parser.add_argument("--threshold", type=float, help="global threshold t on [-1, 1] (default 0)")
+    parser.add_argument("--border", choices=BORDERS, help="local-mean padding (default zero, the paper's)")
+    parser.add_argument("--rule", choices=RULES, help="learning rule (default hebbian)")
+    parser.add_argument("--order", choices=ORDERS, help="update order (default random)")
+    parser.add_argument("--seed", type=int, help="seed of the recall's random streams (default 0)")
+    _add_recall_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,16 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--per-class", type=int, default=2, help="seeds per class (default 2)")
     fit.add_argument("--selection", choices=STRATEGIES, default="random", help="how seeds are chosen (default random)")
     fit.add_argument("--selection-seed", type=int, default=0, help="seed of the random selection")
-    defaults = PurifierConfig()
-    fit.add_argument("--binarize", choices=METHODS, help=f"binarisation (default {defaults.binarize})")
-    fit.add_argument("--block-size", dest="block_size", type=int, help=f"local-mean window, the paper's k-size (default {defaults.block_size})")
-    fit.add_argument("--offset", type=float, help="local-mean offset c (default 0)")
-    fit.add_argument("--threshold", type=float, help="global threshold t on [-1, 1] (default 0)")
-    fit.add_argument("--border", choices=BORDERS, help="local-mean padding (default zero, the paper's)")
-    fit.add_argument("--rule", choices=RULES, help="learning rule (default hebbian)")
-    fit.add_argument("--order", choices=ORDERS, help="update order (default random)")
-    fit.add_argument("--seed", type=int, help="seed of the recall's random streams (default 0)")
-    _add_recall_options(fit)
+    _add_purifier_options(fit)
     fit.set_defaults(run=cmd_fit)
 
     purify = commands.add_parser("purify", help="purify a folder of images or an .npy/.npz array", description="Purify images with a model file, in chunks, never overwriting the input.")
@@ -253,6 +306,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="sifternet-demo.png", help="preview grid to write (default sifternet-demo.png)")
     _add_recall_options(demo)
     demo.set_defaults(run=cmd_demo)
+
+    evaluate = commands.add_parser("evaluate", help="measure Acc / ASR / RA of defenses against a backdoor (needs PyTorch)",
+                                   description="Train (or load) a target model on a poisoned split of a data set, purify clean and triggered evaluation images with each defense, and write report.md, report.json and figures. The shared data sets are test splits: every report says so.")
+    evaluate.add_argument("data", help=".npz with 'images' and 'labels' (the layout of ../shared/data)")
+    evaluate.add_argument("--out", required=True, help="folder for report.md, report.json, examples.png, metrics.png")
+    evaluate.add_argument("--attack", choices=sorted(ATTACK_FLAGS), default="badnet", help="backdoor attack (default badnet)")
+    evaluate.add_argument("--position", type=_position, help="badnet: bottom_right (default), other corners, interior, random, or ROW,COL")
+    evaluate.add_argument("--size", type=int, help="badnet: patch side (default 3)")
+    evaluate.add_argument("--alpha", type=float, help="blended: blend weight (default 0.2; the paper 0.065)")
+    evaluate.add_argument("--delta", type=float, help="sig: amplitude (default 40)")
+    evaluate.add_argument("--frequency", type=float, help="sig: frequency (default 6)")
+    evaluate.add_argument("--grid", type=int, help="wanet: control grid k (default 4)")
+    evaluate.add_argument("--strength", type=float, help="wanet: warp strength s (default 0.5)")
+    evaluate.add_argument("--target", type=int, default=0, help="target class of the all-to-one backdoor (default 0)")
+    evaluate.add_argument("--defenses", default="none,sifternet,binarise-only,erase-visited,seed-consensus,median-3x3",
+                          help="comma-separated defenses (default: all)")
+    evaluate.add_argument("--per-class", type=int, default=2, help="seeds per class from the clean training part (default 2)")
+    evaluate.add_argument("--train-fraction", type=float, default=0.7, help="training part of the data set (default 0.7)")
+    evaluate.add_argument("--split-seed", type=int, default=0, help="seed of the split, poisoning, seeds and training")
+    evaluate.add_argument("--epochs", type=int, default=6, help="training epochs of the small CNN (default 6)")
+    evaluate.add_argument("--model-cache", help="file to keep the trained model in (reused when data and settings match)")
+    evaluate.add_argument("--model", help="evaluate this TorchScript model instead of training one")
+    evaluate.add_argument("--limit", type=int, help="use a random subset of this many images (quick runs)")
+    _add_purifier_options(evaluate)
+    evaluate.set_defaults(run=cmd_evaluate)
     return parser
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import operator
-from typing import Union
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 
 Position = Union[str, tuple[int, int]]
 CORNERS = ("bottom_right", "bottom_left", "top_right", "top_left")
+#: Named positions besides the corners: "interior" is 4 pixels in from the bottom-right
+#: corner (clear of the border that zero-padded binarisation whitens).
+INTERIOR_MARGIN = 4
+PATTERNS = ("solid", "checkerboard")
 
 
 def _check_batch(images: np.ndarray) -> None:
@@ -21,12 +28,19 @@ def _check_batch(images: np.ndarray) -> None:
 def patch_origin(shape: tuple[int, ...], size: int, position: Position) -> tuple[int, int]:
     """Top-left pixel of a ``size`` x ``size`` patch at a corner or at (row, col)."""
     height, width = shape[1], shape[2]
+    if position == "interior":
+        return height - size - INTERIOR_MARGIN, width - size - INTERIOR_MARGIN
     if isinstance(position, str):
         if position not in CORNERS:
-            raise ValueError(f"position: expected one of {CORNERS} or (row, col), got {position!r}")
+            raise ValueError(
+                f"position: expected one of {CORNERS}, 'interior', 'random' or (row, col), "
+                f"got {position!r}"
+            )
         row = height - size if position.startswith("bottom") else 0
         col = width - size if position.endswith("right") else 0
         return row, col
+    if len(position) != 2:
+        raise ValueError(f"position: expected a corner, 'random' or (row, col), got {position!r}")
     row, col = (operator.index(v) for v in position)
     if not (0 <= row <= height - size and 0 <= col <= width - size):
         raise ValueError(f"position: a {size}x{size} patch at {(row, col)} leaves the {height}x{width} image")
@@ -34,17 +48,132 @@ def patch_origin(shape: tuple[int, ...], size: int, position: Position) -> tuple
 
 
 def badnet(
-    images: np.ndarray, *, size: int = 3, position: Position = "bottom_right", value: int = 255
+    images: np.ndarray,
+    *,
+    size: int = 3,
+    position: Position = "bottom_right",
+    value: Union[int, Sequence[int]] = 255,
+    pattern: str = "solid",
+    seed: int = 0,
 ) -> np.ndarray:
-    """BadNet (Gu et al. 2017): a ``size`` x ``size`` patch of ``value`` stamped on every
-    image, by default 3x3 white in the bottom-right corner. Returns a new batch."""
+    """BadNet (Gu et al. 2017): a ``size`` x ``size`` patch stamped on every image.
+
+    ``position``: a corner, ``"interior"``, a fixed (row, col), or ``"random"`` (a position per image,
+    drawn from ``seed``). ``value``: the patch colour (one level, or one per channel);
+    ``pattern``: ``"solid"`` or ``"checkerboard"`` (colour and black alternating).
+    Default: 3x3 white, bottom-right corner. Returns a new batch.
+    """
     _check_batch(images)
     size = operator.index(size)
     if not 1 <= size <= min(images.shape[1:3]):
         raise ValueError(f"size: expected 1 .. {min(images.shape[1:3])}, got {size}")
-    if not 0 <= value <= 255:
-        raise ValueError(f"value: expected 0 .. 255, got {value}")
-    row, col = patch_origin(images.shape, size, position)
+    colour = np.asarray(value)
+    if colour.dtype.kind not in "iu" or colour.min() < 0 or colour.max() > 255:
+        raise ValueError(f"value: expected levels in 0 .. 255, got {value!r}")
+    if pattern not in PATTERNS:
+        raise ValueError(f"pattern: expected one of {PATTERNS}, got {pattern!r}")
+    patch = np.broadcast_to(colour.astype(np.uint8), (size, size) + images.shape[3:]).copy()
+    if pattern == "checkerboard":
+        patch[(np.add.outer(np.arange(size), np.arange(size)) % 2).astype(bool)] = 0
     out = images.copy()
-    out[:, row : row + size, col : col + size] = value
+    if isinstance(position, str) and position == "random":
+        rng = np.random.default_rng(seed)
+        rows = rng.integers(0, images.shape[1] - size + 1, len(images))
+        cols = rng.integers(0, images.shape[2] - size + 1, len(images))
+        for image, row, col in zip(out, rows, cols):
+            image[row : row + size, col : col + size] = patch
+        return out
+    row, col = patch_origin(images.shape, size, position)
+    out[:, row : row + size, col : col + size] = patch
     return out
+
+
+def blend_pattern(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """The default Blended pattern: uniform noise of one image's shape from ``seed`` (a
+    fixed image the package generates; no third-party picture)."""
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def blended(
+    images: np.ndarray, *, alpha: float = 0.2, pattern: Optional[np.ndarray] = None, seed: int = 0
+) -> np.ndarray:
+    """Blended (Chen et al. 2017): ``(1 - alpha) x + alpha pattern``, rounded.
+
+    ``alpha``: BackdoorBench uses 0.2, the paper 0.065. ``pattern``: one uint8 image of
+    the images' shape; default :func:`blend_pattern` of ``seed``.
+    """
+    _check_batch(images)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: expected 0 .. 1, got {alpha}")
+    if pattern is None:
+        pattern = blend_pattern(images.shape[1:], seed)
+    if not isinstance(pattern, np.ndarray) or pattern.shape != images.shape[1:] or pattern.dtype != np.uint8:
+        raise ValueError(f"pattern: expected uint8 of shape {images.shape[1:]}")
+    mixed = (1.0 - alpha) * images + alpha * pattern.astype(np.float64)
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+def sig(images: np.ndarray, *, delta: float = 40.0, frequency: float = 6.0) -> np.ndarray:
+    """SIG (Barni et al. 2019): ``x + delta sin(2 pi j f / width)`` on every row and
+    channel (j the column), clipped to 0 .. 255; BackdoorBench's delta 40, f 6."""
+    _check_batch(images)
+    width = images.shape[2]
+    wave = delta * np.sin(2 * np.pi * np.arange(width) * frequency / width)
+    wave = wave.reshape((1, 1, width) + (1,) * (images.ndim - 3))
+    return np.clip(np.rint(images + wave), 0, 255).astype(np.uint8)
+
+
+def warp_field(height: int, width: int, *, grid: int = 4, strength: float = 0.5, seed: int = 0):
+    """WaNet's fixed warp (Nguyen and Tran 2021) as OpenCV remap maps (map_x, map_y).
+
+    A ``grid`` x ``grid`` field of random 2-D offsets in [-1, 1], scaled to mean absolute
+    value 1, upsampled bicubically to the image; the displacement is ``strength / height``
+    in normalised [-1, 1] coordinates, i.e. ``strength (size - 1) / (2 height)`` pixels.
+    """
+    if grid < 2 or strength < 0:
+        raise ValueError(f"grid: expected >= 2 and strength >= 0, got {grid}, {strength}")
+    offsets = np.random.default_rng(seed).uniform(-1, 1, (grid, grid, 2))
+    offsets /= np.abs(offsets).mean()
+    field = cv2.resize(offsets.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    map_x = cols + field[..., 0] * strength / height * (width - 1) / 2
+    map_y = rows + field[..., 1] * strength / height * (height - 1) / 2
+    return np.clip(map_x, 0, width - 1), np.clip(map_y, 0, height - 1)
+
+
+def wanet(images: np.ndarray, *, grid: int = 4, strength: float = 0.5, seed: int = 0) -> np.ndarray:
+    """WaNet: every image warped by the same smooth random field (:func:`warp_field`),
+    bilinear, with ``cv2.remap``; defaults k = 4, s = 0.5."""
+    _check_batch(images)
+    map_x, map_y = warp_field(images.shape[1], images.shape[2], grid=grid, strength=strength, seed=seed)
+    out = np.empty_like(images)
+    for b, image in enumerate(images):
+        out[b] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(image.shape)
+    return out
+
+
+@dataclass(frozen=True)
+class Attack:
+    """An attack with its poisoning protocol: ``apply(images) -> triggered images``."""
+
+    name: str
+    apply: Callable[[np.ndarray], np.ndarray]
+    poison_ratio: float
+    clean_label: bool = False  # poison target-class images only, labels unchanged (SIG)
+
+
+def make_attack(name: str, **params: Any) -> Attack:
+    """One of :data:`ATTACKS` with its parameters (see each function) and the paper's
+    poisoning protocol: ratio 0.1 (BadNet, WaNet), 0.075 (Blended, SIG); SIG clean-label."""
+    if name not in ATTACKS:
+        raise ValueError(f"attack: expected one of {tuple(ATTACKS)}, got {name!r}")
+    function, ratio, clean_label = ATTACKS[name]
+    return Attack(name, functools.partial(function, **params), ratio, clean_label)
+
+
+ATTACKS: dict[str, tuple[Callable[..., np.ndarray], float, bool]] = {
+    "badnet": (badnet, 0.1, False),
+    "blended": (blended, 0.075, False),
+    "sig": (sig, 0.075, True),
+    "wanet": (wanet, 0.1, False),
+}

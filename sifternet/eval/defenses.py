@@ -1,0 +1,114 @@
+"""Defenses as the evaluation runs them: purifiers map images to images.
+
+Besides SifterNet itself, the controls that show what its memory adds (FINDINGS.md):
+binarise-only (no recall), erase-visited (every neuron the recall's stream visits set to
+-1, no memory), seed-consensus mask (pixels background in every binarised seed set to
+background, no recall), and a 3x3 median filter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+from sifternet.binarize import states_to_pixels
+from sifternet.purifier import SifterNet
+
+#: images, global indices of the images -> purified images of the same shape
+PurifyFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Defense:
+    """A named purifier for the evaluation tables."""
+
+    name: str
+    purify: PurifyFunction
+    description: str
+
+
+def _recall_with(purifier: SifterNet, images: np.ndarray, indices: np.ndarray, thresholds) -> np.ndarray:
+    """The purifier's pipeline with per-channel ``thresholds(network)`` in the recall."""
+    states = purifier._binarize(images)
+    config = purifier.config
+    planes = [
+        network.recall(
+            plane, steps=config.steps, order=config.order, seed=config.seed, indices=indices,
+            channel=c, channels=purifier.n_channels, thresholds=thresholds(network), stats=False,
+            num_threads=purifier.num_threads,
+        ).states
+        for c, (network, plane) in enumerate(zip(purifier.networks, purifier._planes(states)))
+    ]
+    return states_to_pixels(purifier._merge(planes, states.shape)).reshape(images.shape)
+
+
+def _as_batch(purifier: SifterNet, images: np.ndarray) -> np.ndarray:
+    return images.reshape(images.shape[:3] + (purifier.n_channels,))
+
+
+def sifternet(purifier: SifterNet, name: Optional[str] = None) -> Defense:
+    """The fitted purifier, as configured."""
+    return Defense(
+        name or "sifternet",
+        lambda images, indices: purifier.purify(images, indices=indices),
+        f"SifterNet, {purifier.config.binarize} binarisation, {purifier.config.steps} steps ({purifier.config.order})",
+    )
+
+
+def binarise_only(purifier: SifterNet) -> Defense:
+    """The purifier's binarisation without any recall."""
+    return Defense("binarise-only", lambda images, indices: purifier.binarize(images),
+                   "binarisation alone (no recall)")
+
+
+def erase_visited(purifier: SifterNet) -> Defense:
+    """Every neuron the recall's stream visits set to -1, no memory: the recall with a
+    threshold above any field (|W s|_i <= P)."""
+    def purify(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        batch = _as_batch(purifier, images)
+        out = _recall_with(purifier, batch, indices, lambda net: np.full(net.n_neurons, net.n_patterns + 1.0))
+        return out.reshape(images.shape)
+
+    return Defense("erase-visited", purify, "pixels the recall's stream visits set to background (no memory)")
+
+
+def seed_consensus(purifier: SifterNet) -> Defense:
+    """Binarised input with every pixel that is background in ALL binarised seeds of its
+    channel set to background; no recall."""
+    masks = [np.all(net.patterns < 0, axis=0) for net in purifier.networks]
+
+    def purify(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        states = purifier._binarize(_as_batch(purifier, images))
+        planes = purifier._planes(states)
+        for plane, mask in zip(planes, masks):
+            plane[:, mask] = -1
+        return states_to_pixels(purifier._merge(planes, states.shape)).reshape(images.shape)
+
+    return Defense("seed-consensus", purify, "binarised, pixels background in every seed set to background")
+
+
+def median3x3(purifier: Optional[SifterNet] = None) -> Defense:
+    """A 3x3 median filter: the simplest image-processing baseline."""
+    def purify(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        return np.stack([cv2.medianBlur(image, 3).reshape(image.shape) for image in images]) if len(images) else images.copy()
+
+    return Defense("median-3x3", purify, "3x3 median filter")
+
+
+def no_defense(purifier: Optional[SifterNet] = None) -> Defense:
+    """The images as they come."""
+    return Defense("none", lambda images, indices: images, "no defense")
+
+
+#: The defenses ``sifternet evaluate`` knows by name, each built from the fitted purifier.
+DEFENSES: dict[str, Callable[[SifterNet], Defense]] = {
+    "none": no_defense,
+    "sifternet": sifternet,
+    "binarise-only": binarise_only,
+    "erase-visited": erase_visited,
+    "seed-consensus": seed_consensus,
+    "median-3x3": median3x3,
+}

@@ -1,0 +1,213 @@
+"""``evaluate``: does purification remove a backdoor from a model, and at what cost?
+
+Protocol (BackdoorBench's metrics, the paper's attacks): a data set is split
+deterministically into a training part (target-model training and the seed pool) and an
+evaluation part. The target model is trained on the training part with a fraction
+poisoned (all-to-one, to ``target``), or given by the user. Seeds are drawn from the
+clean training images. Every defense purifies both the clean and the triggered
+evaluation images; Acc, ASR and RA are measured on the model's predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from sifternet.eval.attacks import Attack, make_attack
+from sifternet.eval.defenses import DEFENSES, Defense
+from sifternet.eval.metrics import accuracy, attack_success_rate, robust_accuracy
+from sifternet.eval.models import Classifier
+from sifternet.io import atomic_path, preview_grid, write_image
+from sifternet.modelfile import PathLike, write_atomically
+from sifternet.purifier import SifterNet
+from sifternet.seeds import seed_indices
+
+TEST_SPLIT_NOTE = (
+    "The shared data sets are official TEST splits only: the target model is trained on a "
+    "part of a test set and evaluated on the rest, which keeps every figure here apart "
+    "from the paper's train/test protocol."
+)
+
+
+@dataclass
+class Split:
+    """Indices into the data set of the training part and of the evaluation part."""
+
+    train: np.ndarray
+    evaluation: np.ndarray
+
+
+def split_data(count: int, train_fraction: float, seed: int) -> Split:
+    """A deterministic shuffle of ``range(count)`` cut at ``train_fraction``."""
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train_fraction: expected a number in (0, 1), got {train_fraction}")
+    order = np.random.default_rng(seed).permutation(count)
+    cut = int(round(train_fraction * count))
+    return Split(np.sort(order[:cut]), np.sort(order[cut:]))
+
+
+def poison(images: np.ndarray, labels: np.ndarray, attack: Attack, target: int, seed: int):
+    """(images, labels, poisoned indices) of a training set under ``attack``'s protocol:
+    a ``poison_ratio`` of non-target images triggered and relabelled to ``target``; or,
+    clean-label (SIG), that many target-class images triggered with labels unchanged."""
+    rng = np.random.default_rng(seed)
+    pool = np.flatnonzero(labels == target) if attack.clean_label else np.flatnonzero(labels != target)
+    count = min(len(pool), int(round(attack.poison_ratio * len(labels))))
+    chosen = np.sort(rng.choice(pool, count, replace=False))
+    images, labels = images.copy(), labels.copy()
+    images[chosen] = attack.apply(images[chosen])
+    labels[chosen] = target
+    return images, labels, chosen
+
+
+@dataclass
+class Row:
+    """One defense's results (fractions in [0, 1]; seconds for clean + triggered)."""
+
+    defense: str
+    description: str
+    acc: float
+    asr: float
+    ra: float
+    seconds: float
+    images_per_s: float
+
+
+@dataclass
+class Report:
+    """Everything ``evaluate`` measured, with the settings that reproduce it."""
+
+    settings: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        s = self.settings
+        lines = [
+            f"### {Path(s['data']).name}: {s['attack']} {s['attack_params'] or ''}".rstrip(),
+            "",
+            f"{s['n_train']} training images ({s['n_poisoned']} poisoned), {s['n_eval']} evaluation "
+            f"images, target class {s['target']}, {s['n_seeds']} seeds. Purifier: {s['purifier']}.",
+            "",
+            "| defense | Acc % | ASR % | RA % | time s | images/s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in self.rows:
+            rate = f"{r.images_per_s:,.0f}" if r.seconds >= 1e-3 else "-"
+            lines.append(
+                f"| {r.defense} | {100 * r.acc:.2f} | {100 * r.asr:.2f} | {100 * r.ra:.2f} | "
+                f"{r.seconds:.2f} | {rate} |"
+            )
+        lines += ["", *[f"- {note}" for note in self.notes]]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> str:
+        return json.dumps({"settings": self.settings, "rows": [asdict(r) for r in self.rows],
+                           "notes": self.notes}, indent=2, default=str)
+
+
+def evaluate(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    attack: Attack,
+    model: Classifier,
+    purifier: SifterNet,
+    defenses: Sequence[Defense],
+    split: Split,
+    target: int = 0,
+    settings: Optional[dict[str, Any]] = None,
+    progress: bool = True,
+) -> tuple[Report, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Run every defense on the evaluation part; returns the report and, per defense,
+    its purified (clean, triggered) evaluation images for figures."""
+    clean = images[split.evaluation]
+    truth = labels[split.evaluation]
+    triggered = attack.apply(clean)
+    report = Report(settings={**(settings or {}), "target": target, "n_eval": len(clean),
+                              "purifier": repr(purifier)})
+    outputs = {}
+    for defense in tqdm(defenses, desc="defenses", unit="defense", disable=not progress or None):
+        start = time.perf_counter()
+        purified_clean = defense.purify(clean, split.evaluation)
+        purified_triggered = defense.purify(triggered, split.evaluation)
+        seconds = time.perf_counter() - start
+        on_clean, on_triggered = model.predict(purified_clean), model.predict(purified_triggered)
+        report.rows.append(Row(
+            defense.name, defense.description, accuracy(on_clean, truth),
+            attack_success_rate(on_triggered, truth, target), robust_accuracy(on_triggered, truth, target),
+            seconds, 2 * len(clean) / seconds if seconds > 0 else float("inf"),
+        ))
+        outputs[defense.name] = (purified_clean, purified_triggered)
+    report.notes.append(TEST_SPLIT_NOTE)
+    return report, outputs
+
+
+def write_report(report: Report, outputs, clean: np.ndarray, triggered: np.ndarray, folder: PathLike,
+                 *, examples: int = 6, overwrite: bool = False) -> list[Path]:
+    """report.md, report.json and figure.png (clean | triggered | each defense on the
+    triggered images, then a bar chart of Acc and ASR when matplotlib is installed)."""
+    folder = Path(folder)
+    paths = [folder / "report.md", folder / "report.json", folder / "examples.png"]
+    if not overwrite:
+        for path in paths + [folder / "metrics.png"]:
+            if path.exists():
+                raise FileExistsError(f"{path}: already exists (pass --force to replace it)")
+    folder.mkdir(parents=True, exist_ok=True)
+    chart = _bar_chart(report, folder / "metrics.png")
+    count = min(examples, len(clean))
+    columns = [clean[:count], triggered[:count]] + [out[1][:count] for out in outputs.values()]
+    write_image(paths[2], preview_grid(columns))
+    write_atomically(paths[0], report.to_markdown().encode(), overwrite=True)
+    write_atomically(paths[1], report.to_json().encode(), overwrite=True)
+    return paths + ([chart] if chart else [])
+
+
+def _bar_chart(report: Report, path: Path) -> Optional[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        report.notes.append("metrics.png skipped: matplotlib is not installed")
+        return None
+    names = [r.defense for r in report.rows]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3.5))
+    ax.bar(x - 0.2, [100 * r.acc for r in report.rows], 0.4, label="Acc (clean)")
+    ax.bar(x + 0.2, [100 * r.asr for r in report.rows], 0.4, label="ASR (triggered)")
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="upper right", fontsize="small")
+    ax.set_title(f"{Path(report.settings['data']).name}: {report.settings['attack']}")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def default_defenses(purifier: SifterNet, names: Sequence[str]) -> list[Defense]:
+    """The named defenses of :data:`DEFENSES`, built on the fitted purifier."""
+    unknown = [n for n in names if n not in DEFENSES]
+    if unknown:
+        raise ValueError(f"defenses: unknown {unknown}; expected some of {tuple(DEFENSES)}")
+    return [DEFENSES[name](purifier) for name in names]
+
+
+def seeds_from(images: np.ndarray, labels: np.ndarray, split: Split, per_class: int, seed: int):
+    """Seed images and labels drawn from the CLEAN training part."""
+    chosen = split.train[seed_indices(labels[split.train], per_class, seed=seed)]
+    return images[chosen], labels[chosen]
+
+
+__all__ = ["Report", "Row", "Split", "evaluate", "make_attack", "poison", "split_data",
+           "write_report", "default_defenses", "seeds_from"]

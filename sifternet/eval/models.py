@@ -1,0 +1,157 @@
+"""Target models for the evaluation (optional extra ``eval``: PyTorch, CPU).
+
+The paper's small CNN (two convolutions, two dense layers, dropout), trained
+deterministically from a seed; and adapters so that any black box
+``predict(images) -> labels`` can be evaluated the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from sifternet._threads import resolve_num_threads
+from sifternet.modelfile import PathLike, write_atomically
+
+
+class Classifier(Protocol):
+    """What the evaluation needs of a model: uint8 images (B, H, W[, C]) -> labels (B,)."""
+
+    def predict(self, images: np.ndarray) -> np.ndarray: ...
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the target models need PyTorch: pip install torch==2.13.0 'sifternet[eval]'"
+        ) from None
+    return torch
+
+
+def small_cnn(in_channels: int, height: int, width: int, n_classes: int):
+    """conv3x3(32)-ReLU-conv3x3(64)-ReLU-maxpool2-dropout(0.25)-dense(128)-ReLU-dropout(0.5)-dense."""
+    nn = _torch().nn
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+        nn.Linear(64 * (height // 2) * (width // 2), 128), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(128, n_classes),
+    )
+
+
+def _as_tensor(images: np.ndarray):
+    """uint8 (B, H, W[, C]) -> float32 (B, C, H, W) in [0, 1]."""
+    torch = _torch()
+    batch = images[..., None] if images.ndim == 3 else images
+    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).float().div_(255.0)
+
+
+class TorchClassifier:
+    """A PyTorch module as a :class:`Classifier` (argmax of its outputs, in batches)."""
+
+    def __init__(self, module: Any, *, batch_size: int = 1024) -> None:
+        self.module = module.eval()
+        self.batch_size = batch_size
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        torch = _torch()
+        out = np.empty(len(images), np.int64)
+        with torch.no_grad():
+            for start in range(0, len(images), self.batch_size):
+                logits = self.module(_as_tensor(images[start : start + self.batch_size]))
+                out[start : start + len(logits)] = logits.argmax(1).numpy()
+        return out
+
+
+class CallableClassifier:
+    """Any ``predict(images) -> labels`` function as a :class:`Classifier`."""
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._predict = predict
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self._predict(images)).astype(np.int64)
+
+
+def load_torchscript(path: PathLike) -> TorchClassifier:
+    """A user's model saved with ``torch.jit.save`` (no pickle is run to load it)."""
+    return TorchClassifier(_torch().jit.load(str(path), map_location="cpu"))
+
+
+def training_key(images: np.ndarray, labels: np.ndarray, settings: dict[str, Any]) -> str:
+    """SHA-256 of the training data and settings: a cached model is reused only for both."""
+    sha = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    sha.update(np.ascontiguousarray(images).tobytes())
+    sha.update(np.ascontiguousarray(labels).astype(np.int64).tobytes())
+    return sha.hexdigest()
+
+
+def train_small_cnn(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_classes: int,
+    epochs: int = 6,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    num_threads: Optional[int] = None,
+    cache: Optional[PathLike] = None,
+    progress: bool = True,
+) -> TorchClassifier:
+    """Train :func:`small_cnn` with Adam on the CPU, deterministically from ``seed``.
+
+    With ``cache``, a model trained on the same data and settings is loaded from that
+    file instead (weights only, no pickle), and a newly trained one is saved there; a
+    cache file trained on anything else is refused, never overwritten.
+    """
+    torch = _torch()
+    settings = dict(n_classes=n_classes, epochs=epochs, batch_size=batch_size,
+                    learning_rate=learning_rate, seed=seed, shape=list(images.shape[1:]))
+    key = training_key(images, labels, settings)
+    channels = 1 if images.ndim == 3 else images.shape[3]
+    module = small_cnn(channels, images.shape[1], images.shape[2], n_classes)
+    if cache is not None and Path(cache).exists():
+        saved = torch.load(str(cache), map_location="cpu", weights_only=True)
+        if saved.get("key") != key:
+            raise ValueError(
+                f"{cache}: a model cache trained on other data or settings; name another "
+                "file or delete this one"
+            )
+        module.load_state_dict(saved["state_dict"])
+        return TorchClassifier(module)
+
+    torch.manual_seed(seed)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(resolve_num_threads(num_threads))
+    try:
+        x, y = _as_tensor(images), torch.from_numpy(np.asarray(labels).astype(np.int64))
+        optimiser = torch.optim.Adam(module.parameters(), lr=learning_rate)
+        rng = np.random.default_rng(seed)
+        module.train()
+        with tqdm(total=epochs * len(x), unit="img", desc="train target model", disable=not progress or None) as bar:
+            for _ in range(epochs):
+                order = torch.from_numpy(rng.permutation(len(x)))
+                for start in range(0, len(x), batch_size):
+                    batch = order[start : start + batch_size]
+                    optimiser.zero_grad()
+                    loss = torch.nn.functional.cross_entropy(module(x[batch]), y[batch])
+                    loss.backward()
+                    optimiser.step()
+                    bar.update(len(batch))
+    finally:
+        torch.set_num_threads(threads_before)
+    if cache is not None:
+        buffer = io.BytesIO()
+        torch.save({"key": key, "settings": settings, "state_dict": module.state_dict()}, buffer)
+        write_atomically(cache, buffer.getvalue())
+    return TorchClassifier(module)
