@@ -108,7 +108,9 @@ def train_small_cnn(
     cache: Optional[PathLike] = None,
     progress: bool = True,
 ) -> TorchClassifier:
-    """Train :func:`small_cnn` with Adam on the CPU, deterministically from ``seed``.
+    """Train :func:`small_cnn` with Adam on the CPU, deterministically from ``seed`` for a
+    given thread count (PyTorch's float reductions differ in the last bits across thread
+    counts; the purification itself does not).
 
     With ``cache``, a model trained on the same data and settings is loaded from that
     file instead (weights only, no pickle), and a newly trained one is saved there; a
@@ -119,6 +121,7 @@ def train_small_cnn(
                     learning_rate=learning_rate, seed=seed, shape=list(images.shape[1:]))
     key = training_key(images, labels, settings)
     channels = 1 if images.ndim == 3 else images.shape[3]
+    torch.manual_seed(seed)  # before the module: its initial weights come from this seed
     module = small_cnn(channels, images.shape[1], images.shape[2], n_classes)
     if cache is not None and Path(cache).exists():
         saved = torch.load(str(cache), map_location="cpu", weights_only=True)
@@ -130,7 +133,6 @@ def train_small_cnn(
         module.load_state_dict(saved["state_dict"])
         return TorchClassifier(module)
 
-    torch.manual_seed(seed)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(resolve_num_threads(num_threads))
     try:
