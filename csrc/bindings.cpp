@@ -99,6 +99,21 @@ std::uint64_t seed_arg(const py::int_& seed) {
     return seed.cast<std::uint64_t>();
 }
 
+// A learning rule's (N, N) weights of checked patterns, computed without the GIL.
+template <class W, void (*rule)(const std::int8_t*, std::int64_t, std::int64_t, W*, int)>
+py::array_t<W> learn(const py::object& patterns_obj, int num_threads) {
+    const auto patterns = patterns_arg(patterns_obj);
+    const py::ssize_t P = patterns.shape(0), N = patterns.shape(1);
+    py::array_t<W> weights({N, N});
+    W* w = weights.mutable_data();
+    const int threads = threads_arg(num_threads);
+    {
+        py::gil_scoped_release release;
+        rule(patterns.data(), P, N, w, threads);
+    }
+    return weights;
+}
+
 // Everything a recall call takes besides the memory; checked against N.
 struct RecallArgs {
     py::array_t<std::int8_t, py::array::c_style> states;
@@ -196,39 +211,12 @@ py::tuple run_recall(const RecallArgs& args, Kernel kernel) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "sifternet's C++ Hopfield kernel (private; use sifternet.HopfieldNetwork).";
 
-    m.def(
-        "hebbian_weights",
-        [](const py::object& patterns_obj, int num_threads) {
-            const auto patterns = patterns_arg(patterns_obj);
-            const py::ssize_t P = patterns.shape(0), N = patterns.shape(1);
-            py::array_t<std::int32_t> weights({N, N});
-            std::int32_t* w = weights.mutable_data();
-            const int threads = threads_arg(num_threads);
-            {
-                py::gil_scoped_release release;
-                sifternet::hebbian_weights(patterns.data(), P, N, w, threads);
-            }
-            return weights;
-        },
-        py::arg("patterns"), py::arg("num_threads") = 1,
-        "Integer Hebbian weights N*W (int32, zero diagonal) of patterns (P, N) int8 in {-1,+1}.");
-
-    m.def(
-        "storkey_weights",
-        [](const py::object& patterns_obj, int num_threads) {
-            const auto patterns = patterns_arg(patterns_obj);
-            const py::ssize_t P = patterns.shape(0), N = patterns.shape(1);
-            py::array_t<double> weights({N, N});
-            double* w = weights.mutable_data();
-            const int threads = threads_arg(num_threads);
-            {
-                py::gil_scoped_release release;
-                sifternet::storkey_weights(patterns.data(), P, N, w, threads);
-            }
-            return weights;
-        },
-        py::arg("patterns"), py::arg("num_threads") = 1,
-        "Storkey weights (float64, zero diagonal) of patterns (P, N) int8 in {-1,+1}.");
+    m.def("hebbian_weights", &learn<std::int32_t, sifternet::hebbian_weights>,
+          py::arg("patterns"), py::arg("num_threads") = 1,
+          "Integer Hebbian weights N*W (int32, zero diagonal) of patterns (P, N) int8 in {-1,+1}.");
+    m.def("storkey_weights", &learn<double, sifternet::storkey_weights>, py::arg("patterns"),
+          py::arg("num_threads") = 1,
+          "Storkey weights (float64, zero diagonal) of patterns (P, N) int8 in {-1,+1}.");
 
     m.def(
         "recall_overlap",
