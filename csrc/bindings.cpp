@@ -125,8 +125,8 @@ struct RecallArgs {
 RecallArgs recall_args(const py::object& states, py::ssize_t N, const py::object& indices,
                        const py::object& steps, const std::string& order, const py::int_& seed,
                        std::int64_t channel, std::int64_t channels,
-                       const py::object& thresholds, std::int64_t max_sweeps, bool stats,
-                       int num_threads) {
+                       const py::object& thresholds, double margin, std::int64_t max_sweeps,
+                       bool stats, int num_threads) {
     RecallArgs args{spins(states, "states"), as_array<std::uint64_t>(indices, "indices", 1),
                     {}, {}};
     if (args.states.shape(1) != N) {
@@ -177,6 +177,10 @@ RecallArgs recall_args(const py::object& states, py::ssize_t N, const py::object
         }
         c.thresholds = args.thresholds.data();
     }
+    if (!std::isfinite(margin) || margin < 0.0) {
+        throw py::value_error("margin: expected a finite number >= 0, got " + std::to_string(margin));
+    }
+    c.margin = margin;
     c.max_sweeps = max_sweeps;
     c.seed = seed_arg(seed);
     c.channel = static_cast<std::uint64_t>(channel);
@@ -223,12 +227,12 @@ PYBIND11_MODULE(_core, m) {
         [](const py::object& patterns_obj, const py::object& states, const py::object& indices,
            const py::object& steps, const std::string& order, const py::int_& seed,
            std::int64_t channel, std::int64_t channels, const py::object& thresholds,
-           std::int64_t max_sweeps, bool stats, int num_threads) {
+           double margin, std::int64_t max_sweeps, bool stats, int num_threads) {
             const auto patterns = patterns_arg(patterns_obj);
             const py::ssize_t P = patterns.shape(0), N = patterns.shape(1);
             const RecallArgs args = recall_args(states, N, indices, steps, order, seed, channel,
-                                                channels, thresholds, max_sweeps, stats,
-                                                num_threads);
+                                                channels, thresholds, margin, max_sweeps,
+                                                stats, num_threads);
             return run_recall(args, [&](const std::uint64_t* idx, py::ssize_t B,
                                         const RecallOutput& out) {
                 sifternet::recall_overlap(patterns.data(), P, N, idx, B, args.config, out);
@@ -236,7 +240,8 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("patterns"), py::arg("states"), py::arg("indices"), py::kw_only(),
         py::arg("steps"), py::arg("order"), py::arg("seed"), py::arg("channel"),
-        py::arg("channels"), py::arg("thresholds"), py::arg("max_sweeps"), py::arg("stats"),
+        py::arg("channels"), py::arg("thresholds"), py::arg("margin"), py::arg("max_sweeps"),
+        py::arg("stats"),
         py::arg("num_threads"),
         "Hebbian recall in the overlap form; returns (states, flips, steps, converged, energy).");
 
@@ -245,7 +250,7 @@ PYBIND11_MODULE(_core, m) {
         [](const py::object& weights_obj, const py::object& states, const py::object& indices,
            const py::object& steps, const std::string& order, const py::int_& seed,
            std::int64_t channel, std::int64_t channels, const py::object& thresholds,
-           std::int64_t max_sweeps, bool stats, int num_threads) {
+           double margin, std::int64_t max_sweeps, bool stats, int num_threads) {
             const bool integral = py::isinstance<py::array>(weights_obj) &&
                                   py::reinterpret_borrow<py::array>(weights_obj).dtype().kind() == 'i';
             // Kept alive until the kernel returns; only one of the two is filled.
@@ -259,8 +264,8 @@ PYBIND11_MODULE(_core, m) {
                                       shape_of(w));
             }
             const RecallArgs args = recall_args(states, N, indices, steps, order, seed, channel,
-                                                channels, thresholds, max_sweeps, stats,
-                                                num_threads);
+                                                channels, thresholds, margin, max_sweeps,
+                                                stats, num_threads);
             return run_recall(args, [&](const std::uint64_t* idx, py::ssize_t B,
                                         const RecallOutput& out) {
                 if (integral) {
@@ -272,7 +277,8 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("weights"), py::arg("states"), py::arg("indices"), py::kw_only(),
         py::arg("steps"), py::arg("order"), py::arg("seed"), py::arg("channel"),
-        py::arg("channels"), py::arg("thresholds"), py::arg("max_sweeps"), py::arg("stats"),
+        py::arg("channels"), py::arg("thresholds"), py::arg("margin"), py::arg("max_sweeps"),
+        py::arg("stats"),
         py::arg("num_threads"),
         "Recall with dense weights: int32 (N*W, Hebbian) or float64 (W); same result tuple.");
 

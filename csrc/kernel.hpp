@@ -25,6 +25,7 @@ struct RecallConfig {
     std::uint64_t channel = 0;      // keys the streams together with the global index
     std::uint64_t channels = 1;
     const double* thresholds = nullptr;  // theta (N,), in the units of W s; null: all zero
+    double margin = 0.0;            // >= 0, units of W s: change a neuron only beyond it
     bool stats = true;              // compute energy, and the fixed-point test for steps >= 0
     int num_threads = 1;
 };

@@ -18,18 +18,28 @@ namespace {
 
 using Index = std::int64_t;
 
-// The update rule's comparison h_i >= theta_i; `scale` converts theta to the field's units.
-class Thresholds {
+// The update rule: s_i <- +1 if h_i >= theta_i else -1, except that with a margin m a
+// neuron changes only when its field is beyond theta_i by m against it (+1 stays unless
+// h_i < theta_i - m; -1 becomes +1 only if h_i >= theta_i + m). `scale` converts theta and
+// m from the units of W s to the field's units.
+class UpdateRule {
    public:
-    Thresholds(const double* theta, Index n, double scale) : theta_(theta) {
-        if (theta == nullptr) return;
-        storage_.resize(static_cast<std::size_t>(n));
-        for (Index i = 0; i < n; ++i) storage_[i] = theta[i] * scale;
-        scaled_ = storage_.data();
+    UpdateRule(const double* theta, double margin, Index n, double scale) : theta_(theta) {
+        if (theta == nullptr && margin == 0.0) return;  // plain: integer h >= 0
+        bounds_.resize(static_cast<std::size_t>(2 * n));
+        const double m = margin * scale;
+        for (Index i = 0; i < n; ++i) {
+            const double t = theta == nullptr ? 0.0 : theta[i] * scale;
+            bounds_[2 * i] = t - m;
+            bounds_[2 * i + 1] = t + m;
+        }
+        limits_ = bounds_.data();
     }
     template <class Value>
-    SIFTERNET_INLINE bool up(Value h, Index i) const {
-        return scaled_ == nullptr ? h >= 0 : static_cast<double>(h) >= scaled_[i];
+    SIFTERNET_INLINE std::int8_t next(Value h, Index i, std::int8_t now) const {
+        if (limits_ == nullptr) return h >= 0 ? 1 : -1;
+        const double v = static_cast<double>(h);
+        return now > 0 ? (v < limits_[2 * i] ? -1 : 1) : (v >= limits_[2 * i + 1] ? 1 : -1);
     }
     // theta^T s, summed in index order.
     double dot(const std::int8_t* s, Index n) const {
@@ -40,8 +50,8 @@ class Thresholds {
 
    private:
     const double* theta_;
-    std::vector<double> storage_;
-    const double* scaled_ = nullptr;  // theta * scale, or null (hot loops use no std calls)
+    std::vector<double> bounds_;
+    const double* limits_ = nullptr;  // bounds_ while in use; null: the plain rule
 };
 
 // Hebbian field in the overlap form. M holds the overlaps m_mu = xi^mu . s (|m| <= N) and
@@ -69,7 +79,7 @@ class OverlapField {
         return sh;
     }
 
-    OverlapField(const Shared& sh, const Thresholds& th)
+    OverlapField(const Shared& sh, const UpdateRule& th)
         : th_(th), storage_(static_cast<std::size_t>(sh.padded + 4 * sh.words)),
           columns_(sh.columns.data()), rows_(sh.rows.data()), m_(storage_.data()),
           bits_(reinterpret_cast<std::uint64_t*>(storage_.data() + sh.padded)), P_(sh.P),
@@ -86,7 +96,7 @@ class OverlapField {
     }
 
     SIFTERNET_INLINE bool visit(std::int8_t* s, Index i) {
-        const std::int8_t next = th_.up(field(s, i), i) ? 1 : -1;
+        const std::int8_t next = th_.next(field(s, i), i, s[i]);
         if (next == s[i]) return false;
         s[i] = next;
         add_scaled(columns_ + i * padded_, static_cast<M>(2 * next), m_, padded_);
@@ -95,7 +105,7 @@ class OverlapField {
 
     SIFTERNET_INLINE bool stable(const std::int8_t* s) const {
         for (Index i = 0; i < N_; ++i)
-            if ((th_.up(field(s, i), i) ? 1 : -1) != s[i]) return false;
+            if (th_.next(field(s, i), i, s[i]) != s[i]) return false;
         return true;
     }
 
@@ -139,7 +149,7 @@ class OverlapField {
         }
     }
 
-    const Thresholds& th_;
+    const UpdateRule& th_;
     ThreadScratch<M> storage_;  // this thread's overlaps, then its packed state
     const M* columns_;
     const std::uint64_t* rows_;
@@ -158,7 +168,7 @@ class DenseField {
         Index N;
     };
 
-    DenseField(const Shared& sh, const Thresholds& th)
+    DenseField(const Shared& sh, const UpdateRule& th)
         : th_(th), storage_(static_cast<std::size_t>(sh.N)), weights_(sh.weights),
           x_(storage_.data()), N_(sh.N) {}
 
@@ -167,7 +177,7 @@ class DenseField {
     }
 
     SIFTERNET_INLINE bool visit(std::int8_t* s, Index i) {
-        const std::int8_t next = th_.up(field(i), i) ? 1 : -1;
+        const std::int8_t next = th_.next(field(i), i, s[i]);
         if (next == s[i]) return false;
         s[i] = next;
         x_[i] = next;
@@ -176,7 +186,7 @@ class DenseField {
 
     SIFTERNET_INLINE bool stable(const std::int8_t* s) const {
         for (Index i = 0; i < N_; ++i)
-            if ((th_.up(field(i), i) ? 1 : -1) != s[i]) return false;
+            if (th_.next(field(i), i, s[i]) != s[i]) return false;
         return true;
     }
 
@@ -198,7 +208,7 @@ class DenseField {
         return acc;
     }
 
-    const Thresholds& th_;
+    const UpdateRule& th_;
     ThreadScratch<W> storage_;  // the state in W's type
     const W* weights_;
     W* x_;
@@ -279,7 +289,7 @@ template <class Field, class RowFunction>
 void recall_rows(RowFunction row, const typename Field::Shared& shared, Index N, double theta_scale,
                  const std::uint64_t* indices, Index B, const RecallConfig& config,
                  const RecallOutput& out) {
-    const Thresholds thresholds(config.thresholds, N, theta_scale);
+    const UpdateRule thresholds(config.thresholds, config.margin, N, theta_scale);
     const int threads = static_cast<int>(std::max<Index>(1, std::min<Index>(config.num_threads, B)));
     FirstError error;
 #pragma omp parallel num_threads(threads)

@@ -25,6 +25,7 @@ from sifternet.io import (
 )
 from sifternet.modelfile import ModelFileError
 from sifternet.purifier import ORDERS, PurifierConfig, SifterNet
+from sifternet.repair import OUTPUTS
 from sifternet.binarize import BORDERS, METHODS
 from sifternet.hopfield import RULES
 from sifternet.seeds import STRATEGIES, seed_indices, select_seeds
@@ -273,6 +274,9 @@ def _add_purifier_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rule", choices=RULES, help="learning rule (default hebbian)")
     parser.add_argument("--order", choices=ORDERS, help="update order (default random)")
     parser.add_argument("--seed", type=int, help="seed of the recall's random streams (default 0)")
+    parser.add_argument("--output", choices=OUTPUTS, help="binary (the paper's, default), restore or inpaint")
+    parser.add_argument("--fill-size", dest="fill_size", type=int, help="inpaint's neighbourhood side (default 3)")
+    parser.add_argument("--margin", type=float, help="recall confidence gate, a fraction of the largest field in [0, 1) (default 0)")
     _add_recall_options(parser)
 
 

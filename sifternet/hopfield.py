@@ -189,6 +189,7 @@ class HopfieldNetwork:
         channel: int = 0,
         channels: int = 1,
         thresholds: Optional[np.ndarray] = None,
+        margin: float = 0.0,
         max_sweeps: int = 100,
         representation: Representation = "auto",
         stats: bool = True,
@@ -211,6 +212,11 @@ class HopfieldNetwork:
             one-shot result.
         thresholds : (N,) float64, optional
             theta in the units of W s; zero by default.
+        margin : float
+            Confidence gate, in the units of W s: a neuron changes only when its field is
+            beyond theta by more than ``margin`` against it (+1 stays unless
+            h < theta - margin; -1 turns +1 only if h >= theta + margin). 0 is the plain
+            rule; energy never increases either way.
         representation : {"auto", "dense", "overlap"}
             Field representation (bit-identical results); ``auto`` picks the cheaper one.
         stats : bool
@@ -241,6 +247,7 @@ class HopfieldNetwork:
             channel=channel,
             channels=channels,
             thresholds=thresholds,
+            margin=float(margin),
             max_sweeps=max_sweeps,
             stats=stats,
             num_threads=resolve_num_threads(

@@ -13,10 +13,11 @@ import numpy as np
 from sifternet.binarize import BORDERS, METHODS, binarize, states_to_pixels
 from sifternet.hopfield import RULES, HopfieldNetwork, global_indices
 from sifternet.modelfile import ModelFileError, PathLike, pack, unpack, write_atomically
+from sifternet.repair import OUTPUTS, repair
 
 ORDERS: tuple[str, ...] = ("random", "sweep")
 #: Options that act at recall time only, changeable on a fitted purifier.
-RECALL_OPTIONS: tuple[str, ...] = ("steps", "order", "seed")
+RECALL_OPTIONS: tuple[str, ...] = ("steps", "order", "seed", "output", "fill_size", "margin")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class PurifierConfig:
     steps: Optional[int] = 500
     order: str = "random"
     seed: int = 0
+    output: str = "binary"
+    fill_size: int = 3
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -39,13 +43,18 @@ class PurifierConfig:
             ("border", BORDERS),
             ("rule", RULES),
             ("order", ORDERS),
+            ("output", OUTPUTS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
         _check_int("block_size", self.block_size, low=1)
+        _check_int("fill_size", self.fill_size, low=1)
         _check_int("seed", self.seed, low=0, high=2**64 - 1)
         if self.steps is not None:
             _check_int("steps", self.steps, low=0)
+        margin = self.margin
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0.0 <= margin < 1.0:
+            raise ValueError(f"margin: expected a fraction in [0, 1), got {self.margin!r}")
         for name in ("offset", "threshold"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -84,6 +93,16 @@ class SifterNet:
         [50, 500] for 32x32 images and [800, 1200] for MNIST. ``None``: until converged.
     order : {"random", "sweep"}
         ``random`` draws neurons with replacement (the paper); ``sweep`` a permutation.
+    output : {"binary", "restore", "inpaint"}
+        ``binary``: the recalled 0/255 image (the paper). ``restore``: the input's own
+        pixels except those the recall flipped (set to the recalled 0/255). ``inpaint``:
+        the input's pixels, the flipped ones filled from their unflipped neighbours.
+    fill_size : int
+        ``inpaint``'s neighbourhood side (default 3).
+    margin : float
+        Confidence gate in [0, 1): the recall changes a pixel only when the memories'
+        field against it exceeds this fraction of its largest possible value (every
+        memory agreeing). 0 is the paper's rule.
     seed : int
         Seeds the random streams; with an image's global index it fixes its result.
     num_threads : int or None
@@ -209,7 +228,8 @@ class SifterNet:
         indices: Optional[np.ndarray] = None,
         num_threads: Optional[int] = None,
     ) -> np.ndarray:
-        """Purified images: uint8 0/255 of the input's shape (the paper's binary output).
+        """Purified images: uint8 of the input's shape (0/255 in the paper's ``binary``
+        output mode).
 
         ``images``: one image of the fitted shape or a batch of them. Image b uses the
         global index ``index_offset + b`` (or ``indices[b]``) to key its random streams,
@@ -220,16 +240,17 @@ class SifterNet:
         keys = global_indices(len(batch), index_offset, indices)
         c = self.config
         threads = self.num_threads if num_threads is None else num_threads
+        binarised = self._binarize(batch, threads)
         recalled = [
             network.recall(
                 plane, steps=c.steps, order=c.order, seed=c.seed, indices=keys,
                 channel=channel, channels=self.n_channels, stats=False, num_threads=threads,
+                margin=c.margin * network.n_patterns,
             ).states
-            for channel, (network, plane) in enumerate(
-                zip(self.networks, self._planes(self._binarize(batch, threads)))
-            )
+            for channel, (network, plane) in enumerate(zip(self.networks, self._planes(binarised)))
         ]
-        pixels = states_to_pixels(self._merge(recalled, batch.shape))
+        merged = self._merge(recalled, batch.shape)
+        pixels = repair(c.output, batch, binarised, merged, c.fill_size)
         pixels = pixels.reshape(batch.shape[:1] + self._fitted_shape())
         return pixels[0] if single else pixels
 

@@ -62,10 +62,11 @@ def assert_matches_reference(network, states, *, representation="auto", **option
     rule=st.sampled_from(["hebbian", "storkey", "projection"]),
     representation=st.sampled_from(["auto", "dense", "overlap"]),
     with_thresholds=st.booleans(),
+    margin=st.sampled_from([0.0, 0.0, 0.5, 2.0, 7.25]),
     data=st.randoms(use_true_random=False),
 )
 def test_kernel_equals_reference(
-    n, p, b, steps, order, seed, offset, rule, representation, with_thresholds, data
+    n, p, b, steps, order, seed, offset, rule, representation, with_thresholds, margin, data
 ):
     rng = np.random.default_rng(data.getrandbits(32))
     network = HopfieldNetwork(num_threads=2).fit(spins(rng, p, n), rule=rule)
@@ -81,6 +82,7 @@ def test_kernel_equals_reference(
         seed=seed,
         index_offset=offset,
         thresholds=thresholds,
+        margin=margin if rule == "hebbian" else margin / 8,
         channel=int(rng.integers(0, 3)),
         channels=3,
     )
@@ -141,6 +143,14 @@ def test_stored_patterns_are_fixed_points_and_noise_is_repaired(rule):
     repaired = network.recall(noisy, steps=None, order="sweep")
     np.testing.assert_array_equal(repaired.states, patterns)
     assert repaired.converged.all()
+
+
+def test_margin_only_ever_reduces_flips():
+    rng = np.random.default_rng(11)
+    network = HopfieldNetwork().fit(spins(rng, 20, 300))
+    states = spins(rng, 30, 300)
+    flips = [network.recall(states, steps=300, margin=m).flips.sum() for m in (0.0, 0.1, 0.3, 21.0)]
+    assert flips[0] > flips[1] > flips[2] and flips[3] == 0  # |W s| <= P = 20
 
 
 @pytest.mark.parametrize("order", ["random", "sweep"])
@@ -277,6 +287,8 @@ def test_bad_patterns_are_refused(patterns, error, message, rule):
         ({"thresholds": np.full(8, np.nan)}, ValueError, "thresholds: expected finite values"),
         ({"thresholds": np.zeros(8, np.float32)}, TypeError, "thresholds: expected dtype float64"),
         ({"max_sweeps": 0}, ValueError, "max_sweeps: expected at least 1"),
+        ({"margin": -1.0}, ValueError, "margin: expected a finite number >= 0"),
+        ({"margin": float("inf")}, ValueError, "margin: expected a finite number >= 0"),
         ({"num_threads": 0}, ValueError, "num_threads: expected a positive count"),
         ({"num_threads": 1.5}, TypeError, "num_threads: expected an int or None"),
         ({"index_offset": -3}, ValueError, "index_offset: expected a non-negative integer"),
