@@ -125,8 +125,8 @@ struct RecallArgs {
 RecallArgs recall_args(const py::object& states, py::ssize_t N, const py::object& indices,
                        const py::object& steps, const std::string& order, const py::int_& seed,
                        std::int64_t channel, std::int64_t channels,
-                       const py::object& thresholds, double margin, std::int64_t max_sweeps,
-                       bool stats, int num_threads) {
+                       const py::object& thresholds, double margin, double agreement,
+                       std::int64_t max_sweeps, bool stats, int num_threads) {
     RecallArgs args{spins(states, "states"), as_array<std::uint64_t>(indices, "indices", 1),
                     {}, {}};
     if (args.states.shape(1) != N) {
@@ -181,6 +181,10 @@ RecallArgs recall_args(const py::object& states, py::ssize_t N, const py::object
         throw py::value_error("margin: expected a finite number >= 0, got " + std::to_string(margin));
     }
     c.margin = margin;
+    if (!(agreement >= 0.0 && agreement < 1.0)) {
+        throw py::value_error("agreement: expected a fraction in [0, 1), got " + std::to_string(agreement));
+    }
+    c.agreement = agreement;
     c.max_sweeps = max_sweeps;
     c.seed = seed_arg(seed);
     c.channel = static_cast<std::uint64_t>(channel);
@@ -227,12 +231,12 @@ PYBIND11_MODULE(_core, m) {
         [](const py::object& patterns_obj, const py::object& states, const py::object& indices,
            const py::object& steps, const std::string& order, const py::int_& seed,
            std::int64_t channel, std::int64_t channels, const py::object& thresholds,
-           double margin, std::int64_t max_sweeps, bool stats, int num_threads) {
+           double margin, double agreement, std::int64_t max_sweeps, bool stats, int num_threads) {
             const auto patterns = patterns_arg(patterns_obj);
             const py::ssize_t P = patterns.shape(0), N = patterns.shape(1);
             const RecallArgs args = recall_args(states, N, indices, steps, order, seed, channel,
-                                                channels, thresholds, margin, max_sweeps,
-                                                stats, num_threads);
+                                                channels, thresholds, margin, agreement,
+                                                max_sweeps, stats, num_threads);
             return run_recall(args, [&](const std::uint64_t* idx, py::ssize_t B,
                                         const RecallOutput& out) {
                 sifternet::recall_overlap(patterns.data(), P, N, idx, B, args.config, out);
@@ -240,7 +244,8 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("patterns"), py::arg("states"), py::arg("indices"), py::kw_only(),
         py::arg("steps"), py::arg("order"), py::arg("seed"), py::arg("channel"),
-        py::arg("channels"), py::arg("thresholds"), py::arg("margin"), py::arg("max_sweeps"),
+        py::arg("channels"), py::arg("thresholds"), py::arg("margin"), py::arg("agreement"),
+        py::arg("max_sweeps"),
         py::arg("stats"),
         py::arg("num_threads"),
         "Hebbian recall in the overlap form; returns (states, flips, steps, converged, energy).");
@@ -250,7 +255,7 @@ PYBIND11_MODULE(_core, m) {
         [](const py::object& weights_obj, const py::object& states, const py::object& indices,
            const py::object& steps, const std::string& order, const py::int_& seed,
            std::int64_t channel, std::int64_t channels, const py::object& thresholds,
-           double margin, std::int64_t max_sweeps, bool stats, int num_threads) {
+           double margin, double agreement, std::int64_t max_sweeps, bool stats, int num_threads) {
             const bool integral = py::isinstance<py::array>(weights_obj) &&
                                   py::reinterpret_borrow<py::array>(weights_obj).dtype().kind() == 'i';
             // Kept alive until the kernel returns; only one of the two is filled.
@@ -264,8 +269,11 @@ PYBIND11_MODULE(_core, m) {
                                       shape_of(w));
             }
             const RecallArgs args = recall_args(states, N, indices, steps, order, seed, channel,
-                                                channels, thresholds, margin, max_sweeps,
-                                                stats, num_threads);
+                                                channels, thresholds, margin, agreement,
+                                                max_sweeps, stats, num_threads);
+            if (agreement > 0.0) {
+                throw py::value_error("agreement: needs the overlap form (Hebbian rule), not dense weights");
+            }
             return run_recall(args, [&](const std::uint64_t* idx, py::ssize_t B,
                                         const RecallOutput& out) {
                 if (integral) {
@@ -277,7 +285,8 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("weights"), py::arg("states"), py::arg("indices"), py::kw_only(),
         py::arg("steps"), py::arg("order"), py::arg("seed"), py::arg("channel"),
-        py::arg("channels"), py::arg("thresholds"), py::arg("margin"), py::arg("max_sweeps"),
+        py::arg("channels"), py::arg("thresholds"), py::arg("margin"), py::arg("agreement"),
+        py::arg("max_sweeps"),
         py::arg("stats"),
         py::arg("num_threads"),
         "Recall with dense weights: int32 (N*W, Hebbian) or float64 (W); same result tuple.");

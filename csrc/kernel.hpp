@@ -26,6 +26,7 @@ struct RecallConfig {
     std::uint64_t channels = 1;
     const double* thresholds = nullptr;  // theta (N,), in the units of W s; null: all zero
     double margin = 0.0;            // >= 0, units of W s: change a neuron only beyond it
+    double agreement = 0.0;         // [0, 1), overlap form only: and beyond kappa sum|m_mu|
     bool stats = true;              // compute energy, and the fixed-point test for steps >= 0
     int num_threads = 1;
 };

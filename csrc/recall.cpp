@@ -18,14 +18,16 @@ namespace {
 
 using Index = std::int64_t;
 
-// The update rule: s_i <- +1 if h_i >= theta_i else -1, except that with a margin m a
-// neuron changes only when its field is beyond theta_i by m against it (+1 stays unless
-// h_i < theta_i - m; -1 becomes +1 only if h_i >= theta_i + m). `scale` converts theta and
-// m from the units of W s to the field's units.
+// The update rule: s_i <- +1 if h_i >= theta_i else -1, except that a gated rule changes a
+// neuron only when its field is beyond theta_i against it by the margin m plus `extra`
+// (the agreement gate kappa V of the overlap form): +1 stays unless
+// h_i < (theta_i - m) - extra; -1 turns +1 only if h_i >= (theta_i + m) + extra. `scale`
+// converts theta and m from the units of W s to the field's units.
 class UpdateRule {
    public:
-    UpdateRule(const double* theta, double margin, Index n, double scale) : theta_(theta) {
-        if (theta == nullptr && margin == 0.0) return;  // plain: integer h >= 0
+    UpdateRule(const double* theta, double margin, bool gated, Index n, double scale)
+        : theta_(theta) {
+        if (theta == nullptr && margin == 0.0 && !gated) return;  // plain: integer h >= 0
         bounds_.resize(static_cast<std::size_t>(2 * n));
         const double m = margin * scale;
         for (Index i = 0; i < n; ++i) {
@@ -36,10 +38,11 @@ class UpdateRule {
         limits_ = bounds_.data();
     }
     template <class Value>
-    SIFTERNET_INLINE std::int8_t next(Value h, Index i, std::int8_t now) const {
+    SIFTERNET_INLINE std::int8_t next(Value h, Index i, std::int8_t now, double extra = 0.0) const {
         if (limits_ == nullptr) return h >= 0 ? 1 : -1;
         const double v = static_cast<double>(h);
-        return now > 0 ? (v < limits_[2 * i] ? -1 : 1) : (v >= limits_[2 * i + 1] ? 1 : -1);
+        return now > 0 ? (v < limits_[2 * i] - extra ? -1 : 1)
+                       : (v >= limits_[2 * i + 1] + extra ? 1 : -1);
     }
     // theta^T s, summed in index order.
     double dot(const std::int8_t* s, Index n) const {
@@ -79,33 +82,40 @@ class OverlapField {
         return sh;
     }
 
-    OverlapField(const Shared& sh, const UpdateRule& th)
+    OverlapField(const Shared& sh, const UpdateRule& th, double agreement)
         : th_(th), storage_(static_cast<std::size_t>(sh.padded + 4 * sh.words)),
           columns_(sh.columns.data()), rows_(sh.rows.data()), m_(storage_.data()),
           bits_(reinterpret_cast<std::uint64_t*>(storage_.data() + sh.padded)), P_(sh.P),
-          N_(sh.N), padded_(sh.padded), words_(sh.words) {
+          N_(sh.N), padded_(sh.padded), words_(sh.words), agreement_(agreement) {
         static_assert(sizeof(std::uint64_t) <= 4 * sizeof(M), "bits fit in 4 M per word");
     }
 
     SIFTERNET_INLINE void load(const std::int8_t* s) {
         start_overlaps(rows_, P_, N_, words_, s, bits_, m_);
+        vote_ = vote(m_, padded_);
     }
 
     SIFTERNET_INLINE Acc field(const std::int8_t* s, Index i) const {
         return dot(columns_ + i * padded_, m_, padded_) - static_cast<Acc>(P_) * s[i];
     }
 
+    // The agreement gate: kappa times the vote mass V = sum_mu |m_mu|.
+    SIFTERNET_INLINE double extra() const {
+        return agreement_ > 0.0 ? agreement_ * static_cast<double>(vote_) : 0.0;
+    }
+
     SIFTERNET_INLINE bool visit(std::int8_t* s, Index i) {
-        const std::int8_t next = th_.next(field(s, i), i, s[i]);
+        const std::int8_t next = th_.next(field(s, i), i, s[i], extra());
         if (next == s[i]) return false;
         s[i] = next;
         add_scaled(columns_ + i * padded_, static_cast<M>(2 * next), m_, padded_);
+        if (agreement_ > 0.0) vote_ = vote(m_, padded_);
         return true;
     }
 
     SIFTERNET_INLINE bool stable(const std::int8_t* s) const {
         for (Index i = 0; i < N_; ++i)
-            if (th_.next(field(s, i), i, s[i]) != s[i]) return false;
+            if (th_.next(field(s, i), i, s[i], extra()) != s[i]) return false;
         return true;
     }
 
@@ -121,6 +131,11 @@ class OverlapField {
         Acc acc = 0;
         for (Index k = 0; k < n; ++k) acc += static_cast<Acc>(a[k]) * static_cast<Acc>(b[k]);
         return acc;
+    }
+    SIFTERNET_INLINE static std::int64_t vote(const M* m, Index n) {
+        std::int64_t total = 0;
+        for (Index k = 0; k < n; ++k) total += m[k] < 0 ? -m[k] : m[k];
+        return total;
     }
     SIFTERNET_INLINE static void add_scaled(const M* col, M factor, M* m, Index n) {
         for (Index k = 0; k < n; ++k) m[k] = static_cast<M>(m[k] + factor * col[k]);
@@ -156,6 +171,8 @@ class OverlapField {
     M* m_;
     std::uint64_t* bits_;
     Index P_, N_, padded_, words_;
+    double agreement_;
+    std::int64_t vote_ = 0;
 };
 
 // Field from dense weights W (N, N): integer (N times W) or float64 (W itself). W[i][i]
@@ -168,7 +185,7 @@ class DenseField {
         Index N;
     };
 
-    DenseField(const Shared& sh, const UpdateRule& th)
+    DenseField(const Shared& sh, const UpdateRule& th, double /*agreement: overlap form only*/)
         : th_(th), storage_(static_cast<std::size_t>(sh.N)), weights_(sh.weights),
           x_(storage_.data()), N_(sh.N) {}
 
@@ -289,7 +306,8 @@ template <class Field, class RowFunction>
 void recall_rows(RowFunction row, const typename Field::Shared& shared, Index N, double theta_scale,
                  const std::uint64_t* indices, Index B, const RecallConfig& config,
                  const RecallOutput& out) {
-    const UpdateRule thresholds(config.thresholds, config.margin, N, theta_scale);
+    const UpdateRule thresholds(config.thresholds, config.margin, config.agreement > 0.0, N,
+                                theta_scale);
     const int threads = static_cast<int>(std::max<Index>(1, std::min<Index>(config.num_threads, B)));
     FirstError error;
 #pragma omp parallel num_threads(threads)
@@ -299,7 +317,7 @@ void recall_rows(RowFunction row, const typename Field::Shared& shared, Index N,
         Field* field = nullptr;
         ThreadScratch<std::uint32_t>* perm = nullptr;
         try {
-            field = new Field(shared, thresholds);
+            field = new Field(shared, thresholds, config.agreement);
             perm = new ThreadScratch<std::uint32_t>(
                 config.order == Order::sweep ? static_cast<std::size_t>(N) : 0);
             ready = true;

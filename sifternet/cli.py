@@ -277,6 +277,7 @@ def _add_purifier_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=OUTPUTS, help="binary (the paper's, default), restore or inpaint")
     parser.add_argument("--fill-size", dest="fill_size", type=int, help="inpaint's neighbourhood side (default 3)")
     parser.add_argument("--margin", type=float, help="recall confidence gate, a fraction of the largest field in [0, 1) (default 0)")
+    parser.add_argument("--agreement", type=float, help="recall agreement gate, a fraction of the memories' vote mass in [0, 1) (default 0)")
     _add_recall_options(parser)
 
 

@@ -190,6 +190,7 @@ class HopfieldNetwork:
         channels: int = 1,
         thresholds: Optional[np.ndarray] = None,
         margin: float = 0.0,
+        agreement: float = 0.0,
         max_sweeps: int = 100,
         representation: Representation = "auto",
         stats: bool = True,
@@ -217,6 +218,10 @@ class HopfieldNetwork:
             beyond theta by more than ``margin`` against it (+1 stays unless
             h < theta - margin; -1 turns +1 only if h >= theta + margin). 0 is the plain
             rule; energy never increases either way.
+        agreement : float
+            Agreement gate in [0, 1) (Hebbian, overlap form): a neuron changes only when
+            its field is beyond theta +- margin by more than ``agreement`` times the vote
+            mass sum_mu |m_mu| / N, i.e. when the memories agree strongly against it.
         representation : {"auto", "dense", "overlap"}
             Field representation (bit-identical results); ``auto`` picks the cheaper one.
         stats : bool
@@ -236,7 +241,7 @@ class HopfieldNetwork:
                 f"representation: expected one of {REPRESENTATIONS}, got {representation!r}"
             )
         if representation == "auto":
-            representation = self.representation_for(steps)
+            representation = "overlap" if agreement > 0 else self.representation_for(steps)
         if representation == "overlap" and self._rule != "hebbian":
             raise ValueError(f"representation='overlap' needs rule='hebbian', not {self._rule!r}")
         count = states.shape[0] if isinstance(states, np.ndarray) and states.ndim == 2 else 0
@@ -248,6 +253,7 @@ class HopfieldNetwork:
             channels=channels,
             thresholds=thresholds,
             margin=float(margin),
+            agreement=float(agreement),
             max_sweeps=max_sweeps,
             stats=stats,
             num_threads=resolve_num_threads(

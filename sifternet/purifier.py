@@ -17,7 +17,9 @@ from sifternet.repair import OUTPUTS, repair
 
 ORDERS: tuple[str, ...] = ("random", "sweep")
 #: Options that act at recall time only, changeable on a fitted purifier.
-RECALL_OPTIONS: tuple[str, ...] = ("steps", "order", "seed", "output", "fill_size", "margin")
+RECALL_OPTIONS: tuple[str, ...] = (
+    "steps", "order", "seed", "output", "fill_size", "margin", "agreement",
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class PurifierConfig:
     output: str = "binary"
     fill_size: int = 3
     margin: float = 0.0
+    agreement: float = 0.0
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -52,9 +55,10 @@ class PurifierConfig:
         _check_int("seed", self.seed, low=0, high=2**64 - 1)
         if self.steps is not None:
             _check_int("steps", self.steps, low=0)
-        margin = self.margin
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0.0 <= margin < 1.0:
-            raise ValueError(f"margin: expected a fraction in [0, 1), got {self.margin!r}")
+        for name in ("margin", "agreement"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"{name}: expected a fraction in [0, 1), got {value!r}")
         for name in ("offset", "threshold"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -103,6 +107,11 @@ class SifterNet:
         Confidence gate in [0, 1): the recall changes a pixel only when the memories'
         field against it exceeds this fraction of its largest possible value (every
         memory agreeing). 0 is the paper's rule.
+    agreement : float
+        Agreement gate in [0, 1) (Hebbian rule): the recall changes a pixel only when the
+        memories' field against it exceeds this fraction of their current vote mass
+        sum_mu |m_mu| / N, i.e. when the memories close to the image agree against it,
+        however similar the image is to them. 0 is the paper's rule.
     seed : int
         Seeds the random streams; with an image's global index it fixes its result.
     num_threads : int or None
@@ -245,7 +254,7 @@ class SifterNet:
             network.recall(
                 plane, steps=c.steps, order=c.order, seed=c.seed, indices=keys,
                 channel=channel, channels=self.n_channels, stats=False, num_threads=threads,
-                margin=c.margin * network.n_patterns,
+                margin=c.margin * network.n_patterns, agreement=c.agreement,
             ).states
             for channel, (network, plane) in enumerate(zip(self.networks, self._planes(binarised)))
         ]

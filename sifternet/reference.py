@@ -99,13 +99,16 @@ def recall(
     channels: int = 1,
     thresholds: Optional[np.ndarray] = None,
     margin: float = 0.0,
+    agreement: float = 0.0,
+    patterns: Optional[np.ndarray] = None,
     max_sweeps: int = 100,
 ) -> Recalled:
     """Asynchronous recall with dense ``weights``.
 
     Integer weights are N times W (the Hebbian integer field; thresholds and margin are
     scaled by N to match), float weights are W. With a ``margin`` a neuron changes only
-    when its field is beyond theta by more than the margin against its state. Each field is the row's sum in index order minus
+    when its field is beyond theta by more than the margin against its state; with an
+    ``agreement`` kappa (Hebbian ``patterns`` needed) by kappa * sum_mu |m_mu| more. Each field is the row's sum in index order minus
     W_ii s_i, so that float sums round exactly as the kernel's do.
     """
     n = weights.shape[0]
@@ -121,12 +124,16 @@ def recall(
 
     def wants(s: np.ndarray, i: int) -> int:
         h = field(s, i)
-        if theta is None and margin == 0.0:
+        if theta is None and margin == 0.0 and agreement == 0.0:
             return 1 if h >= 0 else -1
         centre = 0.0 if theta is None else theta[i] * scale
-        if s[i] > 0:  # +1 stays unless the field is below theta by more than the margin
-            return -1 if float(h) < centre - margin * scale else 1
-        return 1 if float(h) >= centre + margin * scale else -1
+        extra = 0.0
+        if agreement > 0.0:
+            overlaps = patterns.astype(np.int64) @ s.astype(np.int64)
+            extra = agreement * float(np.abs(overlaps).sum())
+        if s[i] > 0:  # +1 stays unless the field is below theta by more than the gates
+            return -1 if float(h) < (centre - margin * scale) - extra else 1
+        return 1 if float(h) >= (centre + margin * scale) + extra else -1
 
     def stable(s: np.ndarray) -> bool:
         return all(wants(s, i) == s[i] for i in range(n))

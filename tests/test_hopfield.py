@@ -41,6 +41,7 @@ def assert_matches_reference(network, states, *, representation="auto", **option
         reference_weights(network),
         states,
         indices=np.arange(offset, offset + len(states)),
+        patterns=network.patterns,
         **options,
     )
     np.testing.assert_array_equal(got.states, want.states)
@@ -63,15 +64,19 @@ def assert_matches_reference(network, states, *, representation="auto", **option
     representation=st.sampled_from(["auto", "dense", "overlap"]),
     with_thresholds=st.booleans(),
     margin=st.sampled_from([0.0, 0.0, 0.5, 2.0, 7.25]),
+    agreement=st.sampled_from([0.0, 0.0, 0.1, 0.35, 0.8]),
     data=st.randoms(use_true_random=False),
 )
 def test_kernel_equals_reference(
-    n, p, b, steps, order, seed, offset, rule, representation, with_thresholds, margin, data
+    n, p, b, steps, order, seed, offset, rule, representation, with_thresholds, margin,
+    agreement, data,
 ):
     rng = np.random.default_rng(data.getrandbits(32))
     network = HopfieldNetwork(num_threads=2).fit(spins(rng, p, n), rule=rule)
     if rule != "hebbian":
-        representation = "dense"
+        representation, agreement = "dense", 0.0
+    elif agreement > 0:
+        representation = "overlap"
     thresholds = rng.normal(0.0, 0.2, n) if with_thresholds else None
     assert_matches_reference(
         network,
@@ -83,6 +88,7 @@ def test_kernel_equals_reference(
         index_offset=offset,
         thresholds=thresholds,
         margin=margin if rule == "hebbian" else margin / 8,
+        agreement=agreement,
         channel=int(rng.integers(0, 3)),
         channels=3,
     )
@@ -151,6 +157,8 @@ def test_margin_only_ever_reduces_flips():
     states = spins(rng, 30, 300)
     flips = [network.recall(states, steps=300, margin=m).flips.sum() for m in (0.0, 0.1, 0.3, 21.0)]
     assert flips[0] > flips[1] > flips[2] and flips[3] == 0  # |W s| <= P = 20
+    gated = [network.recall(states, steps=300, agreement=k).flips.sum() for k in (0.0, 0.2, 0.5, 0.99)]
+    assert gated[0] > gated[1] > gated[2] >= gated[3]
 
 
 @pytest.mark.parametrize("order", ["random", "sweep"])
@@ -289,6 +297,8 @@ def test_bad_patterns_are_refused(patterns, error, message, rule):
         ({"max_sweeps": 0}, ValueError, "max_sweeps: expected at least 1"),
         ({"margin": -1.0}, ValueError, "margin: expected a finite number >= 0"),
         ({"margin": float("inf")}, ValueError, "margin: expected a finite number >= 0"),
+        ({"agreement": 1.0}, ValueError, r"agreement: expected a fraction in \[0, 1\)"),
+        ({"agreement": 0.5, "representation": "dense"}, ValueError, "agreement: needs the overlap form"),
         ({"num_threads": 0}, ValueError, "num_threads: expected a positive count"),
         ({"num_threads": 1.5}, TypeError, "num_threads: expected an int or None"),
         ({"index_offset": -3}, ValueError, "index_offset: expected a non-negative integer"),
