@@ -249,7 +249,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                     split_seed=args.split_seed, epochs=args.epochs, model=args.model or "small CNN (trained here)",
                     limit=args.limit, command="sifternet " + " ".join(sys.argv[1:]))
     report, outputs = ev.evaluate(images, labels, attack=attack, model=model, purifier=purifier,
-                                  defenses=ev.default_defenses(purifier, args.defenses.split(",")),
+                                  defenses=ev.default_defenses(purifier, args.defenses.split(","), (seeds, seed_labels)),
                                   split=split, target=args.target, settings=settings)
     clean = images[split.evaluation]
     written = ev.write_report(report, outputs, clean, attack.apply(clean), out, overwrite=args.force)
@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--grid", type=int, help="wanet: control grid k (default 4)")
     evaluate.add_argument("--strength", type=float, help="wanet: warp strength s (default 0.5)")
     evaluate.add_argument("--target", type=int, default=0, help="target class of the all-to-one backdoor (default 0)")
-    evaluate.add_argument("--defenses", default="none,sifternet,binarise-only,erase-visited,seed-consensus,median-3x3",
+    evaluate.add_argument("--defenses", default="none,sifternet,sifternet-repair,binarise-only,erase-visited,seed-consensus,median-3x3",
                           help="comma-separated defenses (default: all)")
     evaluate.add_argument("--per-class", type=int, default=2, help="seeds per class from the clean training part (default 2)")
     evaluate.add_argument("--train-fraction", type=float, default=0.7, help="training part of the data set (default 0.7)")

@@ -153,7 +153,7 @@ def test_evaluate_with_a_black_box_model(tmp_path):
     purifier = SifterNet(binarize="global", steps=50).fit(seeds)
     report, outputs = ev.evaluate(
         images, labels, attack=attacks.make_attack("badnet"), model=CallableClassifier(predict),
-        purifier=purifier, defenses=ev.default_defenses(purifier, ["none", "binarise-only", "median-3x3"]),
+        purifier=purifier, defenses=ev.default_defenses(purifier, ["none", "binarise-only", "median-3x3", "sifternet-repair"], (seeds, seed_labels)),
         split=split, settings={"data": "toy.npz", "attack": "badnet", "attack_params": {}, "n_train": 30,
                                "n_poisoned": 0, "n_seeds": 6},
     )
@@ -170,7 +170,7 @@ def test_evaluate_with_a_black_box_model(tmp_path):
     with pytest.raises(FileExistsError, match="pass --force"):
         ev.write_report(report, outputs, images[:1], images[:1], tmp_path)
     with pytest.raises(ValueError, match="defenses: unknown"):
-        ev.default_defenses(purifier, ["strip"])
+        ev.default_defenses(purifier, ["strip"], (seeds, seed_labels))
     assert set(DEFENSES) >= {"sifternet", "erase-visited", "seed-consensus"}
 
 
@@ -187,6 +187,8 @@ def test_cli_evaluate_on_a_small_mnist_slice(tmp_path, capsys):
     rows = {r["defense"]: r for r in first["rows"]}
     assert rows["none"]["acc"] > 0.6 and rows["none"]["asr"] > 0.8  # it learned; the backdoor took
     assert rows["seed-consensus"]["asr"] < 0.2  # the corner patch is masked away
+    repair = rows["sifternet-repair"]
+    assert repair["asr"] < 0.2 and repair["acc"] > rows["sifternet"]["acc"]
     assert cache.exists()
     assert main([*args, "--out", str(tmp_path / "b")]) == 0  # reuses the cached model
     second = json.loads((tmp_path / "b" / "report.json").read_text())

@@ -248,3 +248,46 @@ def test_networks_are_hopfield_networks(grey):
     purifier, _ = grey
     assert isinstance(purifier.networks[0], HopfieldNetwork)
     assert "image_shape=(9, 11)" in repr(purifier)
+
+
+def test_restore_keeps_every_pixel_the_recall_did_not_flip(colour):
+    purifier, batch = colour
+    restored = purifier.with_options(output="restore").purify(batch)
+    binary = purifier.purify(batch)
+    binarised = purifier.binarize(batch)
+    flipped = binary != binarised
+    assert flipped.any() and (~flipped).any()
+    np.testing.assert_array_equal(restored[~flipped], batch[~flipped])
+    np.testing.assert_array_equal(restored[flipped], binary[flipped])
+
+
+def test_inpaint_fills_flipped_pixels_from_unflipped_neighbours(colour):
+    purifier, batch = colour
+    filled = purifier.with_options(output="inpaint", fill_size=3).purify(batch)
+    binary, binarised = purifier.purify(batch), purifier.binarize(batch)
+    holes = binary != binarised
+    np.testing.assert_array_equal(filled[~holes], batch[~holes])
+    b, y, x, c = map(int, np.argwhere(holes)[0])
+    window = (slice(max(0, y - 1), y + 2), slice(max(0, x - 1), x + 2))
+    good = ~holes[b][window][..., c]
+    values = batch[b][window][..., c][good].astype(int)
+    want = (values.sum() + len(values) // 2) // len(values) if len(values) else binary[b, y, x, c]
+    assert filled[b, y, x, c] == want
+    np.testing.assert_array_equal(purifier.with_options(output="inpaint").purify(batch[5], index_offset=5), filled[5])
+
+
+def test_gates_reduce_flips_and_the_repair_preset_validates():
+    rng = np.random.default_rng(6)
+    seeds, batch = images(rng, 4, 16, 16), images(rng, 10, 16, 16)
+    base = SifterNet(binarize="global", steps=256).fit(seeds)
+    changed = [
+        (base.with_options(**gate).purify(batch) != base.binarize(batch)).sum()
+        for gate in ({}, {"agreement": 0.3}, {"agreement": 0.9}, {"margin": 0.5})
+    ]
+    assert changed[0] > changed[1] > changed[2] and changed[0] > changed[3]
+    repair = SifterNet.repairing(steps=100)
+    assert repair.config.output == "inpaint" and repair.config.steps == 100
+    with pytest.raises(ValueError, match=r"agreement: expected a fraction in \[0, 1\)"):
+        SifterNet(agreement=1.5)
+    with pytest.raises(ValueError, match="output: expected one of"):
+        SifterNet(output="blur")

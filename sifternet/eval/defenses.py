@@ -103,12 +103,30 @@ def no_defense(purifier: Optional[SifterNet] = None) -> Defense:
     return Defense("none", lambda images, indices: images, "no defense")
 
 
-#: The defenses ``sifternet evaluate`` knows by name, each built from the fitted purifier.
-DEFENSES: dict[str, Callable[[SifterNet], Defense]] = {
-    "none": no_defense,
-    "sifternet": sifternet,
-    "binarise-only": binarise_only,
-    "erase-visited": erase_visited,
-    "seed-consensus": seed_consensus,
-    "median-3x3": median3x3,
+def sifternet_repair(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
+    """SifterNet's recommended repair mode (:meth:`SifterNet.repairing`), fitted on the
+    same seeds as ``purifier``."""
+    repairing = SifterNet.repairing(num_threads=purifier.num_threads, seed=purifier.config.seed).fit(*seeds)
+    c = repairing.config
+    return Defense(
+        "sifternet-repair",
+        lambda images, indices: repairing.purify(images, indices=indices),
+        f"SifterNet repair: {c.binarize}, {c.order} to convergence, agreement {c.agreement}, {c.output}",
+    )
+
+
+def _plain(factory: Callable[[SifterNet], Defense]) -> Callable[[SifterNet, tuple], Defense]:
+    return lambda purifier, seeds: factory(purifier)
+
+
+#: The defenses ``sifternet evaluate`` knows by name: factories of (the fitted purifier,
+#: its seed images and labels).
+DEFENSES: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense]] = {
+    "none": _plain(no_defense),
+    "sifternet": _plain(sifternet),
+    "sifternet-repair": sifternet_repair,
+    "binarise-only": _plain(binarise_only),
+    "erase-visited": _plain(erase_visited),
+    "seed-consensus": _plain(seed_consensus),
+    "median-3x3": _plain(median3x3),
 }

@@ -195,12 +195,14 @@ def _bar_chart(report: Report, path: Path) -> Optional[Path]:
     return path
 
 
-def default_defenses(purifier: SifterNet, names: Sequence[str]) -> list[Defense]:
-    """The named defenses of :data:`DEFENSES`, built on the fitted purifier."""
+def default_defenses(
+    purifier: SifterNet, names: Sequence[str], seeds: tuple[np.ndarray, np.ndarray]
+) -> list[Defense]:
+    """The named defenses of :data:`DEFENSES`, built on the fitted purifier and its seeds."""
     unknown = [n for n in names if n not in DEFENSES]
     if unknown:
         raise ValueError(f"defenses: unknown {unknown}; expected some of {tuple(DEFENSES)}")
-    return [DEFENSES[name](purifier) for name in names]
+    return [DEFENSES[name](purifier, seeds) for name in names]
 
 
 def seeds_from(images: np.ndarray, labels: np.ndarray, split: Split, per_class: int, seed: int):
