@@ -160,6 +160,10 @@ def write_report(report: Report, outputs, clean: np.ndarray, triggered: np.ndarr
             if path.exists():
                 raise FileExistsError(f"{path}: already exists (pass --force to replace it)")
     folder.mkdir(parents=True, exist_ok=True)
+    report.notes.append(
+        "examples.png, one row per image: clean | triggered | "
+        + " | ".join(outputs) + " (each defense on the triggered image)"
+    )
     chart = _bar_chart(report, folder / "metrics.png")
     count = min(examples, len(clean))
     columns = [clean[:count], triggered[:count]] + [out[1][:count] for out in outputs.values()]
