@@ -14,7 +14,7 @@ from sifternet import reference as ref
 from sifternet.binarize import binarize
 from sifternet.eval import attacks
 from sifternet.eval import evaluate as ev
-from sifternet.eval.defenses import DEFENSES, erase_visited, seed_consensus
+from sifternet.eval.defenses import DEFENSES, Detector, erase_visited, seed_consensus
 from sifternet.eval.metrics import accuracy, attack_success_rate, robust_accuracy, roc_auc
 from sifternet.eval.models import CallableClassifier
 
@@ -156,7 +156,11 @@ def test_evaluate_with_a_black_box_model(tmp_path):
         purifier=purifier, defenses=ev.default_defenses(purifier, ["none", "binarise-only", "median-3x3", "sifternet-repair"], (seeds, seed_labels)),
         split=split, settings={"data": "toy.npz", "attack": "badnet", "attack_params": {}, "n_train": 30,
                                "n_poisoned": 0, "n_seeds": 6},
+        detectors=[Detector("corner", lambda x: x[:, -1, -1].astype(float), "corner brightness"),
+                   Detector("blind", lambda x: np.zeros(len(x)), "constant score")],
     )
+    aucs = {d.detector: d.auc for d in report.detectors}
+    assert aucs == {"corner": 1.0, "blind": 0.5}
     rows = {r.defense: r for r in report.rows}
     assert rows["none"].acc == 1.0 and rows["none"].asr == 1.0
     assert rows["binarise-only"].asr == 1.0  # white stays white
@@ -165,6 +169,7 @@ def test_evaluate_with_a_black_box_model(tmp_path):
     written = ev.write_report(report, outputs, images[split.evaluation], attacks.badnet(images[split.evaluation]), tmp_path)
     assert {p.name for p in written} >= {"report.md", "report.json", "examples.png"}
     assert "| binarise-only |" in (tmp_path / "report.md").read_text()
+    assert "| corner | 1.0000 |" in (tmp_path / "report.md").read_text()
     assert "TEST splits" in (tmp_path / "report.md").read_text()
     assert json.loads((tmp_path / "report.json").read_text())["rows"][0]["defense"] == "none"
     with pytest.raises(FileExistsError, match="pass --force"):

@@ -17,6 +17,19 @@ import numpy as np
 from sifternet.binarize import states_to_pixels
 from sifternet.purifier import SifterNet
 
+#: images -> one score per image, higher for inputs that look poisoned
+ScoreFunction = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A named detector for the evaluation tables (scored by ROC AUC)."""
+
+    name: str
+    score: ScoreFunction
+    description: str
+
+
 #: images, global indices of the images -> purified images of the same shape
 PurifyFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

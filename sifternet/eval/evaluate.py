@@ -20,8 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from sifternet.eval.attacks import Attack, make_attack
-from sifternet.eval.defenses import DEFENSES, Defense
-from sifternet.eval.metrics import accuracy, attack_success_rate, robust_accuracy
+from sifternet.eval.defenses import DEFENSES, Defense, Detector
+from sifternet.eval.metrics import accuracy, attack_success_rate, robust_accuracy, roc_auc
 from sifternet.eval.models import Classifier
 from sifternet.io import atomic_path, preview_grid, write_image
 from sifternet.modelfile import PathLike, write_atomically
@@ -80,11 +80,22 @@ class Row:
 
 
 @dataclass
+class DetectorRow:
+    """One detector's ROC AUC on clean vs triggered evaluation images, and its time."""
+
+    detector: str
+    description: str
+    auc: float
+    seconds: float
+
+
+@dataclass
 class Report:
     """Everything ``evaluate`` measured, with the settings that reproduce it."""
 
     settings: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
+    detectors: list[DetectorRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
@@ -104,11 +115,15 @@ class Report:
                 f"| {r.defense} | {100 * r.acc:.2f} | {100 * r.asr:.2f} | {100 * r.ra:.2f} | "
                 f"{r.seconds:.2f} | {rate} |"
             )
+        if self.detectors:
+            lines += ["", "| detector | ROC AUC | time s |", "| --- | ---: | ---: |"]
+            lines += [f"| {d.detector} | {d.auc:.4f} | {d.seconds:.2f} |" for d in self.detectors]
         lines += ["", *[f"- {note}" for note in self.notes]]
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> str:
         return json.dumps({"settings": self.settings, "rows": [asdict(r) for r in self.rows],
+                           "detectors": [asdict(d) for d in self.detectors],
                            "notes": self.notes}, indent=2, default=str)
 
 
@@ -121,12 +136,14 @@ def evaluate(
     purifier: SifterNet,
     defenses: Sequence[Defense],
     split: Split,
+    detectors: Sequence[Detector] = (),
     target: int = 0,
     settings: Optional[dict[str, Any]] = None,
     progress: bool = True,
 ) -> tuple[Report, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Run every defense on the evaluation part; returns the report and, per defense,
-    its purified (clean, triggered) evaluation images for figures."""
+    """Run every defense (and detector) on the evaluation part; returns the report and,
+    per defense, its purified (clean, triggered) evaluation images for figures. Detectors
+    score the clean images and the triggered images of non-target classes."""
     clean = images[split.evaluation]
     truth = labels[split.evaluation]
     triggered = attack.apply(clean)
@@ -145,6 +162,11 @@ def evaluate(
             seconds, 2 * len(clean) / seconds if seconds > 0 else float("inf"),
         ))
         outputs[defense.name] = (purified_clean, purified_triggered)
+    victims = triggered[truth != target]
+    for detector in detectors:
+        start = time.perf_counter()
+        auc = roc_auc(detector.score(clean), detector.score(victims))
+        report.detectors.append(DetectorRow(detector.name, detector.description, auc, time.perf_counter() - start))
     report.notes.append(TEST_SPLIT_NOTE)
     return report, outputs
 
