@@ -4,6 +4,10 @@ Environment switches:
   SIFTERNET_NATIVE=1     compile for this machine's CPU (-march=native); such a build
                          may crash on older CPUs, so never ship it as a wheel.
   SIFTERNET_NO_OPENMP=1  build without OpenMP (serial; results are identical).
+  SIFTERNET_SANITIZE=address,undefined
+                         build with AddressSanitizer and UBSan (-O1 -g, any report is
+                         fatal, no CPU-dispatch clones); run Python with the ASan runtime
+                         preloaded, see the README's "Reliability" section.
 """
 
 from __future__ import annotations
@@ -73,16 +77,25 @@ class BuildExt(build_ext):
 
 
 compile_args = ["-O3"]
+link_args: list[str] = []
+macros = [("VERSION_INFO", VERSION["__version__"])]
 if _flag("SIFTERNET_NATIVE"):
     compile_args.append("-march=native")
+SANITIZE = os.environ.get("SIFTERNET_SANITIZE", "").strip()
+if SANITIZE:
+    sanitizer = [f"-fsanitize={SANITIZE}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+    compile_args = ["-O1", "-g", *sanitizer]
+    link_args = sanitizer
+    macros.append(("SIFTERNET_NO_CLONES", "1"))  # ifunc resolvers run before ASan is up
 
 ext = Pybind11Extension(
     "sifternet._core",
     sorted(str(p.relative_to(HERE)) for p in (HERE / "csrc").glob("*.cpp")),
     include_dirs=["csrc"],
     depends=sorted(str(p.relative_to(HERE)) for p in (HERE / "csrc").glob("*.hpp")),
-    define_macros=[("VERSION_INFO", VERSION["__version__"])],
+    define_macros=macros,
     extra_compile_args=compile_args,
+    extra_link_args=link_args,
     cxx_std=17,
 )
 

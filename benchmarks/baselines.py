@@ -57,3 +57,17 @@ def per_image_local_mean(images: np.ndarray, block_size: int) -> np.ndarray:
             planes.append(np.where(k2 * plane.astype(np.int32) > sums, 1, -1).astype(np.int8))
         out[b] = cv2.merge(planes)
     return out
+
+
+def python_loop_recall(weights, states, *, steps, seed, indices):
+    """The style of the popular NumPy Hopfield code: one image at a time, one neuron at a
+    time, h_i = W_i . s with float weights (same streams, so the same result)."""
+    n = weights.shape[0]
+    out = states.astype(np.float64)
+    seed_mix = mix(np.array([seed], np.uint64))
+    for row, index in zip(out, indices):
+        key = mix(seed_mix ^ np.array([index], np.uint64))
+        draws = mix(key + np.arange(steps, dtype=np.uint64))
+        for i in ((draws >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32):
+            row[i] = 1.0 if weights[i] @ row >= 0 else -1.0
+    return out.astype(np.int8)

@@ -308,7 +308,11 @@ void recall_rows(RowFunction row, const typename Field::Shared& shared, Index N,
                  const RecallOutput& out) {
     const UpdateRule thresholds(config.thresholds, config.margin, config.agreement > 0.0, N,
                                 theta_scale);
-    const int threads = static_cast<int>(std::max<Index>(1, std::min<Index>(config.num_threads, B)));
+    // Tiny batches stay serial: starting threads would cost more than the work.
+    const Index row_work = (config.steps >= 0 ? config.steps : 4 * N) + N;
+    const bool tiny = B * row_work < (Index{1} << 18);
+    const int threads =
+        tiny ? 1 : static_cast<int>(std::max<Index>(1, std::min<Index>(config.num_threads, B)));
     FirstError error;
 #pragma omp parallel num_threads(threads)
     {

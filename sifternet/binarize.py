@@ -225,7 +225,8 @@ def _local_mean(
                 out=states[start : start + n].view(np.uint8),
             )
 
-    workers = min(n_images, threads)
+    small = batch.size < _CHUNK_BYTES  # tiny batches stay serial: threads cost more
+    workers = 1 if small else min(n_images, threads)
     bounds = np.linspace(0, n_images, workers + 1).astype(int)
     parts = [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     if workers == 1:

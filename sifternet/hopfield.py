@@ -167,14 +167,15 @@ class HopfieldNetwork:
     def representation_for(self, steps: Optional[int]) -> Literal["dense", "overlap"]:
         """The cheaper field representation for a recall of ``steps`` attempts per row.
 
-        The overlap form (Hebbian only) costs about P (N/64 + steps) per row, dense
-        weights about N steps (plus building W once); ``None`` counts as 4 sweeps.
+        Measured per row (benchmarks/REPORT.md): the overlap form (Hebbian only) costs
+        about P (steps + N/32) and dense weights about 1.4 N steps, since the overlap
+        form's int16 steps vectorise twice as wide; ``None`` counts as 4 sweeps.
         """
         if self._rule != "hebbian":
             return "dense"
         n, p = self.n_neurons, self.n_patterns
         work = 4 * n if steps is None else steps
-        return "overlap" if p * (n / 64 + work) <= work * n else "dense"
+        return "overlap" if p * (work + n / 32) <= 1.4 * work * n else "dense"
 
     # -- recall ---------------------------------------------------------------------
     def recall(

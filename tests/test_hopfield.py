@@ -188,14 +188,14 @@ def test_energy_matches_quadratic_form():
 def test_thread_count_and_batch_split_do_not_change_results(representation):
     rng = np.random.default_rng(7)
     network = HopfieldNetwork().fit(spins(rng, 30, 256))
-    states = spins(rng, 301, 256)
-    options = dict(steps=300, seed=11, representation=representation, index_offset=1000)
+    states = spins(rng, 601, 256)  # above the kernel's serial cut-off: threads really run
+    options = dict(steps=500, seed=11, representation=representation, index_offset=1000)
     one = network.recall(states, num_threads=1, **options)
     for threads in (2, 8):
         many = network.recall(states, num_threads=threads, **options)
         np.testing.assert_array_equal(many.states, one.states)
         np.testing.assert_array_equal(many.flips, one.flips)
-    cuts = [0, 1, 77, 200, 301]
+    cuts = [0, 1, 77, 200, 601]
     chunks = [
         network.recall(
             states[a:z], num_threads=2, **{**options, "index_offset": 1000 + a}
@@ -203,7 +203,7 @@ def test_thread_count_and_batch_split_do_not_change_results(representation):
         for a, z in zip(cuts, cuts[1:])
     ]
     np.testing.assert_array_equal(np.concatenate(chunks), one.states)
-    order = rng.permutation(301)
+    order = rng.permutation(601)
     shuffled = network.recall(
         states[order], indices=1000 + order, **{k: v for k, v in options.items() if k != "index_offset"}
     )
