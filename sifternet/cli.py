@@ -118,24 +118,33 @@ def _progress(total: int, what: str) -> tqdm:
 def _purify_folder(purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace):
     files = list_images(source)
     outputs = [(target / f.relative_to(source)).with_suffix(".png") for f in files]
-    if not args.force:
+    # Outputs are written atomically, so an existing one is complete: --resume skips it.
+    pending = [k for k, p in enumerate(outputs) if args.force or not (args.resume and p.exists())]
+    if not args.force and not args.resume:
         existing = [p for p in outputs if p.exists()]
         if existing:
-            raise CliError(f"{existing[0]} already exists ({len(existing)} outputs do): pass --force")
-    with _progress(len(files), "purify") as bar:
-        for start in range(0, len(files), args.chunk):
-            chunk = files[start : start + args.chunk]
-            purified = purifier.purify(read_images(chunk), index_offset=start)
-            for path, image in zip(outputs[start : start + args.chunk], purified):
-                write_image(path, image)
+            raise CliError(
+                f"{existing[0]} already exists ({len(existing)} outputs do): pass --resume to "
+                "skip finished outputs or --force to replace them"
+            )
+    with _progress(len(pending), "purify") as bar:
+        for start in range(0, len(pending), args.chunk):
+            chunk = pending[start : start + args.chunk]  # global indices key the streams
+            purified = purifier.purify(read_images([files[k] for k in chunk]), indices=np.asarray(chunk))
+            for k, image in zip(chunk, purified):
+                write_image(outputs[k], image)
             bar.update(len(chunk))
-    print(f"purified {len(files)} images from {source} -> {target}/ (PNG)")
+    skipped = len(files) - len(pending)
+    print(f"purified {len(pending)} images from {source} -> {target}/ (PNG)"
+          + (f"; {skipped} finished outputs kept (--resume)" if skipped else ""))
     return [read_image(f) for f in files[: args.preview_count]]
 
 
 def _purify_array(purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace):
     if target.suffix not in (".npy", ".npz"):
         raise CliError(f"{target}: the output of an array input must be .npy or .npz")
+    if args.resume:
+        raise CliError("--resume applies to folder outputs (an array output is written whole, atomically)")
     _refuse_existing(target, args.force)
     images = load_array(source, "images")
     with atomic_path(target) as tmp:
@@ -301,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     purify.add_argument("output", help="output folder (PNG files, same relative paths) or .npy / .npz")
     purify.add_argument("--chunk", type=int, default=4096, help="images per chunk (bounds memory; results do not depend on it)")
     purify.add_argument("--seed", type=int, default=None, help="override the model's recall seed")
+    purify.add_argument("--resume", action="store_true", help="folder output: keep outputs already written (each is written atomically) and purify the rest")
     purify.add_argument("--preview", help="write a PNG grid original | binarised | purified of the first images")
     purify.add_argument("--preview-count", type=int, default=8, help="images in the preview (default 8)")
     _add_recall_options(purify)

@@ -25,6 +25,8 @@ FORMAT = "sifternet-model"
 FORMAT_VERSION = 1
 METADATA_KEY = "__metadata__"
 MAX_METADATA_BYTES = 1 << 20
+#: Uncompressed size a model file may declare (a guard against zip bombs).
+MAX_MODEL_BYTES = 4 << 30
 #: Dtypes a model file may hold; anything else is refused on reading.
 DTYPES = frozenset({"int8", "int32", "int64", "float64"})
 
@@ -62,6 +64,13 @@ def pack(metadata: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
 def unpack(data: bytes, source: str = "model file") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(metadata, arrays) of model-file bytes; :class:`ModelFileError` says what is wrong."""
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+        if declared > MAX_MODEL_BYTES:
+            raise ModelFileError(
+                f"{source}: declares {declared:,} bytes uncompressed, more than the "
+                f"{MAX_MODEL_BYTES:,} a model file may hold"
+            )
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             names = list(archive.files)
             if METADATA_KEY not in names:
@@ -72,10 +81,11 @@ def unpack(data: bytes, source: str = "model file") -> tuple[dict[str, Any], dic
             arrays = {name: archive[name] for name in names if name != METADATA_KEY}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+    except Exception as error:  # untrusted bytes: zlib, zipfile, struct, numpy header...
         raise ModelFileError(
-            f"{source}: not a readable .npz model file (truncated or corrupt?): {error}"
-        ) from None
+            f"{source}: not a readable .npz model file (truncated or corrupt?): "
+            f"{type(error).__name__}: {error}"
+        ) from error
     try:
         metadata = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -92,6 +102,8 @@ def unpack(data: bytes, source: str = "model file") -> tuple[dict[str, Any], dic
             f"{FORMAT_VERSION} at most: upgrade sifternet"
         )
     for name, array in arrays.items():
+        if not isinstance(array, np.ndarray):
+            raise ModelFileError(f"{source}: member {name!r} is not a .npy array")
         if array.dtype.name not in DTYPES:
             raise ModelFileError(f"{source}: array {name!r} has unexpected dtype {array.dtype}")
     if metadata.get("sha256") != _digest(arrays):

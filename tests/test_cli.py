@@ -75,9 +75,15 @@ def test_folders_in_and_out(tmp_path):
     source = cv2.cvtColor(cv2.imread(str(inbox / "img2.jpg")), cv2.COLOR_BGR2RGB)
     result = cv2.cvtColor(cv2.imread(str(out / "sub" / "img2.png")), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(result, purifier.purify(source, index_offset=2))
-    # existing outputs are kept unless --force
+    # existing outputs are kept unless --force; --resume finishes an interrupted run
     assert main(["purify", str(model), str(tmp_path / "in"), str(out)]) == 1
     assert main(["purify", str(model), str(tmp_path / "in"), str(out), "--force"]) == 0
+    whole = {p.name: p.read_bytes() for p in (out / "sub").iterdir()}
+    (out / "sub" / "img1.png").unlink()
+    stamp = (out / "sub" / "img0.png").stat().st_mtime_ns
+    assert main(["purify", str(model), str(tmp_path / "in"), str(out), "--resume"]) == 0
+    assert {p.name: p.read_bytes() for p in (out / "sub").iterdir()} == whole
+    assert (out / "sub" / "img0.png").stat().st_mtime_ns == stamp  # untouched
 
 
 def test_refusals(data, tmp_path, capsys):

@@ -6,6 +6,7 @@ import io
 import json
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,11 +219,24 @@ def test_broken_model_files_are_named(tmp_path):
         SifterNet.from_bytes(resign(lambda m, a: m.update(image_shape=[7, 7])))
     with pytest.raises(ModelFileError):
         SifterNet.from_bytes(_rewrite(data, pickled))
+    corpus = Path(__file__).resolve().parents[1] / "fuzz" / "corpus" / "modelfile"
+    for found in sorted(corpus.glob("regression-*")):  # inputs the fuzzers once broke us with
+        with pytest.raises(ModelFileError, match="not a readable|is not a .npy array"):
+            SifterNet.from_bytes(found.read_bytes())
     path = tmp_path / "empty.zip"
     with zipfile.ZipFile(path, "w"):
         pass
     with pytest.raises(ModelFileError, match="no __metadata__|not a readable"):
         SifterNet.load(path)
+
+
+def test_model_files_declaring_too_much_are_refused(monkeypatch):
+    from sifternet import modelfile
+
+    data = SifterNet(steps=1).fit(np.zeros((1, 4, 4), np.uint8)).to_bytes()
+    monkeypatch.setattr(modelfile, "MAX_MODEL_BYTES", 100)
+    with pytest.raises(ModelFileError, match="bytes uncompressed, more than the 100"):
+        SifterNet.from_bytes(data)
 
 
 def test_select_seeds_covers_every_class():

@@ -1,0 +1,73 @@
+"""Coverage-guided fuzzing of the C++ binding layer (atheris): arrays of any dtype, shape
+and content, and any options, into every _core entry point.
+
+    python fuzz/fuzz_bindings.py fuzz/corpus/bindings -max_total_time=3600
+
+Each call must return or raise TypeError / ValueError / MemoryError; a crash or any other
+exception is a bug. Coverage guidance reaches this harness's Python (the choices of dtype,
+shape, layout and options), not the C++ inside the extension.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+import numpy as np
+
+with atheris.instrument_imports():
+    from sifternet import _core
+
+DTYPES = [np.int8, np.uint8, np.int32, np.int64, np.uint64, np.float32, np.float64, np.bool_, ">i1", ">i4", ">f8"]
+DOCUMENTED = (TypeError, ValueError, MemoryError)
+
+
+@atheris.instrument_func
+def array(fdp: atheris.FuzzedDataProvider) -> np.ndarray:
+    dtype = np.dtype(DTYPES[fdp.ConsumeIntInRange(0, len(DTYPES) - 1)])
+    shape = tuple(fdp.ConsumeIntInRange(0, 40) for _ in range(fdp.ConsumeIntInRange(0, 3)))
+    count = int(np.prod(shape)) if shape else 1
+    raw = fdp.ConsumeBytes(count * dtype.itemsize)
+    raw += bytes(count * dtype.itemsize - len(raw))
+    out = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    if fdp.ConsumeBool() and out.ndim:
+        out = out[::-1]
+    return out
+
+
+@atheris.instrument_func
+def one_input(data: bytes) -> None:
+    fdp = atheris.FuzzedDataProvider(data)
+    patterns, states, third = array(fdp), array(fdp), array(fdp)
+    options = dict(
+        steps=None if fdp.ConsumeBool() else fdp.ConsumeIntInRange(-2, 300),
+        order=["random", "sweep", "x"][fdp.ConsumeIntInRange(0, 2)],
+        seed=fdp.ConsumeIntInRange(-1, 2**64),
+        channel=fdp.ConsumeIntInRange(-1, 3),
+        channels=fdp.ConsumeIntInRange(-1, 3),
+        thresholds=third if fdp.ConsumeBool() else None,
+        margin=fdp.ConsumeRegularFloat(),
+        agreement=fdp.ConsumeRegularFloat(),
+        max_sweeps=fdp.ConsumeIntInRange(-1, 3),
+        stats=fdp.ConsumeBool(),
+        num_threads=fdp.ConsumeIntInRange(-1, 3),
+    )
+    indices = np.arange(len(states) if states.ndim else 0, dtype=np.uint64)
+    calls = [
+        lambda: _core.check_patterns(patterns),
+        lambda: _core.hebbian_weights(patterns, options["num_threads"]),
+        lambda: _core.storkey_weights(patterns, options["num_threads"]),
+        lambda: _core.recall_overlap(patterns, states, indices, **options),
+        lambda: _core.recall_dense(patterns, states, indices, **options),
+        lambda: _core.recall_dense(third, states, indices, **options),
+    ]
+    for call in calls:
+        try:
+            call()
+        except DOCUMENTED:
+            pass
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
