@@ -74,3 +74,31 @@ def test_hebbian_training_numpy_baseline(benchmark, training_patterns):
     x = training_patterns.astype(np.float32)
     benchmark.pedantic(lambda: x.T @ x, rounds=5, warmup_rounds=1)
     record(benchmark, "baseline: NumPy float32 X^T X", 1, "training")
+
+
+def _recall_halves_in_python_threads(networks, planes, python_threads):
+    """W1's channel 0, split between ``python_threads`` Python threads, each calling the
+    kernel with one OpenMP thread: they overlap only if the GIL is released."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    plane = planes[0]
+    bounds = np.linspace(0, len(plane), python_threads + 1).astype(int)
+
+    def part(k):
+        a, z = bounds[k], bounds[k + 1]
+        return networks[0].recall(plane[a:z], steps=STEPS, index_offset=a, channel=0, channels=3,
+                                  stats=False, num_threads=1).states
+
+    with ThreadPoolExecutor(python_threads) as pool:
+        return np.concatenate(list(pool.map(part, range(python_threads))))
+
+
+@pytest.mark.parametrize("python_threads", [1, 2])
+def test_gil_is_released(benchmark, w1, python_threads):
+    networks, planes = w1
+    benchmark.group = "GIL: Python threads"
+    out = benchmark.pedantic(_recall_halves_in_python_threads, args=(networks, planes, python_threads),
+                             rounds=5, warmup_rounds=1)
+    assert np.array_equal(out[:50], recall_all(networks, [p[:50] for p in planes], 1)[0])
+    name = "baseline: 1 Python thread" if python_threads == 1 else "2 Python threads"
+    record(benchmark, name, len(planes[0]), "GIL")
