@@ -137,6 +137,34 @@ def test_seed_consensus_masks_pixels_dark_in_every_seed(purifier):
     assert (out[:, dark_everywhere] == 0).all() and (out[:, ~dark_everywhere] == 255).all()
 
 
+def test_ifmv_votes_by_majority_with_smallest_label_on_ties():
+    from sifternet.eval.defenses import ifmv
+
+    images = np.full((4, 6, 6), 128, np.uint8)
+    indices = np.array([3, 4, 5, 6])
+    defense = ifmv(copies=4, sigma=0.2, seed=1)
+
+    class Brightness:  # label 1 for brighter-than-mid copies, else 0
+        def predict(self, x):
+            return (x.reshape(len(x), -1).mean(axis=1) > 128).astype(int)
+
+    votes = defense.classify(Brightness(), images, indices)
+    copies = np.stack([defense.purify(images[k : k + 1], indices[k : k + 1])[0] for k in range(4)])
+    assert votes.shape == (4,) and set(votes) <= {0, 1}
+    np.testing.assert_array_equal(defense.classify(Brightness(), images[2:], indices[2:]), votes[2:])
+    np.testing.assert_array_equal(copies, defense.purify(images, indices))  # split-independent
+    constant = type("Constant", (), {"predict": lambda self, x: np.array([2, 5] * (len(x) // 2))})()
+    np.testing.assert_array_equal(defense.classify(constant, images, indices), [2, 5, 2, 5])
+    tie = type("Tie", (), {"calls": 0})()
+
+    def alternate(x):  # copies 0, 2 vote 3; copies 1, 3 vote 1: a 2-2 tie goes to label 1
+        tie.calls += 1
+        return np.full(len(x), 3 if tie.calls % 2 else 1)
+
+    tie.predict = alternate
+    np.testing.assert_array_equal(defense.classify(tie, images, indices), [1, 1, 1, 1])
+
+
 def test_evaluate_with_a_black_box_model(tmp_path):
     """A 'backdoored' black box: predicts 0 when the bottom-right pixel is white, else the
     true class encoded in the top-left pixel. Binarising keeps the trigger (ASR 100 %)."""
@@ -153,7 +181,7 @@ def test_evaluate_with_a_black_box_model(tmp_path):
     purifier = SifterNet(binarize="global", steps=50).fit(seeds)
     report, outputs = ev.evaluate(
         images, labels, attack=attacks.make_attack("badnet"), model=CallableClassifier(predict),
-        purifier=purifier, defenses=ev.default_defenses(purifier, ["none", "binarise-only", "median-3x3", "sifternet-repair"], (seeds, seed_labels)),
+        purifier=purifier, defenses=ev.default_defenses(purifier, ["none", "binarise-only", "median-3x3", "sifternet-repair", "ifmv"], (seeds, seed_labels)),
         split=split, settings={"data": "toy.npz", "attack": "badnet", "attack_params": {}, "n_train": 30,
                                "n_poisoned": 0, "n_seeds": 6},
         detectors=[Detector("corner", lambda x: x[:, -1, -1].astype(float), "corner brightness"),

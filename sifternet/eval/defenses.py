@@ -9,7 +9,7 @@ background, no recall), and a 3x3 median filter.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
@@ -34,13 +34,19 @@ class Detector:
 PurifyFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+#: model, images, global indices -> predicted labels (defenses that query the model)
+ClassifyFunction = Callable[[Any, np.ndarray, np.ndarray], np.ndarray]
+
+
 @dataclass(frozen=True)
 class Defense:
-    """A named purifier for the evaluation tables."""
+    """A named defense for the evaluation tables: a purifier (images -> images), or, with
+    ``classify``, a defense that queries the model itself (such as IFMV)."""
 
     name: str
     purify: PurifyFunction
     description: str
+    classify: Optional[ClassifyFunction] = None
 
 
 def _recall_with(purifier: SifterNet, images: np.ndarray, indices: np.ndarray, thresholds) -> np.ndarray:
@@ -116,6 +122,33 @@ def no_defense(purifier: Optional[SifterNet] = None) -> Defense:
     return Defense("none", lambda images, indices: images, "no defense")
 
 
+def ifmv(copies: int = 10, sigma: float = 0.1, seed: int = 0) -> Defense:
+    """IFMV, input fuzzing + majority voting (the paper's reference [33], re-implemented
+    from its description): ``copies`` fuzzed copies of each image, Gaussian noise of
+    standard deviation ``sigma`` (fraction of 255) clipped to 0..255, the model's
+    majority label; ties go to the smallest label. The noise of image g comes from
+    SeedSequence([seed, g]), so batches and chunks give the same votes."""
+    def fuzzed(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        out = np.empty((copies,) + images.shape, np.uint8)
+        for b, (image, index) in enumerate(zip(images, indices)):
+            noise = np.random.default_rng([seed, int(index)]).normal(0.0, 255.0 * sigma, (copies,) + image.shape)
+            out[:, b] = np.clip(np.rint(image + noise), 0, 255)
+        return out
+
+    def classify(model: Any, images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        votes = np.stack([model.predict(copy) for copy in fuzzed(images, indices)])  # (copies, B)
+        n_labels = int(votes.max()) + 1 if votes.size else 1
+        counts = np.apply_along_axis(np.bincount, 0, votes, minlength=n_labels)  # (labels, B)
+        return counts.argmax(axis=0)  # argmax takes the first (smallest) label of a tie
+
+    return Defense(
+        "ifmv",
+        lambda images, indices: fuzzed(images, indices)[0],  # one fuzzed copy, for figures
+        f"IFMV: {copies} Gaussian-fuzzed copies (sigma {sigma} x 255), majority vote",
+        classify,
+    )
+
+
 def sifternet_repair(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
     """SifterNet's recommended repair mode (:meth:`SifterNet.repairing`), fitted on the
     same seeds as ``purifier``."""
@@ -142,4 +175,5 @@ DEFENSES: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense
     "erase-visited": _plain(erase_visited),
     "seed-consensus": _plain(seed_consensus),
     "median-3x3": _plain(median3x3),
+    "ifmv": lambda purifier, seeds: ifmv(seed=purifier.config.seed),
 }
