@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--grid", type=int, help="wanet: control grid k (default 4)")
     evaluate.add_argument("--strength", type=float, help="wanet: warp strength s (default 0.5)")
     evaluate.add_argument("--target", type=int, default=0, help="target class of the all-to-one backdoor (default 0)")
-    evaluate.add_argument("--defenses", default="none,sifternet,sifternet-repair,binarise-only,erase-visited,seed-consensus,median-3x3,ifmv",
+    evaluate.add_argument("--defenses", default="none,sifternet,sifternet-repair,sifternet-binary-gate,binarise-only,erase-visited,seed-consensus,median-3x3,ifmv",
                           help="comma-separated defenses (default: all)")
     evaluate.add_argument("--per-class", type=int, default=2, help="seeds per class from the clean training part (default 2)")
     evaluate.add_argument("--train-fraction", type=float, default=0.7, help="training part of the data set (default 0.7)")

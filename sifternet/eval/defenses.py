@@ -149,16 +149,28 @@ def ifmv(copies: int = 10, sigma: float = 0.1, seed: int = 0) -> Defense:
     )
 
 
-def sifternet_repair(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
-    """SifterNet's recommended repair mode (:meth:`SifterNet.repairing`), fitted on the
-    same seeds as ``purifier``."""
-    repairing = SifterNet.repairing(num_threads=purifier.num_threads, seed=purifier.config.seed).fit(*seeds)
+def _repairing(name: str, purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray], **options: Any) -> Defense:
+    """SifterNet in repair mode (:meth:`SifterNet.repairing`, ``options`` overriding),
+    fitted on the same seeds as ``purifier``."""
+    repairing = SifterNet.repairing(num_threads=purifier.num_threads, seed=purifier.config.seed, **options)
+    repairing.fit(*seeds)
     c = repairing.config
     return Defense(
-        "sifternet-repair",
+        name,
         lambda images, indices: repairing.purify(images, indices=indices),
-        f"SifterNet repair: {c.binarize}, {c.order} to convergence, agreement {c.agreement}, {c.output}",
+        f"SifterNet {c.binarize}, {c.order} to convergence, agreement {c.agreement}, {c.output} output",
     )
+
+
+def sifternet_repair(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
+    """The recommended repair mode: gated recall, input pixels kept, flips inpainted."""
+    return _repairing("sifternet-repair", purifier, seeds)
+
+
+def sifternet_binary_gate(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
+    """Binary output with a strict agreement gate (0.85): for dark-background stroke
+    images, where binarising also removes image-wide triggers (Blended, SIG)."""
+    return _repairing("sifternet-binary-gate", purifier, seeds, output="binary", agreement=0.85)
 
 
 def _plain(factory: Callable[[SifterNet], Defense]) -> Callable[[SifterNet, tuple], Defense]:
@@ -171,6 +183,7 @@ DEFENSES: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense
     "none": _plain(no_defense),
     "sifternet": _plain(sifternet),
     "sifternet-repair": sifternet_repair,
+    "sifternet-binary-gate": sifternet_binary_gate,
     "binarise-only": _plain(binarise_only),
     "erase-visited": _plain(erase_visited),
     "seed-consensus": _plain(seed_consensus),
