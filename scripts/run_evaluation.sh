@@ -27,3 +27,6 @@ for attack in blended sig wanet; do
     --binarize local_mean --block-size 15 --steps 200 --per-class 10 --epochs 8 \
     --model-cache "$out/gtsrb-$attack.pt"
 done
+
+# The summary table of the README.
+python "$(dirname "$0")/summarize_evaluation.py" "$out"
