@@ -2,7 +2,7 @@
 # Regenerates the README's "Evaluation" tables: BadNet (3x3 white patch, corner and
 # interior) on MNIST, Fashion-MNIST and GTSRB, the paper's binary mode with its published
 # settings beside the repair mode, the controls and a median filter.
-# Usage: scripts/run_evaluation.sh [SHARED_DATA_DIR] [OUT_DIR]   (about 25 minutes on 2 cores)
+# Usage: scripts/run_evaluation.sh [SHARED_DATA_DIR] [OUT_DIR]   (about 45 minutes on 2 cores, training included)
 set -euo pipefail
 data=${1:-"$(dirname "$0")/../../shared/data"}
 out=${2:-evaluation}
