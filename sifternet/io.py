@@ -6,16 +6,13 @@ converted at the file boundary only.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
-from sifternet.modelfile import PathLike
+from sifternet.modelfile import PathLike, atomic_path
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
 
@@ -50,20 +47,6 @@ def read_images(paths: Sequence[Path]) -> np.ndarray:
         if image.shape != images[0].shape:
             raise ValueError(f"{path}: shape {image.shape} differs from {paths[0]}'s {images[0].shape}")
     return np.stack(images)
-
-
-@contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path`` that becomes ``path`` only if the block succeeds."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def write_image(path: PathLike, image: np.ndarray) -> None:

@@ -14,8 +14,9 @@ import json
 import os
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 import numpy as np
 
@@ -111,19 +112,40 @@ def unpack(data: bytes, source: str = "model file") -> tuple[dict[str, Any], dic
     return metadata, arrays
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Permissions of the files written here: what open() would give (0666 less the umask),
+#: not mkstemp's private 0600. Read once, at import.
+FILE_MODE = 0o666 & ~_umask()
+
+
+@contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` that becomes ``path`` only if the block succeeds,
+    so that no reader ever sees half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def write_atomically(path: PathLike, data: bytes, *, overwrite: bool = False) -> None:
     """Write ``data`` to ``path`` via a temporary file and a rename: never half a file."""
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target}: already exists (pass overwrite=True to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

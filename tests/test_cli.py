@@ -41,6 +41,10 @@ def test_fit_then_purify_npz_equals_python_api(data, tmp_path, capsys):
     assert "purified 15 images" in capsys.readouterr().out
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+    from sifternet.modelfile import FILE_MODE
+
+    for written in (out, model, tmp_path / "grid.png"):  # not mkstemp's private 0600
+        assert written.stat().st_mode & 0o777 == FILE_MODE
 
 
 def test_purify_npy_with_overrides(data, tmp_path):

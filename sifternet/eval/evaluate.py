@@ -23,8 +23,8 @@ from sifternet.eval.attacks import Attack, make_attack
 from sifternet.eval.defenses import DEFENSES, Defense, Detector
 from sifternet.eval.metrics import accuracy, attack_success_rate, robust_accuracy, roc_auc
 from sifternet.eval.models import Classifier
-from sifternet.io import atomic_path, preview_grid, write_image
-from sifternet.modelfile import PathLike, write_atomically
+from sifternet.io import preview_grid, write_image
+from sifternet.modelfile import PathLike, atomic_path, write_atomically
 from sifternet.purifier import SifterNet
 from sifternet.seeds import seed_indices
 
