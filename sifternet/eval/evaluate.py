@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from sifternet.eval.attacks import Attack, make_attack
+from sifternet.eval.attacks import Attack
 from sifternet.eval.defenses import DEFENSES, Defense, Detector
 from sifternet.eval.metrics import accuracy, attack_success_rate, robust_accuracy, roc_auc
 from sifternet.eval.models import Classifier
@@ -243,5 +243,5 @@ def seeds_from(images: np.ndarray, labels: np.ndarray, split: Split, per_class: 
     return images[chosen], labels[chosen]
 
 
-__all__ = ["Report", "Row", "Split", "evaluate", "make_attack", "poison", "split_data",
+__all__ = ["DetectorRow", "Report", "Row", "Split", "evaluate", "poison", "split_data",
            "write_report", "default_defenses", "seeds_from"]
