@@ -261,11 +261,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                     n_poisoned=n_poisoned, n_seeds=len(seeds), train_fraction=args.train_fraction,
                     split_seed=args.split_seed, epochs=args.epochs, model=args.model or "small CNN (trained here)",
                     limit=args.limit, command="sifternet " + " ".join(sys.argv[1:]))
-    report, outputs = ev.evaluate(images, labels, attack=attack, model=model, purifier=purifier,
+    report, outputs, triggered = ev.evaluate(images, labels, attack=attack, model=model, purifier=purifier,
                                   defenses=ev.default_defenses(purifier, args.defenses.split(","), (seeds, seed_labels)),
                                   split=split, target=args.target, settings=settings)
-    clean = images[split.evaluation]
-    written = ev.write_report(report, outputs, clean, attack.apply(clean), out, overwrite=args.force)
+    written = ev.write_report(report, outputs, images[split.evaluation], triggered, out, overwrite=args.force)
     print(report.to_markdown())
     print("wrote " + ", ".join(str(p) for p in written))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
@@ -234,6 +234,27 @@ class SifterNet:
             return planes[0].reshape(shape)
         return cv2.merge([p.reshape(b * h, w) for p in planes]).reshape(shape)
 
+    def _recall(
+        self,
+        binarised: np.ndarray,
+        keys: np.ndarray,
+        threads: Optional[int],
+        thresholds: Optional[Callable[[HopfieldNetwork], np.ndarray]] = None,
+    ) -> np.ndarray:
+        """(B, H, W, C) binarised states recalled channel by channel, each image keyed by
+        its global index; ``thresholds(network)`` gives theta (the evaluation's controls)."""
+        c = self.config
+        recalled = [
+            network.recall(
+                plane, steps=c.steps, order=c.order, seed=c.seed, indices=keys,
+                channel=channel, channels=self.n_channels, stats=False, num_threads=threads,
+                margin=c.margin * network.n_patterns, agreement=c.agreement,
+                thresholds=None if thresholds is None else thresholds(network),
+            ).states
+            for channel, (network, plane) in enumerate(zip(self.networks, self._planes(binarised)))
+        ]
+        return self._merge(recalled, binarised.shape)
+
     def binarize(self, images: np.ndarray) -> np.ndarray:
         """The binarised input (0/255 uint8, the input's shape): purification without
         recall, for previews and the binarise-only control."""
@@ -259,19 +280,10 @@ class SifterNet:
         """
         batch, single = self._as_batch(images, "images")
         keys = global_indices(len(batch), index_offset, indices)
-        c = self.config
         threads = self.num_threads if num_threads is None else num_threads
         binarised = self._binarize(batch, threads)
-        recalled = [
-            network.recall(
-                plane, steps=c.steps, order=c.order, seed=c.seed, indices=keys,
-                channel=channel, channels=self.n_channels, stats=False, num_threads=threads,
-                margin=c.margin * network.n_patterns, agreement=c.agreement,
-            ).states
-            for channel, (network, plane) in enumerate(zip(self.networks, self._planes(binarised)))
-        ]
-        merged = self._merge(recalled, batch.shape)
-        pixels = repair(c.output, batch, binarised, merged, c.fill_size)
+        merged = self._recall(binarised, keys, threads)
+        pixels = repair(self.config.output, batch, binarised, merged, self.config.fill_size)
         pixels = pixels.reshape(batch.shape[:1] + self._fitted_shape())
         return pixels[0] if single else pixels
 

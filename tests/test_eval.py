@@ -179,7 +179,7 @@ def test_evaluate_with_a_black_box_model(tmp_path):
     seeds, seed_labels = ev.seeds_from(images, labels, split, 2, seed=0)
     assert set(seed_labels) == {0, 1, 2} and np.isin(np.flatnonzero(np.isin(images[:, 0, 0], seeds[:, 0, 0])), np.arange(60)).all()
     purifier = SifterNet(binarize="global", steps=50).fit(seeds)
-    report, outputs = ev.evaluate(
+    report, outputs, triggered = ev.evaluate(
         images, labels, attack=attacks.make_attack("badnet"), model=CallableClassifier(predict),
         purifier=purifier, defenses=ev.default_defenses(purifier, ["none", "binarise-only", "median-3x3", "sifternet-repair", "ifmv"], (seeds, seed_labels)),
         split=split, settings={"data": "toy.npz", "attack": "badnet", "attack_params": {}, "n_train": 30,
@@ -194,7 +194,8 @@ def test_evaluate_with_a_black_box_model(tmp_path):
     assert rows["binarise-only"].asr == 1.0  # white stays white
     # OpenCV's median replicates the border: a 3x3 patch in the very corner survives it.
     assert rows["median-3x3"].asr == 1.0
-    written = ev.write_report(report, outputs, images[split.evaluation], attacks.badnet(images[split.evaluation]), tmp_path)
+    np.testing.assert_array_equal(triggered, attacks.badnet(images[split.evaluation]))
+    written = ev.write_report(report, outputs, images[split.evaluation], triggered, tmp_path)
     assert {p.name for p in written} >= {"report.md", "report.json", "examples.png"}
     assert "| binarise-only |" in (tmp_path / "report.md").read_text()
     assert "| corner | 1.0000 |" in (tmp_path / "report.md").read_text()

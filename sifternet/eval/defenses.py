@@ -49,21 +49,6 @@ class Defense:
     classify: Optional[ClassifyFunction] = None
 
 
-def _recall_with(purifier: SifterNet, images: np.ndarray, indices: np.ndarray, thresholds) -> np.ndarray:
-    """The purifier's pipeline with per-channel ``thresholds(network)`` in the recall."""
-    states = purifier._binarize(images)
-    config = purifier.config
-    planes = [
-        network.recall(
-            plane, steps=config.steps, order=config.order, seed=config.seed, indices=indices,
-            channel=c, channels=purifier.n_channels, thresholds=thresholds(network), stats=False,
-            num_threads=purifier.num_threads,
-        ).states
-        for c, (network, plane) in enumerate(zip(purifier.networks, purifier._planes(states)))
-    ]
-    return states_to_pixels(purifier._merge(planes, states.shape)).reshape(images.shape)
-
-
 def _as_batch(purifier: SifterNet, images: np.ndarray) -> np.ndarray:
     return images.reshape(images.shape[:3] + (purifier.n_channels,))
 
@@ -86,10 +71,13 @@ def binarise_only(purifier: SifterNet) -> Defense:
 def erase_visited(purifier: SifterNet) -> Defense:
     """Every neuron the recall's stream visits set to -1, no memory: the recall with a
     threshold above any field (|W s|_i <= P)."""
+    def unreachable(network) -> np.ndarray:
+        return np.full(network.n_neurons, network.n_patterns + 1.0)
+
     def purify(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        batch = _as_batch(purifier, images)
-        out = _recall_with(purifier, batch, indices, lambda net: np.full(net.n_neurons, net.n_patterns + 1.0))
-        return out.reshape(images.shape)
+        states = purifier._binarize(_as_batch(purifier, images))
+        recalled = purifier._recall(states, indices, purifier.num_threads, thresholds=unreachable)
+        return states_to_pixels(recalled).reshape(images.shape)
 
     return Defense("erase-visited", purify, "pixels the recall's stream visits set to background (no memory)")
 

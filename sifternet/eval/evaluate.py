@@ -140,10 +140,11 @@ def evaluate(
     target: int = 0,
     settings: Optional[dict[str, Any]] = None,
     progress: bool = True,
-) -> tuple[Report, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Run every defense (and detector) on the evaluation part; returns the report and,
-    per defense, its purified (clean, triggered) evaluation images for figures. Detectors
-    score the clean images and the triggered images of non-target classes."""
+) -> tuple[Report, dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Run every defense (and detector) on the evaluation part; returns the report, per
+    defense its purified (clean, triggered) evaluation images, and the triggered
+    evaluation images (both for figures). Detectors score the clean images and the
+    triggered images of non-target classes."""
     clean = images[split.evaluation]
     truth = labels[split.evaluation]
     triggered = attack.apply(clean)
@@ -174,7 +175,7 @@ def evaluate(
         auc = roc_auc(detector.score(clean), detector.score(victims))
         report.detectors.append(DetectorRow(detector.name, detector.description, auc, time.perf_counter() - start))
     report.notes.append(TEST_SPLIT_NOTE)
-    return report, outputs
+    return report, outputs, triggered
 
 
 def write_report(report: Report, outputs, clean: np.ndarray, triggered: np.ndarray, folder: PathLike,
