@@ -65,6 +65,11 @@ class PurifierConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{name}: expected a fraction in [0, 1), got {value!r}")
+        if self.agreement > 0 and self.rule != "hebbian":
+            raise ValueError(
+                f"agreement: the agreement gate needs the Hebbian rule (it counts the memories' "
+                f"votes), got agreement={self.agreement} with rule={self.rule!r}; use margin instead"
+            )
         for name in ("offset", "threshold"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -305,3 +305,7 @@ def test_gates_reduce_flips_and_the_repair_preset_validates():
         SifterNet(agreement=1.5)
     with pytest.raises(ValueError, match="output: expected one of"):
         SifterNet(output="blur")
+    with pytest.raises(ValueError, match="agreement gate needs the Hebbian rule"):
+        SifterNet(rule="storkey", agreement=0.5)
+    with pytest.raises(ValueError, match="agreement gate needs the Hebbian rule"):
+        SifterNet(rule="projection").fit(seeds).with_options(agreement=0.5)
