@@ -20,11 +20,11 @@ ORDERS: tuple[str, ...] = ("random", "sweep")
 #: fixed point, a recall gated by the memories' agreement, original pixels kept except the
 #: flipped ones, which are filled from their neighbours.
 REPAIR_OPTIONS: dict[str, Any] = dict(
-    binarize="otsu", order="sweep", steps=None, output="inpaint", agreement=0.6
+    binarize="otsu", order="sweep", steps=None, max_sweeps=1, output="inpaint", agreement=0.6
 )
 #: Options that act at recall time only, changeable on a fitted purifier.
 RECALL_OPTIONS: tuple[str, ...] = (
-    "steps", "order", "seed", "output", "fill_size", "margin", "agreement",
+    "steps", "max_sweeps", "order", "seed", "output", "fill_size", "margin", "agreement",
 )
 
 
@@ -39,6 +39,7 @@ class PurifierConfig:
     border: str = "zero"
     rule: str = "hebbian"
     steps: Optional[int] = 500
+    max_sweeps: int = 100
     order: str = "random"
     seed: int = 0
     output: str = "binary"
@@ -61,6 +62,7 @@ class PurifierConfig:
         _check_int("seed", self.seed, low=0, high=2**64 - 1)
         if self.steps is not None:
             _check_int("steps", self.steps, low=0)
+        _check_int("max_sweeps", self.max_sweeps, low=1)
         for name in ("margin", "agreement"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
@@ -105,7 +107,10 @@ class SifterNet:
         Learning rule; Hebbian is the paper's.
     steps : int or None
         Single-neuron update attempts per image and channel [RemoveTime]; the paper uses
-        [50, 500] for 32x32 images and [800, 1200] for MNIST. ``None``: until converged.
+        [50, 500] for 32x32 images and [800, 1200] for MNIST. ``None``: sweeps of N
+        attempts until a fixed point, at most ``max_sweeps`` of them.
+    max_sweeps : int
+        The cap on sweeps when ``steps`` is None (default 100; the repair preset: 1).
     order : {"random", "sweep"}
         ``random`` draws neurons with replacement (the paper); ``sweep`` a permutation.
     output : {"binary", "restore", "inpaint"}
@@ -251,7 +256,7 @@ class SifterNet:
         c = self.config
         recalled = [
             network.recall(
-                plane, steps=c.steps, order=c.order, seed=c.seed, indices=keys,
+                plane, steps=c.steps, max_sweeps=c.max_sweeps, order=c.order, seed=c.seed, indices=keys,
                 channel=channel, channels=self.n_channels, stats=False, num_threads=threads,
                 margin=c.margin * network.n_patterns, agreement=c.agreement,
                 thresholds=None if thresholds is None else thresholds(network),
