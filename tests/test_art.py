@@ -1,0 +1,130 @@
+"""sifternet.art: the ART preprocessor converts both ways and gives the one-shot bits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("art", reason="the art extra is not installed (pip install 'sifternet[art]')")
+torch = pytest.importorskip("torch", reason="the ART classifier test wraps a PyTorch model (pip install torch==2.13.0)")
+
+from art.estimators.classification import PyTorchClassifier  # noqa: E402
+
+import sifternet  # noqa: E402
+from sifternet import SifterNet, select_seeds  # noqa: E402
+from sifternet.art import SifterNetPreprocessor  # noqa: E402
+
+DATA = Path(sifternet.__file__).parent / "data"
+
+
+def fitted(name: str) -> tuple[np.ndarray, SifterNet]:
+    with np.load(DATA / f"{name}_sample.npz") as data:
+        images, labels = data["images"][:40], data["labels"]
+        seeds, seed_labels = select_seeds(data["images"], labels, per_class=1, seed=0)
+    return images, SifterNet(steps=300, seed=7).fit(seeds, seed_labels)
+
+
+@pytest.fixture(scope="module")
+def colour() -> tuple[np.ndarray, SifterNet, np.ndarray]:
+    images, purifier = fitted("gtsrb")
+    return images, purifier, purifier.purify(images)
+
+
+@pytest.fixture(scope="module")
+def grey() -> tuple[np.ndarray, SifterNet, np.ndarray]:
+    images, purifier = fitted("mnist")
+    return images, purifier, purifier.purify(images)
+
+
+def as_input(pixels: np.ndarray, *, low: float, high: float, channels_first: bool, dtype=np.float32):
+    """uint8 (B, H, W[, C]) -> an estimator's input in [low, high]."""
+    batch = pixels[..., None] if pixels.ndim == 3 else pixels
+    batch = np.moveaxis(batch, -1, 1) if channels_first else batch
+    return (low + batch.astype(np.float64) * ((high - low) / 255)).astype(dtype)
+
+
+@pytest.mark.parametrize("channels_first", [True, False])
+@pytest.mark.parametrize(("low", "high"), [(0.0, 1.0), (0.0, 255.0), (-1.0, 1.0)])
+@pytest.mark.parametrize("case", ["colour", "grey"])
+def test_conversion_both_ways(case, channels_first, low, high, request):
+    images, purifier, expected = request.getfixturevalue(case)
+    pre = SifterNetPreprocessor(purifier, clip_values=(low, high), channels_first=channels_first)
+    x = as_input(images, low=low, high=high, channels_first=channels_first)
+    y = np.arange(len(x))
+    out, y_out = pre(x, y)
+    assert y_out is y and out.shape == x.shape and out.dtype == np.float32
+    np.testing.assert_array_equal(out, as_input(expected, low=low, high=high, channels_first=channels_first))
+
+
+def test_grey_without_channel_axis_and_integer_input(grey, colour):
+    images, purifier, expected = grey
+    out, _ = SifterNetPreprocessor(purifier)(images / np.float64(255))
+    assert out.shape == images.shape and out.dtype == np.float64
+    np.testing.assert_array_equal(out * 255, expected)
+    images, purifier, expected = colour
+    out, _ = SifterNetPreprocessor(purifier, clip_values=(0, 255))(images)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_bad_input(colour):
+    images, purifier, _ = colour
+    pre = SifterNetPreprocessor(purifier, channels_first=True)
+    x = as_input(images, low=0, high=1, channels_first=True)
+    with pytest.raises(ValueError, match=r"expected a batch \(B, 3, 32, 32\), got shape \(40, 32, 32, 3\)"):
+        pre(np.moveaxis(x, 1, -1))
+    with pytest.raises(ValueError, match=r"clip_values \[0.0, 1.0\], found \[\d.*, 255.0\]"):
+        pre(x * 255)
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite values"):
+        pre(bad)
+    with pytest.raises(TypeError, match="real-valued numpy array"):
+        pre(torch.from_numpy(x))
+    with pytest.raises(ValueError, match="clip_values: expected finite min < max"):
+        SifterNetPreprocessor(purifier, clip_values=(1, 0))
+    with pytest.raises(ValueError, match="clip_values: expected two numbers"):
+        SifterNetPreprocessor(purifier, clip_values=(0, 1, 2))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SifterNetPreprocessor(SifterNet())
+    assert repr(pre).startswith("SifterNetPreprocessor(clip_values=(0.0, 1.0), channels_first=True")
+
+
+@pytest.fixture(scope="module")
+def classifier(colour):
+    _, purifier, _ = colour
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 5))
+    defended = PyTorchClassifier(
+        model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=5,
+        clip_values=(0.0, 1.0), channels_first=True,
+        preprocessing_defences=[SifterNetPreprocessor(purifier, channels_first=True)],
+    )
+    bare = PyTorchClassifier(
+        model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=5,
+        clip_values=(0.0, 1.0), channels_first=True,
+    )
+    return model, defended, bare
+
+
+def test_pytorch_classifier_predicts_on_purified_input(colour, classifier):
+    images, _, expected = colour
+    model, defended, _ = classifier
+    x = as_input(images, low=0, high=1, channels_first=True)
+    with torch.no_grad():
+        direct = model(torch.from_numpy(as_input(expected, low=0, high=1, channels_first=True))).numpy()
+        raw = model(torch.from_numpy(x)).numpy()
+    predicted = defended.predict(x, batch_size=16)
+    np.testing.assert_allclose(predicted, direct, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(predicted, raw, atol=1e-3)  # the defence did change the input
+
+
+def test_gradient_is_the_identity_bpda(colour, classifier):
+    images, _, expected = colour
+    _, defended, bare = classifier
+    x = as_input(images[:8], low=0, high=1, channels_first=True)
+    y = np.eye(5, dtype=np.float32)[np.arange(8) % 5]
+    purified = as_input(expected[:8], low=0, high=1, channels_first=True)
+    np.testing.assert_allclose(defended.loss_gradient(x, y), bare.loss_gradient(purified, y), rtol=1e-5, atol=1e-7)

@@ -1,0 +1,171 @@
+"""sifternet.torch: the transform and the dataset wrapper give the one-shot purify bits."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the torch extra is not installed (pip install torch==2.13.0 'sifternet[torch]')")
+Image = pytest.importorskip("PIL.Image", reason="Pillow is not installed")
+
+import sifternet  # noqa: E402
+from sifternet import SifterNet, select_seeds  # noqa: E402
+from sifternet.torch import PurifiedDataset, PurifyTransform, purify_image  # noqa: E402
+
+DATA = Path(sifternet.__file__).parent / "data"
+HAS_TORCHVISION_V2 = importlib.util.find_spec("torchvision") is not None
+
+
+def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(DATA / f"{name}_sample.npz") as data:
+        return data["images"], data["labels"]
+
+
+def fitted(name: str) -> SifterNet:
+    images, labels = load(name)
+    seeds, seed_labels = select_seeds(images, labels, per_class=1, seed=0)
+    return SifterNet(steps=300, seed=5).fit(seeds, seed_labels)
+
+
+@pytest.fixture(scope="module")
+def colour() -> tuple[np.ndarray, SifterNet, np.ndarray]:
+    images = load("gtsrb")[0][:64]
+    purifier = fitted("gtsrb")
+    return images, purifier, purifier.purify(images, num_threads=2)
+
+
+@pytest.fixture(scope="module")
+def grey() -> tuple[np.ndarray, SifterNet, np.ndarray]:
+    images = load("mnist")[0][:64]
+    purifier = fitted("mnist")
+    return images, purifier, purifier.purify(images, num_threads=2)
+
+
+def chw(images: np.ndarray) -> torch.Tensor:
+    """(B, H, W[, C]) uint8 -> (B, C, H, W) tensor."""
+    batch = images[..., None] if images.ndim == 3 else images
+    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+
+
+@pytest.mark.parametrize("case", ["colour", "grey"])
+def test_tensor_single_and_batch(case, request):
+    images, purifier, expected = request.getfixturevalue(case)
+    tensors = chw(images)
+    out = PurifyTransform(purifier, index_offset=9)(tensors[9])
+    assert out.dtype == torch.uint8 and out.shape == tensors[9].shape
+    np.testing.assert_array_equal(out.numpy(), chw(expected)[9].numpy())
+    batch = PurifyTransform(purifier, index_offset=10)(tensors[10:40])
+    np.testing.assert_array_equal(batch.numpy(), chw(expected)[10:40].numpy())
+    strided = purify_image(purifier, tensors.transpose(-1, -2).transpose(-1, -2)[:5])  # non-contiguous view
+    np.testing.assert_array_equal(strided.numpy(), chw(expected)[:5].numpy())
+
+
+@pytest.mark.parametrize(("case", "mode"), [("colour", "RGB"), ("grey", "L")])
+def test_pil_image_in_pil_image_out(case, mode, request):
+    images, purifier, expected = request.getfixturevalue(case)
+    out = PurifyTransform(purifier, index_offset=3)(Image.fromarray(images[3]))
+    assert isinstance(out, Image.Image) and out.mode == mode
+    np.testing.assert_array_equal(np.asarray(out), expected[3])
+
+
+def test_transform_works_in_a_plain_compose(colour):
+    images, purifier, expected = colour
+
+    def compose(*steps):
+        def run(x):
+            for step in steps:
+                x = step(x)
+            return x
+        return run
+
+    pipeline = compose(PurifyTransform(purifier, index_offset=1), lambda t: t.float() / 255)
+    out = pipeline(chw(images)[1])
+    assert out.dtype == torch.float32
+    np.testing.assert_array_equal((out * 255).round().to(torch.uint8).numpy(), chw(expected)[1].numpy())
+    assert repr(PurifyTransform(purifier)) == "PurifyTransform(index_offset=0, num_threads=1)"
+
+
+def test_bad_input(colour, grey):
+    images, purifier, _ = colour
+    transform = PurifyTransform(purifier)
+    with pytest.raises(TypeError, match=r"uint8 tensor .* got torch.float32; put PurifyTransform before ToTensor"):
+        transform(chw(images)[0].float() / 255)
+    with pytest.raises(ValueError, match=r"expected a uint8 tensor \(C, H, W\) = \(3, 32, 32\)"):
+        transform(torch.from_numpy(images[0]))  # HWC, not CHW
+    with pytest.raises(ValueError, match=r"\(3, 32, 32\)"):
+        transform(chw(images)[None, :2])  # 5-D
+    with pytest.raises(TypeError, match="torch.Tensor or a PIL image, got ndarray"):
+        transform(images[0])
+    with pytest.raises(ValueError, match="32x32 PIL image of mode 'RGB'.* got 32x32 mode 'L'"):
+        transform(Image.fromarray(images[0, ..., 0]))
+    with pytest.raises(ValueError, match="28x28 PIL image of mode 'L'.* got 32x32"):
+        PurifyTransform(grey[1])(Image.fromarray(images[0, ..., 0]))
+    with pytest.raises(ValueError, match="index_offset"):
+        PurifyTransform(purifier, index_offset=-1)
+    with pytest.raises(ValueError, match="num_threads"):
+        PurifyTransform(purifier, num_threads=0)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        PurifyTransform(SifterNet())
+    with pytest.raises(TypeError, match="purifier: expected a fitted SifterNet, got str"):
+        PurifiedDataset(Pairs(images), "model.npz")
+
+
+class Pairs(torch.utils.data.Dataset):
+    """(CHW uint8 tensor, index) items, like a torchvision dataset with PILToTensor."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = chw(images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index], index
+
+
+@pytest.mark.parametrize("case", ["colour", "grey"])
+def test_dataset_keys_items_by_index(case, request):
+    images, purifier, expected = request.getfixturevalue(case)
+    dataset = PurifiedDataset(Pairs(images), purifier)
+    assert len(dataset) == len(images)
+    for index in (0, 17, 63, -1):
+        image, label = dataset[index]
+        np.testing.assert_array_equal(image.numpy(), chw(expected)[index].numpy())
+        assert label == index % len(images)
+    with pytest.raises(IndexError, match="out of range"):
+        dataset[64]
+    bare = PurifiedDataset(chw(images), purifier, transform=lambda t: t.flip(-1))
+    np.testing.assert_array_equal(bare[5].numpy(), chw(expected)[5].flip(-1).numpy())
+
+
+def test_dataloader_workers_match_one_shot(colour):
+    # the fixture ran a 2-thread kernel call in this process before the workers fork
+    images, purifier, expected = colour
+    loader = torch.utils.data.DataLoader(
+        PurifiedDataset(Pairs(images), purifier), batch_size=5, shuffle=True, num_workers=2,
+        generator=torch.Generator().manual_seed(0), timeout=60,
+    )
+    batches = list(loader)
+    indices = torch.cat([index for _, index in batches]).numpy()
+    assert sorted(indices) != list(indices) and sorted(indices) == list(range(len(images)))
+    purified = torch.cat([batch for batch, _ in batches]).numpy()
+    np.testing.assert_array_equal(purified, chw(expected)[indices].numpy())
+
+
+@pytest.mark.skipif(not HAS_TORCHVISION_V2, reason="torchvision is not installed (it has no wheel beside torch 2.13.0 here)")
+def test_torchvision_v2_transform(colour):
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    images, purifier, expected = colour
+    transform = PurifyTransform(purifier, index_offset=2)
+    assert isinstance(transform, v2.Transform)
+    image = tv_tensors.Image(chw(images)[2])
+    boxes = tv_tensors.BoundingBoxes([[0, 0, 4, 4]], format="XYXY", canvas_size=(32, 32))
+    out, out_boxes, label = v2.Compose([transform])(image, boxes, 7)
+    assert isinstance(out, tv_tensors.Image) and label == 7
+    np.testing.assert_array_equal(out.numpy(), chw(expected)[2].numpy())
+    assert out_boxes is boxes
