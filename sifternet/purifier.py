@@ -24,7 +24,8 @@ REPAIR_OPTIONS: dict[str, Any] = dict(
 )
 #: Options that act at recall time only, changeable on a fitted purifier.
 RECALL_OPTIONS: tuple[str, ...] = (
-    "steps", "max_sweeps", "order", "seed", "output", "fill_size", "margin", "agreement",
+    "steps", "max_sweeps", "order", "seed", "output", "fill_size", "joint_channels", "margin",
+    "agreement",
 )
 
 
@@ -44,6 +45,7 @@ class PurifierConfig:
     seed: int = 0
     output: str = "binary"
     fill_size: int = 3
+    joint_channels: bool = False
     margin: float = 0.0
     agreement: float = 0.0
 
@@ -72,6 +74,8 @@ class PurifierConfig:
                 f"agreement: the agreement gate needs the Hebbian rule (it counts the memories' "
                 f"votes), got agreement={self.agreement} with rule={self.rule!r}; use margin instead"
             )
+        if not isinstance(self.joint_channels, bool):
+            raise TypeError(f"joint_channels: expected a bool, got {type(self.joint_channels).__name__}")
         for name in ("offset", "threshold"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -119,6 +123,9 @@ class SifterNet:
         the input's pixels, the flipped ones filled from their unflipped neighbours.
     fill_size : int
         ``inpaint``'s neighbourhood side (default 3).
+    joint_channels : bool
+        ``restore``/``inpaint`` of colour images: a pixel the recall flips in any channel
+        is replaced in every channel (default False: channel by channel).
     margin : float
         Confidence gate in [0, 1): the recall changes a pixel only when the memories'
         field against it exceeds this fraction of its largest possible value (every
@@ -293,7 +300,8 @@ class SifterNet:
         threads = self.num_threads if num_threads is None else num_threads
         binarised = self._binarize(batch, threads)
         merged = self._recall(binarised, keys, threads)
-        pixels = repair(self.config.output, batch, binarised, merged, self.config.fill_size)
+        c = self.config
+        pixels = repair(c.output, batch, binarised, merged, c.fill_size, c.joint_channels)
         pixels = pixels.reshape(batch.shape[:1] + self._fitted_shape())
         return pixels[0] if single else pixels
 

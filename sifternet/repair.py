@@ -36,18 +36,25 @@ def fill_from_neighbours(images: np.ndarray, holes: np.ndarray, size: int, fallb
     return np.where(holes, filled, images)
 
 
-def repair(output: str, images: np.ndarray, binarised: np.ndarray, recalled: np.ndarray, fill_size: int) -> np.ndarray:
+def repair(
+    output: str, images: np.ndarray, binarised: np.ndarray, recalled: np.ndarray, fill_size: int,
+    joint_channels: bool = False,
+) -> np.ndarray:
     """The purified pixels (B, H, W, C) for an ``output`` mode, from the input images,
     their binarised states and the recalled states.
 
     ``binary``: the recalled states as 0/255 (the paper). ``restore``: the input, except
     the pixels the recall flipped, which take the recalled 0/255. ``inpaint``: the input,
-    except the flipped pixels, filled from their unflipped neighbours.
+    except the flipped pixels, filled from their unflipped neighbours. With
+    ``joint_channels``, a pixel flipped in any channel counts as flipped in every channel
+    (each channel's recall judges it alone; a colour trigger is one object).
     """
     binary = np.multiply(recalled > 0, np.uint8(255), dtype=np.uint8)
     if output == "binary":
         return binary
     flipped = recalled != binarised
+    if joint_channels:
+        flipped = np.broadcast_to(flipped.any(axis=-1, keepdims=True), flipped.shape)
     if output == "restore":
         return np.where(flipped, binary, images)
     return fill_from_neighbours(images, flipped, fill_size, binary)

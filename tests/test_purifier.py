@@ -275,6 +275,22 @@ def test_restore_keeps_every_pixel_the_recall_did_not_flip(colour):
     np.testing.assert_array_equal(restored[flipped], binary[flipped])
 
 
+def test_joint_channels_replace_a_pixel_flipped_in_any_channel_in_all(colour, grey):
+    purifier, batch = colour
+    binary, binarised = purifier.purify(batch), purifier.binarize(batch)
+    flipped = binary != binarised
+    anywhere = flipped.any(axis=-1)
+    assert (anywhere[..., None] & ~flipped).any()  # some pixel flipped in one channel only
+    joint = purifier.with_options(output="restore", joint_channels=True).purify(batch)
+    np.testing.assert_array_equal(joint[anywhere], binary[anywhere])
+    np.testing.assert_array_equal(joint[~anywhere], batch[~anywhere])
+    grey_purifier, grey_batch = grey
+    inpaint = grey_purifier.with_options(output="inpaint")
+    np.testing.assert_array_equal(inpaint.with_options(joint_channels=True).purify(grey_batch), inpaint.purify(grey_batch))
+    with pytest.raises(TypeError, match="joint_channels: expected a bool"):
+        SifterNet(joint_channels=1)
+
+
 def test_inpaint_fills_flipped_pixels_from_unflipped_neighbours(colour):
     purifier, batch = colour
     filled = purifier.with_options(output="inpaint", fill_size=3).purify(batch)
