@@ -7,13 +7,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from sifternet import __version__
 from sifternet.eval.attacks import badnet
+from sifternet.eval.defenses import DEFENSES
 from sifternet.io import (
     atomic_path,
     list_images,
@@ -233,12 +234,24 @@ def _position(text: str):
     return text
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
+class _Backdoored(NamedTuple):
+    """A data set, its split, the attack and the target model trained on it (or loaded)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    attack: Any
+    split: Any
+    model: Any
+    settings: dict
+
+
+def _backdoored(args: argparse.Namespace) -> _Backdoored:
+    """Load the data (``--limit``), split it, make the attack and train the small CNN on the
+    poisoned training part (or load ``--model``): what evaluate and sweep share."""
     from sifternet.eval import evaluate as ev
     from sifternet.eval.attacks import make_attack
     from sifternet.eval.models import load_torchscript, train_small_cnn
 
-    out = Path(args.out)
     images, labels = load_array(args.data, "images"), load_array(args.data, "labels").astype(np.int64)
     if args.limit:
         keep = np.sort(np.random.default_rng(args.split_seed).permutation(len(images))[: args.limit])
@@ -255,21 +268,145 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         n_poisoned = len(poisoned)
         model = train_small_cnn(train_x, train_y, n_classes=n_classes, epochs=args.epochs, seed=args.split_seed,
                                 num_threads=args.threads, cache=args.model_cache)
-    seeds, seed_labels = ev.seeds_from(images, labels, split, args.per_class, args.split_seed)
-    purifier = SifterNet(num_threads=args.threads, **_purifier_options(args)).fit(seeds, seed_labels)
     settings = dict(data=str(args.data), attack=args.attack, attack_params=params, n_train=len(split.train),
-                    n_poisoned=n_poisoned, n_seeds=len(seeds), train_fraction=args.train_fraction,
+                    n_poisoned=n_poisoned, train_fraction=args.train_fraction,
                     split_seed=args.split_seed, epochs=args.epochs, model=args.model or "small CNN (trained here)",
                     limit=args.limit, command="sifternet " + " ".join(sys.argv[1:]))
+    return _Backdoored(images, labels, attack, split, model, settings)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from sifternet.eval import evaluate as ev
+    from sifternet.eval.detectors import make_detectors
+
+    out = Path(args.out)
+    images, labels, attack, split, model, settings = _backdoored(args)
+    seeds, seed_labels = ev.seeds_from(images, labels, split, args.per_class, args.split_seed)
+    purifier = SifterNet(num_threads=args.threads, **_purifier_options(args)).fit(seeds, seed_labels)
+    settings.update(n_seeds=len(seeds), finetune_epochs=args.finetune_epochs)
     report, outputs, triggered = ev.evaluate(images, labels, attack=attack, model=model, purifier=purifier,
                                   defenses=ev.default_defenses(purifier, args.defenses.split(","), (seeds, seed_labels)),
-                                  split=split, target=args.target, settings=settings)
+                                  split=split, target=args.target, settings=settings,
+                                  detectors=make_detectors([n for n in args.detectors.split(",") if n], model,
+                                                           images[split.train], args.split_seed,
+                                                           strip_copies=args.strip_copies),
+                                  detector_images=args.detector_images)
+    if args.finetune_epochs:
+        from sifternet.eval.finetune import evaluate_finetuned
+
+        # the binarise-only control always stands beside the SifterNet fine-tuning
+        names = list(dict.fromkeys([*args.finetune_defenses.split(","), "sifternet", "binarise-only"]))
+        report.finetuned = evaluate_finetuned(
+            images, labels, model=model, defenses=ev.default_defenses(purifier, names, (seeds, seed_labels)),
+            split=split, triggered=triggered, epochs=args.finetune_epochs, target=args.target,
+            seed=args.split_seed, num_threads=args.threads)
     written = ev.write_report(report, outputs, images[split.evaluation], triggered, out, overwrite=args.force)
     print(report.to_markdown())
     print("wrote " + ", ".join(str(p) for p in written))
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from sifternet.eval.sweep import SWEEP_FILES, sweep, write_sweep
+
+    out = Path(args.out)
+    for name in SWEEP_FILES:  # before the training, not after it
+        _refuse_existing(out / name, args.force)
+    images, labels, attack, split, model, settings = _backdoored(args)
+    options = {k: v for k, v in _purifier_options(args).items() if k not in ("steps", "block_size")}
+    result = sweep(images, labels, attack=attack, model=model, split=split, steps=args.steps,
+                   per_class=args.per_class, block_sizes=args.block_size or (), options=options,
+                   target=args.target, seed=args.split_seed, num_threads=args.threads, settings=settings)
+    written = write_sweep(result, out, overwrite=args.force)
+    print(result.to_markdown())
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
+# -- report -------------------------------------------------------------------------
+DEFAULT_DEFENSES = ",".join(DEFENSES)
+#: The full report's data sets: file in the data folder, and the paper's published
+#: settings for each as ``evaluate`` options (CIFAR-10: inside the paper's ranges).
+REPORT_DATASETS = {
+    "mnist": ("mnist_test.npz", ["--binarize", "global", "--steps", "800", "--per-class", "10"]),
+    "fmnist": ("fashion_mnist_test.npz", ["--binarize", "local_mean", "--block-size", "11", "--steps", "800", "--per-class", "1"]),
+    "gtsrb": ("gtsrb.npz", ["--binarize", "local_mean", "--block-size", "15", "--steps", "200", "--per-class", "10", "--epochs", "8"]),
+    "cifar10": ("cifar10.npz", ["--binarize", "local_mean", "--block-size", "15", "--steps", "200", "--per-class", "10", "--epochs", "10"]),
+}
+#: The full report's attacks as ``evaluate`` options (BackdoorBench's default parameters).
+REPORT_ATTACKS = {"badnet": [], "badnet-interior": ["--position", "interior"], "blended": ["--attack", "blended"],
+                  "sig": ["--attack", "sig"], "wanet": ["--attack", "wanet"]}
+
+
+def _names(text: str, known: dict, option: str) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise CliError(f"{option}: expected some of {','.join(known)}, got {text!r}")
+    return names
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from sifternet.eval.summary import run_name, write_summary
+
+    out, data = Path(args.out), Path(args.data_dir)
+    plan = [(d, a) for d in _names(args.datasets, REPORT_DATASETS, "--datasets")
+            for a in _names(args.attacks, REPORT_ATTACKS, "--attacks")]
+    missing = sorted({REPORT_DATASETS[d][0] for d, _ in plan if not (data / REPORT_DATASETS[d][0]).exists()})
+    if missing:
+        raise FileNotFoundError(f"{data}: missing {', '.join(missing)} (the layout of ../shared/data)")
+    done = [key for key in plan if (out / run_name(*key) / "report.json").exists()]
+    if done and not (args.resume or args.force):
+        raise FileExistsError(f"{out / run_name(*done[0])}: already has a report (pass --resume to keep "
+                              "finished runs, or --force to redo them)")
+    for dataset, attack in tqdm(plan, desc="report runs", unit="run"):
+        name = run_name(dataset, attack)
+        if args.resume and (dataset, attack) in done:
+            continue
+        file, options = REPORT_DATASETS[dataset]
+        argv = ["evaluate", str(data / file), "--out", str(out / name), *options, *REPORT_ATTACKS[attack],
+                "--model-cache", str(out / f"{name}.pt"), "--defenses", args.defenses, "--detectors", args.detectors,
+                "--finetune-epochs", str(args.finetune_epochs), "--strip-copies", str(args.strip_copies), "--force"]
+        argv += [f"--{flag}={value}" for flag, value in (("limit", args.limit), ("threads", args.threads), ("detector-images", args.detector_images)) if value is not None]
+        run = build_parser().parse_args(argv)
+        run.run(run)
+    written = write_summary(out, command="sifternet " + " ".join(sys.argv[1:]))
+    print(Path(written[0]).read_text())
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 # -- parser -------------------------------------------------------------------------
+def _integers(text: str) -> list[int]:
+    try:
+        return [int(value) for value in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 50,100,200, got {text!r}") from None
+
+
+def _add_backdoor_options(parser: argparse.ArgumentParser) -> None:
+    """The data, attack and target-model options that evaluate and sweep share."""
+    parser.add_argument("data", help=".npz with 'images' and 'labels' (the layout of ../shared/data)")
+    parser.add_argument("--attack", choices=sorted(ATTACK_FLAGS), default="badnet", help="backdoor attack (default badnet)")
+    parser.add_argument("--position", type=_position, help="badnet: bottom_right (default), other corners, interior, random, or ROW,COL")
+    parser.add_argument("--size", type=int, help="badnet: patch side (default 3)")
+    parser.add_argument("--alpha", type=float, help="blended: blend weight (default 0.2; the paper 0.065)")
+    parser.add_argument("--delta", type=float, help="sig: amplitude (default 40)")
+    parser.add_argument("--frequency", type=float, help="sig: frequency (default 6)")
+    parser.add_argument("--grid", type=int, help="wanet: control grid k (default 4)")
+    parser.add_argument("--strength", type=float, help="wanet: warp strength s (default 0.5)")
+    parser.add_argument("--target", type=int, default=0, help="target class of the all-to-one backdoor (default 0)")
+    parser.add_argument("--train-fraction", type=float, default=0.7, help="training part of the data set (default 0.7)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the split, poisoning, seeds and training")
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs of the small CNN (default 6)")
+    parser.add_argument("--model-cache", help="file to keep the trained model in (reused when data and settings match)")
+    parser.add_argument("--model", help="evaluate this TorchScript model instead of training one")
+    parser.add_argument("--limit", type=int, help="use a random subset of this many images (quick runs)")
+
+
+def _add_detector_options(parser: argparse.ArgumentParser, *, images: Optional[int], copies: int) -> None:
+    parser.add_argument("--detector-images", type=int, default=images,
+                        help=f"detectors score at most this many clean and triggered images (default {images or 'all'})")
+    parser.add_argument("--strip-copies", type=int, default=copies, help=f"STRIP's superimposed copies per input (default {copies})")
+
+
 def _add_recall_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores; -1: all)")
     parser.add_argument("--steps", type=_steps, default=None, help="update attempts per image and channel (the paper's RemoveTime); 'none' = until converged")
@@ -290,6 +427,9 @@ def _add_purifier_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fill-size", dest="fill_size", type=int, help="inpaint's neighbourhood side (default 3)")
     parser.add_argument("--margin", type=float, help="recall confidence gate, a fraction of the largest field in [0, 1) (default 0)")
     parser.add_argument("--agreement", type=float, help="recall agreement gate, a fraction of the memories' vote mass in [0, 1) (default 0)")
+    parser.add_argument("--max-sweeps", dest="max_sweeps", type=int, help="with --steps none: at most this many sweeps (default 100)")
+    parser.add_argument("--joint-channels", dest="joint_channels", action="store_const", const=True,
+                        help="restore/inpaint: a pixel flipped in any colour channel is replaced in all of them")
     _add_recall_options(parser)
 
 
@@ -327,28 +467,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="measure Acc / ASR / RA of defenses against a backdoor (needs PyTorch)",
                                    description="Train (or load) a target model on a poisoned split of a data set, purify clean and triggered evaluation images with each defense, and write report.md, report.json and figures. The shared data sets are test splits: every report says so.")
-    evaluate.add_argument("data", help=".npz with 'images' and 'labels' (the layout of ../shared/data)")
+    _add_backdoor_options(evaluate)
     evaluate.add_argument("--out", required=True, help="folder for report.md, report.json, examples.png, metrics.png")
-    evaluate.add_argument("--attack", choices=sorted(ATTACK_FLAGS), default="badnet", help="backdoor attack (default badnet)")
-    evaluate.add_argument("--position", type=_position, help="badnet: bottom_right (default), other corners, interior, random, or ROW,COL")
-    evaluate.add_argument("--size", type=int, help="badnet: patch side (default 3)")
-    evaluate.add_argument("--alpha", type=float, help="blended: blend weight (default 0.2; the paper 0.065)")
-    evaluate.add_argument("--delta", type=float, help="sig: amplitude (default 40)")
-    evaluate.add_argument("--frequency", type=float, help="sig: frequency (default 6)")
-    evaluate.add_argument("--grid", type=int, help="wanet: control grid k (default 4)")
-    evaluate.add_argument("--strength", type=float, help="wanet: warp strength s (default 0.5)")
-    evaluate.add_argument("--target", type=int, default=0, help="target class of the all-to-one backdoor (default 0)")
-    evaluate.add_argument("--defenses", default="none,sifternet,sifternet-repair,sifternet-binary-gate,binarise-only,erase-visited,seed-consensus,median-3x3,ifmv",
+    evaluate.add_argument("--defenses", default=DEFAULT_DEFENSES,
                           help="comma-separated defenses (default: all)")
+    evaluate.add_argument("--detectors", default="", help="comma-separated input detectors scored by ROC AUC: strip, teco (default: none)")
+    _add_detector_options(evaluate, images=None, copies=100)
     evaluate.add_argument("--per-class", type=int, default=2, help="seeds per class from the clean training part (default 2)")
-    evaluate.add_argument("--train-fraction", type=float, default=0.7, help="training part of the data set (default 0.7)")
-    evaluate.add_argument("--split-seed", type=int, default=0, help="seed of the split, poisoning, seeds and training")
-    evaluate.add_argument("--epochs", type=int, default=6, help="training epochs of the small CNN (default 6)")
-    evaluate.add_argument("--model-cache", help="file to keep the trained model in (reused when data and settings match)")
-    evaluate.add_argument("--model", help="evaluate this TorchScript model instead of training one")
-    evaluate.add_argument("--limit", type=int, help="use a random subset of this many images (quick runs)")
+    evaluate.add_argument("--finetune-epochs", type=int, default=0,
+                          help="also fine-tune the model this many epochs on each --finetune-defenses' purified clean training images (the paper's data augmentation; default 0: off)")
+    evaluate.add_argument("--finetune-defenses", default="none,sifternet,binarise-only",
+                          help="comma-separated defenses to fine-tune on (default none,sifternet,binarise-only; sifternet and binarise-only are always included)")
     _add_purifier_options(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
+
+    # resolve: --steps and --block-size of the purifier options become comma-separated grids
+    sweep = commands.add_parser("sweep", conflict_handler="resolve", help="Acc / ASR over steps x seeds per class (x block size), the paper's Fig. 4 (needs PyTorch)",
+                                description="Train (or load) a target model as evaluate does, then measure Acc / ASR / RA of SifterNet for every steps x seeds-per-class (x block size) setting and write sweep.md, sweep.json and sweep.png with the paper's recommended ranges shaded.")
+    _add_backdoor_options(sweep)
+    sweep.add_argument("--out", required=True, help="folder for sweep.md, sweep.json, sweep.png (and sweep-block.png)")
+    _add_purifier_options(sweep)
+    sweep.add_argument("--steps", type=_integers, default=[50, 100, 200, 500, 1000], help="comma-separated steps (RemoveTime) values (default 50,100,200,500,1000)")
+    sweep.add_argument("--per-class", type=_integers, default=[1, 2, 5], help="comma-separated seeds per class (default 1,2,5)")
+    sweep.add_argument("--block-size", dest="block_size", type=_integers, help="comma-separated local-mean block sizes (default: the one block size of --binarize local_mean, 11)")
+    sweep.set_defaults(run=cmd_sweep)
+
+    report = commands.add_parser("report", help="the full evaluation report: every data set x attack, all defenses and detectors (needs PyTorch)",
+                                 description="Run evaluate for every data set x attack with the paper's settings (model caches kept in the output folder), then write summary.md, summary.json and summary.png: Acc / ASR per defense, detector AUC, fine-tuning, timings, and the paper's Tables 1 and 5 beside them.")
+    report.add_argument("data_dir", help="folder with mnist_test.npz, fashion_mnist_test.npz, gtsrb.npz, cifar10.npz (../shared/data)")
+    report.add_argument("--out", required=True, help="report folder (one sub-folder per run, plus summary.*)")
+    report.add_argument("--datasets", default=",".join(REPORT_DATASETS), help=f"comma-separated (default {','.join(REPORT_DATASETS)})")
+    report.add_argument("--attacks", default=",".join(REPORT_ATTACKS), help=f"comma-separated (default {','.join(REPORT_ATTACKS)})")
+    report.add_argument("--defenses", default=DEFAULT_DEFENSES, help="comma-separated defenses (default: all)")
+    report.add_argument("--detectors", default="strip,teco", help="comma-separated input detectors (default strip,teco; '' for none)")
+    _add_detector_options(report, images=250, copies=50)
+    report.add_argument("--finetune-epochs", type=int, default=0, help="also fine-tune on purified clean images this many epochs (default 0: off)")
+    report.add_argument("--limit", type=int, help="a random subset of this many images per data set (quick runs)")
+    report.add_argument("--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores)")
+    report.add_argument("--resume", action="store_true", help="keep runs that already have a report.json")
+    report.add_argument("--force", action="store_true", help="redo runs that already have a report.json")
+    report.set_defaults(run=cmd_report)
     return parser
 
 

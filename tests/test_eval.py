@@ -14,7 +14,8 @@ from sifternet import reference as ref
 from sifternet.binarize import binarize
 from sifternet.eval import attacks
 from sifternet.eval import evaluate as ev
-from sifternet.eval.defenses import DEFENSES, Detector, erase_visited, seed_consensus
+from sifternet.eval.defenses import DEFENSES, erase_visited, seed_consensus
+from sifternet.eval.detectors import Detector
 from sifternet.eval.metrics import accuracy, attack_success_rate, robust_accuracy, roc_auc
 from sifternet.eval.models import CallableClassifier
 
@@ -184,8 +185,8 @@ def test_evaluate_with_a_black_box_model(tmp_path):
         purifier=purifier, defenses=ev.default_defenses(purifier, ["none", "binarise-only", "median-3x3", "sifternet-repair", "ifmv"], (seeds, seed_labels)),
         split=split, settings={"data": "toy.npz", "attack": "badnet", "attack_params": {}, "n_train": 30,
                                "n_poisoned": 0, "n_seeds": 6},
-        detectors=[Detector("corner", lambda x: x[:, -1, -1].astype(float), "corner brightness"),
-                   Detector("blind", lambda x: np.zeros(len(x)), "constant score")],
+        detectors=[Detector("corner", lambda x, indices: x[:, -1, -1].astype(float), "corner brightness"),
+                   Detector("blind", lambda x, indices: np.zeros(len(x)), "constant score")],
     )
     aucs = {d.detector: d.auc for d in report.detectors}
     assert aucs == {"corner": 1.0, "blind": 0.5}

@@ -320,6 +320,8 @@ def test_gates_reduce_flips_and_the_repair_preset_validates():
     assert (one_sweep.purify(batch) != one_sweep.with_options(max_sweeps=100).purify(batch)).any()
     with pytest.raises(ValueError, match="max_sweeps: expected an int >= 1"):
         SifterNet(max_sweeps=0)
+    colour = SifterNet.repairing(colour=True, fill_size=5).config
+    assert (colour.agreement, colour.joint_channels, colour.fill_size, colour.output) == (0.5, True, 5, "inpaint")
     repair = SifterNet.repairing(steps=100)
     assert repair.config.output == "inpaint" and repair.config.steps == 100
     with pytest.raises(ValueError, match=r"agreement: expected a fraction in \[0, 1\)"):

@@ -17,19 +17,6 @@ import numpy as np
 from sifternet.binarize import states_to_pixels
 from sifternet.purifier import SifterNet
 
-#: images -> one score per image, higher for inputs that look poisoned
-ScoreFunction = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Detector:
-    """A named detector for the evaluation tables (scored by ROC AUC)."""
-
-    name: str
-    score: ScoreFunction
-    description: str
-
-
 #: images, global indices of the images -> purified images of the same shape
 PurifyFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -146,13 +133,19 @@ def _repairing(name: str, purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarr
     return Defense(
         name,
         lambda images, indices: repairing.purify(images, indices=indices),
-        f"SifterNet {c.binarize}, {c.order} to convergence, agreement {c.agreement}, {c.output} output",
+        f"SifterNet {c.binarize}, {c.order} x{c.max_sweeps if c.steps is None else c.steps}, agreement "
+        f"{c.agreement}, {c.output} output (window {c.fill_size}{', joint channels' if c.joint_channels else ''})",
     )
 
 
 def sifternet_repair(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
     """The recommended repair mode: gated recall, input pixels kept, flips inpainted."""
     return _repairing("sifternet-repair", purifier, seeds)
+
+
+def sifternet_repair_colour(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
+    """The repair mode tuned for colour images (``SifterNet.repairing(colour=True)``)."""
+    return _repairing("sifternet-repair-colour", purifier, seeds, colour=True)
 
 
 def sifternet_binary_gate(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
@@ -171,6 +164,7 @@ DEFENSES: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense
     "none": _plain(no_defense),
     "sifternet": _plain(sifternet),
     "sifternet-repair": sifternet_repair,
+    "sifternet-repair-colour": sifternet_repair_colour,
     "sifternet-binary-gate": sifternet_binary_gate,
     "binarise-only": _plain(binarise_only),
     "erase-visited": _plain(erase_visited),

@@ -7,6 +7,7 @@ deterministically from a seed; and adapters so that any black box
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -62,14 +63,28 @@ class TorchClassifier:
         self.module = module.eval()
         self.batch_size = batch_size
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def _outputs(self, images: np.ndarray, head: Callable[[Any], Any]) -> np.ndarray:
+        """``head(logits)`` of every batch of images, concatenated (no gradients; an empty
+        batch still goes through the module, which gives the output's shape)."""
         torch = _torch()
-        out = np.empty(len(images), np.int64)
         with torch.no_grad():
-            for start in range(0, len(images), self.batch_size):
-                logits = self.module(_as_tensor(images[start : start + self.batch_size]))
-                out[start : start + len(logits)] = logits.argmax(1).numpy()
-        return out
+            return np.concatenate([
+                head(self.module(_as_tensor(images[start : start + self.batch_size]))).numpy()
+                for start in range(0, max(len(images), 1), self.batch_size)
+            ])
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self._outputs(images, lambda logits: logits.argmax(1)).astype(np.int64)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities, the softmax of the module's outputs: float32 (B, K)."""
+        return self._outputs(images, lambda logits: logits.softmax(1))
+
+
+class ProbabilisticClassifier(Classifier, Protocol):
+    """A :class:`Classifier` that also gives class probabilities (what STRIP needs)."""
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray: ...
 
 
 class CallableClassifier:
@@ -93,6 +108,44 @@ def training_key(images: np.ndarray, labels: np.ndarray, settings: dict[str, Any
     sha.update(np.ascontiguousarray(images).tobytes())
     sha.update(np.ascontiguousarray(labels).astype(np.int64).tobytes())
     return sha.hexdigest()
+
+
+def _train(
+    module: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    num_threads: Optional[int],
+    progress: bool,
+    what: str,
+) -> None:
+    """Train ``module`` in place: Adam on cross-entropy, mini-batches in an order drawn from
+    ``seed``; dropout draws from PyTorch's global generator, which the caller seeds."""
+    torch = _torch()
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(resolve_num_threads(num_threads))
+    try:
+        x, y = _as_tensor(images), torch.from_numpy(np.asarray(labels).astype(np.int64))
+        optimiser = torch.optim.Adam(module.parameters(), lr=learning_rate)
+        rng = np.random.default_rng(seed)
+        module.train()
+        with tqdm(total=epochs * len(x), unit="img", desc=what, disable=not progress or None) as bar:
+            for _ in range(epochs):
+                order = torch.from_numpy(rng.permutation(len(x)))
+                for start in range(0, len(x), batch_size):
+                    batch = order[start : start + batch_size]
+                    optimiser.zero_grad()
+                    loss = torch.nn.functional.cross_entropy(module(x[batch]), y[batch])
+                    loss.backward()
+                    optimiser.step()
+                    bar.update(len(batch))
+    finally:
+        module.eval()
+        torch.set_num_threads(threads_before)
 
 
 def train_small_cnn(
@@ -133,27 +186,47 @@ def train_small_cnn(
         module.load_state_dict(saved["state_dict"])
         return TorchClassifier(module)
 
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(resolve_num_threads(num_threads))
-    try:
-        x, y = _as_tensor(images), torch.from_numpy(np.asarray(labels).astype(np.int64))
-        optimiser = torch.optim.Adam(module.parameters(), lr=learning_rate)
-        rng = np.random.default_rng(seed)
-        module.train()
-        with tqdm(total=epochs * len(x), unit="img", desc="train target model", disable=not progress or None) as bar:
-            for _ in range(epochs):
-                order = torch.from_numpy(rng.permutation(len(x)))
-                for start in range(0, len(x), batch_size):
-                    batch = order[start : start + batch_size]
-                    optimiser.zero_grad()
-                    loss = torch.nn.functional.cross_entropy(module(x[batch]), y[batch])
-                    loss.backward()
-                    optimiser.step()
-                    bar.update(len(batch))
-    finally:
-        torch.set_num_threads(threads_before)
+    _train(module, images, labels, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+           seed=seed, num_threads=num_threads, progress=progress, what="train target model")
     if cache is not None:
         buffer = io.BytesIO()
         torch.save({"key": key, "settings": settings, "state_dict": module.state_dict()}, buffer)
         write_atomically(cache, buffer.getvalue())
     return TorchClassifier(module)
+
+
+def fine_tune(
+    classifier: Classifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    seed: int = 0,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    num_threads: Optional[int] = None,
+    progress: bool = True,
+) -> TorchClassifier:
+    """A copy of ``classifier``'s PyTorch module trained ``epochs`` more epochs on
+    ``images`` (such as purified clean images: the paper's data augmentation, its
+    appendix E.0.2), with the training loop of :func:`train_small_cnn` and a fresh Adam;
+    deterministic from ``seed`` for a given thread count. ``classifier`` is not changed.
+    """
+    if not isinstance(classifier, TorchClassifier):
+        raise TypeError(
+            f"fine_tune: expected a TorchClassifier (a PyTorch module), got "
+            f"{type(classifier).__name__}; a black-box model cannot be fine-tuned"
+        )
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"fine_tune: epochs: expected an integer >= 1, got {epochs!r}")
+    if len(images) != len(labels) or len(images) == 0:
+        raise ValueError(
+            f"fine_tune: expected as many labels as images (at least one), got {len(images)} "
+            f"images and {len(labels)} labels"
+        )
+    torch = _torch()
+    module = copy.deepcopy(classifier.module)
+    torch.manual_seed(seed)  # dropout's draws
+    _train(module, images, labels, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+           seed=seed, num_threads=num_threads, progress=progress, what="fine-tune target model")
+    return TorchClassifier(module, batch_size=classifier.batch_size)

@@ -1,0 +1,191 @@
+"""Detectors of triggered inputs, for the evaluation's ROC AUC table: STRIP and TeCo.
+
+A detector gives every input a score, higher for inputs that look poisoned; ``evaluate``
+scores the clean and the triggered evaluation images and reports the ROC AUC
+(:func:`sifternet.eval.metrics.roc_auc`). Both baselines are re-implemented from their
+papers' descriptions, with their parameters exposed:
+
+- STRIP (Gao et al., ACSAC 2019): each input is superimposed on ``copies`` images drawn
+  from a held-out clean pool; a trigger keeps forcing its target class through the
+  blend, so the model's predictions on the blends have LOW entropy. Score: minus the
+  mean Shannon entropy (nats) of the softmax over the copies.
+- TeCo (Liu et al., CVPR 2023): under each corruption type, the first severity (1..5)
+  at which the model's label differs from its label on the uncorrupted input, or 6 when
+  no severity changes it; triggered inputs flip at very different severities across
+  corruption types. Score: the (population) standard deviation of those severities.
+
+Random choices are keyed by each image's global index and a seed
+(``np.random.default_rng([seed, index])`` for STRIP's overlays, see
+:mod:`sifternet.eval.corruptions` for TeCo's), so scores do not depend on batching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from sifternet.eval.corruptions import CORRUPTIONS, LEFT_OUT, SEVERITIES, corrupt
+from sifternet.eval.models import Classifier, ProbabilisticClassifier
+
+#: images, global indices of the images -> one score per image, higher for inputs that
+#: look poisoned
+ScoreFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A named detector for the evaluation tables (scored by ROC AUC)."""
+
+    name: str
+    score: ScoreFunction
+    description: str
+
+
+#: STRIP's ways of superimposing an input x and an overlay o (uint8): ``add`` is
+#: min(x + o, 255), the sum that the STRIP authors' implementation uses (OpenCV's
+#: addWeighted with weights 1 and 1, saturated); ``average`` is (x + o) / 2, rounded.
+BLENDS = ("add", "average")
+
+
+def superimpose(images: np.ndarray, overlays: np.ndarray, blend: str = "add") -> np.ndarray:
+    """uint8 ``images`` superimposed with uint8 ``overlays`` (broadcast), by ``blend``
+    (one of :data:`BLENDS`)."""
+    total = images.astype(np.int16) + overlays
+    if blend == "add":
+        return np.minimum(total, 255).astype(np.uint8)
+    if blend == "average":
+        return ((total + 1) // 2).astype(np.uint8)
+    raise ValueError(f"blend: expected one of {BLENDS}, got {blend!r}")
+
+
+def entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Shannon entropy in nats of each row of ``probabilities`` (..., K); 0 log 0 = 0."""
+    p = np.clip(np.asarray(probabilities, np.float64), 0.0, 1.0)
+    return -np.sum(p * np.log(np.where(p > 0, p, 1.0)), axis=-1)
+
+
+def _indices(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    indices = np.asarray(indices)
+    if indices.shape != (len(images),) or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"indices: expected {len(images)} integers, got {indices.dtype} {indices.shape}")
+    return indices
+
+
+def strip(model: ProbabilisticClassifier, pool: np.ndarray, *, copies: int = 100, blend: str = "add",
+          seed: int = 0, images_per_call: int = 0) -> Detector:
+    """STRIP: minus the mean prediction entropy over ``copies`` superimposed copies.
+
+    Parameters
+    ----------
+    model : needs ``predict_proba(images) -> (B, K)`` probabilities (a
+        :class:`~sifternet.eval.models.TorchClassifier` has it; a labels-only model is
+        refused: the label histogram of the copies would be a different detector)
+    pool : uint8 clean images (P, H, W[, C]) held out from the inputs; image ``g`` is
+        blended with ``copies`` of them drawn without replacement (with replacement when
+        P < copies) by ``np.random.default_rng([seed, g])``
+    copies : N, superimposed copies per input (the paper: 100)
+    blend : one of :data:`BLENDS`
+    images_per_call : inputs whose copies go to the model at once (default: about 4096
+        copies per call)
+    """
+    if not callable(getattr(model, "predict_proba", None)):
+        raise TypeError(
+            f"strip: the model ({type(model).__name__}) has no predict_proba(images) -> (B, K) "
+            "probabilities; STRIP needs them (TorchClassifier has them)"
+        )
+    pool = np.asarray(pool)
+    if pool.dtype != np.uint8 or pool.ndim not in (3, 4) or len(pool) == 0:
+        raise ValueError(f"strip: pool: expected uint8 images (P, H, W[, C]), P > 0, got {pool.dtype} {pool.shape}")
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise ValueError(f"strip: copies: expected a positive int, got {copies!r}")
+    if blend not in BLENDS:
+        raise ValueError(f"strip: blend: expected one of {BLENDS}, got {blend!r}")
+    per_call = images_per_call or max(1, 4096 // copies)
+
+    def score(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        if images.shape[1:] != pool.shape[1:]:
+            raise ValueError(f"strip: images of shape {images.shape[1:]} do not match the pool's {pool.shape[1:]}")
+        indices = _indices(images, indices)
+        out = np.empty(len(images))
+        for start in range(0, len(images), per_call):
+            part = images[start : start + per_call]
+            chosen = np.stack([
+                np.random.default_rng([seed, int(g)]).choice(len(pool), copies, replace=copies > len(pool))
+                for g in indices[start : start + per_call]
+            ])  # (b, copies)
+            blended = superimpose(part[:, None], pool[chosen], blend)  # (b, copies, H, W[, C])
+            probabilities = model.predict_proba(blended.reshape((-1,) + images.shape[1:]))
+            out[start : start + len(part)] = -entropy(probabilities).reshape(len(part), copies).mean(axis=1)
+        return out
+
+    return Detector("strip", score, f"STRIP: {copies} clean overlays ({blend}), score = -mean entropy")
+
+
+def first_change_severities(model: Classifier, images: np.ndarray, indices: np.ndarray, *,
+                            corruptions: Sequence[str], seed: int = 0) -> np.ndarray:
+    """For each image and corruption, the first severity 1..5 at which ``model``'s label
+    differs from its label on the image itself, or 6 when none does: int (B, corruptions).
+    Images whose label has changed are not queried at higher severities."""
+    indices = _indices(images, indices)
+    labels = model.predict(images)
+    first = np.full((len(images), len(corruptions)), SEVERITIES + 1)
+    for k, name in enumerate(corruptions):
+        pending = np.arange(len(images))
+        for severity in range(1, SEVERITIES + 1):
+            if not len(pending):
+                break
+            corrupted = corrupt(images[pending], name, severity, indices=indices[pending], seed=seed)
+            changed = model.predict(corrupted) != labels[pending]
+            first[pending[changed], k] = severity
+            pending = pending[~changed]
+    return first
+
+
+def teco(model: Classifier, *, corruptions: Sequence[str] = tuple(CORRUPTIONS), seed: int = 0) -> Detector:
+    """TeCo: the standard deviation, across ``corruptions``, of the first label-changing
+    severity (:func:`first_change_severities`); labels only, so any model works.
+
+    ``corruptions`` are names of :data:`sifternet.eval.corruptions.CORRUPTIONS` (default:
+    all 14 implemented, ImageNet-C's 15 less frost), at least two; ``seed`` keys their
+    random streams.
+    """
+    corruptions = tuple(corruptions)
+    unknown = [name for name in corruptions if name not in CORRUPTIONS]
+    if unknown:
+        left_out = [f"{name}: {LEFT_OUT[name]}" for name in unknown if name in LEFT_OUT]
+        raise ValueError(f"teco: corruptions: unknown {unknown}{' (' + '; '.join(left_out) + ')' if left_out else ''}; "
+                         f"expected some of {tuple(CORRUPTIONS)}")
+    if len(set(corruptions)) < 2:
+        raise ValueError(f"teco: corruptions: expected at least two different ones, got {corruptions}")
+
+    def score(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        return first_change_severities(model, images, indices, corruptions=corruptions, seed=seed).std(axis=1)
+
+    return Detector("teco", score, f"TeCo: std over {len(corruptions)} corruptions of the first label-changing "
+                                   f"severity (1..{SEVERITIES}, {SEVERITIES + 1} = none)")
+
+
+#: model, clean pool images (held out from the evaluated inputs), seed, STRIP's copies -> Detector
+DetectorFactory = Callable[[Classifier, np.ndarray, int, int], Detector]
+
+#: The detectors ``sifternet evaluate --detectors`` knows by name.
+DETECTORS: dict[str, DetectorFactory] = {
+    "strip": lambda model, pool, seed, copies: strip(model, pool, seed=seed, copies=copies),
+    "teco": lambda model, pool, seed, copies: teco(model, seed=seed),
+}
+
+
+def make_detectors(names: Sequence[str], model: Classifier, pool: np.ndarray, seed: int, *,
+                   strip_copies: int = 100) -> list[Detector]:
+    """The named detectors of :data:`DETECTORS` for ``model``, with clean ``pool`` images
+    and ``strip_copies`` overlays per input for STRIP."""
+    unknown = [name for name in names if name not in DETECTORS]
+    if unknown:
+        raise ValueError(f"detectors: unknown {unknown}; expected some of {tuple(DETECTORS)}")
+    return [DETECTORS[name](model, pool, seed, strip_copies) for name in names]
+
+
+__all__ = ["BLENDS", "DETECTORS", "Detector", "ScoreFunction", "entropy", "first_change_severities",
+           "make_detectors", "strip", "superimpose", "teco"]
