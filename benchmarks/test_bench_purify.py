@@ -51,15 +51,15 @@ def test_binarise_batched(benchmark, gtsrb):
 
 
 @pytest.mark.parametrize(
-    "options",
-    [{}, {"max_sweeps": 100}],
-    ids=["repair preset (one sweep)", "repair preset until converged"],
+    ("name", "options"),
+    [("preset (one sweep)", {}), ("colour preset (one sweep)", {"colour": True}),
+     ("preset to convergence", {"max_sweeps": 100})],
 )
-def test_purify_gtsrb_repair(benchmark, gtsrb, options):
-    """The recommended repair mode (Otsu, one sweep, agreement gate, inpaint), 2 seeds/class."""
+def test_purify_gtsrb_repair(benchmark, gtsrb, name, options):
+    """The recommended repair modes (Otsu, sweeps, agreement gate, inpaint), 2 seeds/class."""
     images, labels = gtsrb
     seeds, seed_labels = select_seeds(images, labels, 2, seed=0)
     purifier = SifterNet.repairing(num_threads=2, **options).fit(seeds, seed_labels)
     benchmark.group = "purify GTSRB"
     benchmark.pedantic(purifier.purify, args=(images,), rounds=3, warmup_rounds=1)
-    record(benchmark, f"repair {'to convergence' if options else 'preset (one sweep)'}, 2 threads", len(images), "purify")
+    record(benchmark, f"repair {name}, 2 threads", len(images), "purify")
