@@ -15,6 +15,7 @@ from tqdm import tqdm
 from sifternet import __version__
 from sifternet.eval.attacks import badnet
 from sifternet.eval.defenses import DEFENSES
+from sifternet.eval.summary import ATTACKS, DATASETS, run_name, write_summary
 from sifternet.io import (
     atomic_path,
     list_images,
@@ -86,8 +87,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
 
 def _purifier_options(args: argparse.Namespace) -> dict:
-    names = PurifierConfig.__dataclass_fields__
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    """The purifier options given on the command line (``--steps none`` included: None)."""
+    given = vars(args)
+    return {name: given[name] for name in PurifierConfig.__dataclass_fields__
+            if name in given and (given[name] is not None or name == "steps")}
 
 
 # -- purify -------------------------------------------------------------------------
@@ -96,7 +99,7 @@ def cmd_purify(args: argparse.Namespace) -> None:
     if source.resolve() == target.resolve():
         raise CliError("the output must differ from the input (the input is never overwritten)")
     purifier = SifterNet.load(args.model, num_threads=args.threads)
-    changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
+    changes = {k: v for k, v in _purifier_options(args).items() if k in ("seed", "steps")}
     if changes:
         purifier = purifier.with_options(**changes)
     if source.is_dir():
@@ -184,8 +187,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     out = Path(args.out)
     _refuse_existing(out, args.force)
     per_class, options = DEMOS[args.dataset]
-    if args.steps is not None:
-        options = {**options, "steps": args.steps}
+    options = {**options, **_purifier_options(args)}
     with np.load(DATA / f"{args.dataset}_sample.npz", allow_pickle=False) as data:
         images, labels = data["images"], data["labels"]
     chosen = seed_indices(labels, per_class, strategy="first")
@@ -278,9 +280,17 @@ def _backdoored(args: argparse.Namespace) -> _Backdoored:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from sifternet.eval import evaluate as ev
-    from sifternet.eval.detectors import make_detectors
+    from sifternet.eval.detectors import DETECTORS, make_detectors
 
     out = Path(args.out)
+    for name in ev.REPORT_FILES:  # before the training, not after it
+        _refuse_existing(out / name, args.force)
+    _names(args.defenses, DEFENSES, "--defenses")
+    if args.detectors:
+        _names(args.detectors, DETECTORS, "--detectors")
+    if args.finetune_epochs:
+        tunable = {name: factory for name, factory in DEFENSES.items() if name != "ifmv"}
+        _names(args.finetune_defenses, tunable, "--finetune-defenses (defenses that purify images)")
     images, labels, attack, split, model, settings = _backdoored(args)
     seeds, seed_labels = ev.seeds_from(images, labels, split, args.per_class, args.split_seed)
     purifier = SifterNet(num_threads=args.threads, **_purifier_options(args)).fit(seeds, seed_labels)
@@ -324,19 +334,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 # -- report -------------------------------------------------------------------------
 DEFAULT_DEFENSES = ",".join(DEFENSES)
-#: The full report's data sets: file in the data folder, and the paper's published
-#: settings for each as ``evaluate`` options (CIFAR-10: inside the paper's ranges).
-REPORT_DATASETS = {
-    "mnist": ("mnist_test.npz", ["--binarize", "global", "--steps", "800", "--per-class", "10"]),
-    "fmnist": ("fashion_mnist_test.npz", ["--binarize", "local_mean", "--block-size", "11", "--steps", "800", "--per-class", "1"]),
-    "gtsrb": ("gtsrb.npz", ["--binarize", "local_mean", "--block-size", "15", "--steps", "200", "--per-class", "10", "--epochs", "8"]),
-    "cifar10": ("cifar10.npz", ["--binarize", "local_mean", "--block-size", "15", "--steps", "200", "--per-class", "10", "--epochs", "10"]),
-}
-#: The full report's attacks as ``evaluate`` options (BackdoorBench's default parameters).
-REPORT_ATTACKS = {"badnet": [], "badnet-interior": ["--position", "interior"], "blended": ["--attack", "blended"],
-                  "sig": ["--attack", "sig"], "wanet": ["--attack", "wanet"]}
-
-
 def _names(text: str, known: dict, option: str) -> list[str]:
     names = [n for n in text.split(",") if n]
     unknown = [n for n in names if n not in known]
@@ -346,12 +343,10 @@ def _names(text: str, known: dict, option: str) -> list[str]:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from sifternet.eval.summary import run_name, write_summary
-
     out, data = Path(args.out), Path(args.data_dir)
-    plan = [(d, a) for d in _names(args.datasets, REPORT_DATASETS, "--datasets")
-            for a in _names(args.attacks, REPORT_ATTACKS, "--attacks")]
-    missing = sorted({REPORT_DATASETS[d][0] for d, _ in plan if not (data / REPORT_DATASETS[d][0]).exists()})
+    plan = [(d, a) for d in _names(args.datasets, DATASETS, "--datasets")
+            for a in _names(args.attacks, ATTACKS, "--attacks")]
+    missing = sorted({DATASETS[d][1] for d, _ in plan if not (data / DATASETS[d][1]).exists()})
     if missing:
         raise FileNotFoundError(f"{data}: missing {', '.join(missing)} (the layout of ../shared/data)")
     done = [key for key in plan if (out / run_name(*key) / "report.json").exists()]
@@ -362,14 +357,14 @@ def cmd_report(args: argparse.Namespace) -> None:
         name = run_name(dataset, attack)
         if args.resume and (dataset, attack) in done:
             continue
-        file, options = REPORT_DATASETS[dataset]
-        argv = ["evaluate", str(data / file), "--out", str(out / name), *options, *REPORT_ATTACKS[attack],
+        _, file, options = DATASETS[dataset]
+        argv = ["evaluate", str(data / file), "--out", str(out / name), *options, *ATTACKS[attack][1],
                 "--model-cache", str(out / f"{name}.pt"), "--defenses", args.defenses, "--detectors", args.detectors,
                 "--finetune-epochs", str(args.finetune_epochs), "--strip-copies", str(args.strip_copies), "--force"]
         argv += [f"--{flag}={value}" for flag, value in (("limit", args.limit), ("threads", args.threads), ("detector-images", args.detector_images)) if value is not None]
         run = build_parser().parse_args(argv)
         run.run(run)
-    written = write_summary(out, command="sifternet " + " ".join(sys.argv[1:]))
+    written = write_summary(out, keys=plan, command="sifternet " + " ".join(sys.argv[1:]))
     print(Path(written[0]).read_text())
     print("wrote " + ", ".join(str(p) for p in written))
 
@@ -410,7 +405,7 @@ def _add_detector_options(parser: argparse.ArgumentParser, *, images: Optional[i
 
 def _add_recall_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores; -1: all)")
-    parser.add_argument("--steps", type=_steps, default=None, help="update attempts per image and channel (the paper's RemoveTime); 'none' = until converged")
+    parser.add_argument("--steps", type=_steps, default=argparse.SUPPRESS, help="update attempts per image and channel (the paper's RemoveTime); 'none' = until converged")
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
 
 
@@ -497,8 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Run evaluate for every data set x attack with the paper's settings (model caches kept in the output folder), then write summary.md, summary.json and summary.png: Acc / ASR per defense, detector AUC, fine-tuning, timings, and the paper's Tables 1 and 5 beside them.")
     report.add_argument("data_dir", help="folder with mnist_test.npz, fashion_mnist_test.npz, gtsrb.npz, cifar10.npz (../shared/data)")
     report.add_argument("--out", required=True, help="report folder (one sub-folder per run, plus summary.*)")
-    report.add_argument("--datasets", default=",".join(REPORT_DATASETS), help=f"comma-separated (default {','.join(REPORT_DATASETS)})")
-    report.add_argument("--attacks", default=",".join(REPORT_ATTACKS), help=f"comma-separated (default {','.join(REPORT_ATTACKS)})")
+    report.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated (default {','.join(DATASETS)})")
+    report.add_argument("--attacks", default=",".join(ATTACKS), help=f"comma-separated (default {','.join(ATTACKS)})")
     report.add_argument("--defenses", default=DEFAULT_DEFENSES, help="comma-separated defenses (default: all)")
     report.add_argument("--detectors", default="strip,teco", help="comma-separated input detectors (default strip,teco; '' for none)")
     _add_detector_options(report, images=250, copies=50)

@@ -16,9 +16,9 @@ from sifternet.modelfile import ModelFileError, PathLike, pack, unpack, write_at
 from sifternet.repair import OUTPUTS, repair
 
 ORDERS: tuple[str, ...] = ("random", "sweep")
-#: The recommended repair mode (README "Evaluation"): Otsu binarisation, sweeps until a
-#: fixed point, a recall gated by the memories' agreement, original pixels kept except the
-#: flipped ones, which are filled from their neighbours.
+#: The recommended repair mode (README "Evaluation"): Otsu binarisation, one sweep (every
+#: neuron visited once, in a random order), a recall gated by the memories' agreement,
+#: original pixels kept except the flipped ones, which are filled from their neighbours.
 REPAIR_OPTIONS: dict[str, Any] = dict(
     binarize="otsu", order="sweep", steps=None, max_sweeps=1, output="inpaint", agreement=0.6
 )
@@ -311,7 +311,7 @@ class SifterNet:
         return pixels[0] if single else pixels
 
     def with_options(self, **changes: Any) -> SifterNet:
-        """A copy with other recall options (``steps``, ``order``, ``seed``), sharing the
+        """A copy with other recall options (:data:`RECALL_OPTIONS`), sharing the
         memorised networks; options that shape the memories need a new :meth:`fit`."""
         fixed = set(changes) - set(RECALL_OPTIONS)
         if fixed:

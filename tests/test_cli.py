@@ -58,6 +58,20 @@ def test_purify_npy_with_overrides(data, tmp_path):
     np.testing.assert_array_equal(np.load(out), want)
 
 
+def test_steps_none_reaches_the_model_with_its_sweep_cap(data, tmp_path):
+    model = tmp_path / "sweeps.npz"
+    assert main(["fit", str(data), "--out", str(model), "--steps", "none", "--max-sweeps", "3", "--order", "sweep",
+                 "--output", "inpaint", "--joint-channels"]) == 0
+    config = SifterNet.load(model).config
+    assert (config.steps, config.max_sweeps, config.joint_channels) == (None, 3, True)
+    default = fit(data, tmp_path)
+    out = tmp_path / "converged.npz"
+    assert main(["purify", str(default), str(data), str(out), "--steps", "none"]) == 0
+    with np.load(data) as source, np.load(out) as result:
+        want = SifterNet.load(default).with_options(steps=None).purify(source["images"])
+        np.testing.assert_array_equal(result["images"], want)
+
+
 def test_folders_in_and_out(tmp_path):
     rng = np.random.default_rng(1)
     seeds = tmp_path / "seeds"

@@ -221,14 +221,18 @@ def _evenly(positions: np.ndarray, count: Optional[int]) -> np.ndarray:
     return positions[np.linspace(0, len(positions) - 1, count).round().astype(np.int64)]
 
 
+#: The files :func:`write_report` writes into its folder (metrics.png with matplotlib).
+REPORT_FILES = ("report.md", "report.json", "examples.png", "metrics.png")
+
+
 def write_report(report: Report, outputs, clean: np.ndarray, triggered: np.ndarray, folder: PathLike,
                  *, examples: int = 6, overwrite: bool = False) -> list[Path]:
     """report.md, report.json and figure.png (clean | triggered | each defense on the
     triggered images, then a bar chart of Acc and ASR when matplotlib is installed)."""
     folder = Path(folder)
-    paths = [folder / "report.md", folder / "report.json", folder / "examples.png"]
+    paths = [folder / name for name in REPORT_FILES[:3]]
     if not overwrite:
-        for path in paths + [folder / "metrics.png"]:
+        for path in (folder / name for name in REPORT_FILES):
             if path.exists():
                 raise FileExistsError(f"{path}: already exists (pass --force to replace it)")
     folder.mkdir(parents=True, exist_ok=True)

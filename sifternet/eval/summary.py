@@ -6,18 +6,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+from sifternet.eval.defenses import DEFENSES
 from sifternet.modelfile import PathLike, atomic_path, write_atomically
 
-#: Data set names as the report folders spell them, and as the tables print them.
-DATASETS = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "gtsrb": "GTSRB", "cifar10": "CIFAR-10"}
-#: Attack settings as the report folders spell them, and as the tables print them.
-ATTACKS = {"badnet": "BadNet corner", "badnet-interior": "BadNet interior", "blended": "Blended",
-           "sig": "SIG", "wanet": "WaNet"}
+#: The report's data sets: table label, file in the data folder, and the paper's
+#: published settings as ``sifternet evaluate`` options (CIFAR-10: steps and block size
+#: inside the paper's BackdoorBench ranges, [50, 500] and [15, 25]).
+DATASETS: dict[str, tuple[str, str, list[str]]] = {
+    "mnist": ("MNIST", "mnist_test.npz", ["--binarize", "global", "--steps", "800", "--per-class", "10"]),
+    "fmnist": ("Fashion-MNIST", "fashion_mnist_test.npz",
+               ["--binarize", "local_mean", "--block-size", "11", "--steps", "800", "--per-class", "1"]),
+    "gtsrb": ("GTSRB", "gtsrb.npz",
+              ["--binarize", "local_mean", "--block-size", "15", "--steps", "200", "--per-class", "10", "--epochs", "8"]),
+    "cifar10": ("CIFAR-10", "cifar10.npz",
+                ["--binarize", "local_mean", "--block-size", "15", "--steps", "200", "--per-class", "10", "--epochs", "10"]),
+}
+#: The report's attacks: table label, and ``sifternet evaluate`` options (BackdoorBench's
+#: default parameters).
+ATTACKS: dict[str, tuple[str, list[str]]] = {
+    "badnet": ("BadNet corner", []), "badnet-interior": ("BadNet interior", ["--position", "interior"]),
+    "blended": ("Blended", ["--attack", "blended"]), "sig": ("SIG", ["--attack", "sig"]),
+    "wanet": ("WaNet", ["--attack", "wanet"]),
+}
 #: Column order of the defenses (others follow in the order the runs list them).
-DEFENSE_ORDER = ["none", "sifternet", "sifternet-repair", "sifternet-repair-colour", "sifternet-binary-gate", "binarise-only",
-                 "erase-visited", "seed-consensus", "median-3x3", "ifmv"]
+DEFENSE_ORDER = list(DEFENSES)
 
 #: The paper's figures, Acc / ASR in % (detectors: ROC AUC). Table 5: the small CNNs,
 #: before -> after SifterNet under BadNet. Table 1: CIFAR-10 with ResNet-18 in BackdoorBench.
@@ -44,13 +58,15 @@ def run_name(dataset: str, attack: str) -> str:
     return f"{dataset}-{attack}"
 
 
-def load_runs(folder: PathLike) -> dict[tuple[str, str], dict[str, Any]]:
-    """(data set, attack) -> the run's report.json, for every known run in ``folder``."""
+def load_runs(folder: PathLike, keys: Optional[Sequence[tuple[str, str]]] = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """(data set, attack) -> the run's report.json, for the runs ``keys`` (default: every
+    known data set x attack) that ``folder`` holds, in the tables' order."""
+    wanted = set(keys) if keys is not None else None
     runs = {}
     for dataset in DATASETS:
         for attack in ATTACKS:
             path = Path(folder) / run_name(dataset, attack) / "report.json"
-            if path.exists():
+            if path.exists() and (wanted is None or (dataset, attack) in wanted):
                 runs[(dataset, attack)] = json.loads(path.read_text())
     return runs
 
@@ -60,7 +76,7 @@ def _pct(pair: tuple[float, float]) -> str:
 
 
 def _label(key: tuple[str, str]) -> str:
-    return f"{DATASETS[key[0]]}, {ATTACKS[key[1]]}"
+    return f"{DATASETS[key[0]][0]}, {ATTACKS[key[1]][0]}"
 
 
 def _defense_table(runs: dict) -> list[str]:
@@ -118,7 +134,7 @@ def _paper_tables(runs: dict) -> list[str]:
         rows = {r["defense"]: r for r in runs.get((dataset, "badnet"), {}).get("rows", [])}
         here = [_pct((100 * rows[d]["acc"], 100 * rows[d]["asr"])) if d in rows else "-"
                 for d in ("none", "sifternet", "sifternet-repair")]
-        lines.append(f"| {DATASETS[dataset]} | {_pct(clean)} | {_pct(after)} | " + " | ".join(here) + " |")
+        lines.append(f"| {DATASETS[dataset][0]} | {_pct(clean)} | {_pct(after)} | " + " | ".join(here) + " |")
     lines += ["", "Paper Table 1 (CIFAR-10, ResNet-18 in BackdoorBench) beside this run's CIFAR-10 "
               "(the small CNN): Acc / ASR, detectors ROC AUC:", "",
               "| attack | paper clean | paper SifterNet | paper IFMV | paper STRIP / TeCo | here clean | "
@@ -131,7 +147,7 @@ def _paper_tables(runs: dict) -> list[str]:
         here = [_pct((100 * rows[d]["acc"], 100 * rows[d]["asr"])) if d in rows else "-"
                 for d in ("none", "sifternet", "sifternet-repair", "ifmv")]
         detect = " / ".join(f"{aucs[n]:.3f}" if n in aucs else "-" for n in ("strip", "teco"))
-        lines.append(f"| {ATTACKS[attack]} | {_pct(clean)} | {_pct(sifter)} | {_pct(ifmv)} | "
+        lines.append(f"| {ATTACKS[attack][0]} | {_pct(clean)} | {_pct(sifter)} | {_pct(ifmv)} | "
                      f"{strip:.3f} / {teco:.3f} | " + " | ".join(here) + f" | {detect} |")
     return lines
 
@@ -156,12 +172,13 @@ def summary_markdown(runs: dict, *, command: Optional[str] = None) -> str:
     return "\n".join(parts)
 
 
-def write_summary(folder: PathLike, *, command: Optional[str] = None) -> list[Path]:
+def write_summary(folder: PathLike, *, keys: Optional[Sequence[tuple[str, str]]] = None,
+                  command: Optional[str] = None) -> list[Path]:
     """summary.md, summary.json and summary.png (Acc and ASR of every run and defense,
-    when matplotlib is installed) in ``folder``, from its runs; they are rewritten, as
-    derived files of the runs beside them."""
+    when matplotlib is installed) in ``folder``, from its runs ``keys`` (default: all);
+    they are rewritten, as derived files of the runs beside them."""
     folder = Path(folder)
-    runs = load_runs(folder)
+    runs = load_runs(folder, keys)
     if not runs:
         raise FileNotFoundError(f"{folder}: no run folders with report.json (expected e.g. {run_name('mnist', 'badnet')}/)")
     written = [folder / "summary.md", folder / "summary.json"]
@@ -188,7 +205,7 @@ def _figure(runs: dict, path: Path) -> Optional[Path]:
         for j, defense in enumerate(defenses):
             values = [100 * next((r[metric] for r in runs[k]["rows"] if r["defense"] == defense), float("nan"))
                       for k in keys]
-            ax.bar([i + (j - len(defenses) / 2) * width for i in range(len(keys))], values, width, label=defense)
+            ax.bar([i + (j - (len(defenses) - 1) / 2) * width for i in range(len(keys))], values, width, label=defense)
         ax.set_ylabel(f"{metric.upper()} %")
         ax.set_ylim(0, 100)
     axes[0].legend(ncol=min(5, len(defenses)), fontsize="x-small", loc="lower left")
