@@ -17,23 +17,28 @@ def fill_from_neighbours(images: np.ndarray, holes: np.ndarray, size: int, fallb
     """``images`` (B, H, W, C) uint8 with every ``holes`` pixel replaced by the rounded
     mean of the non-hole pixels of its channel in the ``size`` x ``size`` window around
     it (zero-padded per image, integer sums: exact, and the same for an image alone or
-    in a batch); a hole with no such neighbour takes ``fallback``."""
+    in a batch); a hole with no such neighbour takes ``fallback``.
+
+    Window sums come from one unnormalised box filter over the padded batch stacked into
+    a tall image (16-bit sums while size^2 * 255 fits), and the means are taken at the
+    holes only."""
     b, h, w, c = images.shape
     top, bottom = size // 2, size - 1 - size // 2
-    valid = (~holes).astype(np.uint8)
-    kept = images * valid
-    pad = ((0, 0), (top, bottom), (0, 0), (0, 0))
-    rows = b * (h + size - 1)
+    depth = cv2.CV_16U if size * size * 255 <= np.iinfo(np.uint16).max else cv2.CV_32S
+    valid = (~holes).view(np.uint8)
+    at = np.flatnonzero(holes)
+    # the same pixel in the batch padded with top + bottom rows per image
+    padded = at + (at // (h * w * c) * (size - 1) + top) * (w * c)
 
     def window_sums(values: np.ndarray) -> np.ndarray:
-        tall = np.pad(values, pad).reshape(rows, w, c)
-        sums = cv2.boxFilter(tall, cv2.CV_32S, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
-        return sums.reshape(b, h + size - 1, w, c)[:, top : top + h]
+        tall = np.pad(values, ((0, 0), (top, bottom), (0, 0), (0, 0))).reshape(b * (h + size - 1), w, c)
+        sums = cv2.boxFilter(tall, depth, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        return sums.reshape(-1)[padded].astype(np.int64)
 
-    total, count = window_sums(kept), window_sums(valid)
-    mean = (total + count // 2) // np.maximum(count, 1)
-    filled = np.where(count > 0, mean, fallback).astype(np.uint8)
-    return np.where(holes, filled, images)
+    total, count = window_sums(images * valid), window_sums(valid)
+    out = images.copy()
+    out.reshape(-1)[at] = np.where(count > 0, (total + count // 2) // np.maximum(count, 1), np.ravel(fallback)[at])
+    return out
 
 
 def repair(
