@@ -32,6 +32,8 @@ from sifternet.binarize import BORDERS, METHODS
 from sifternet.hopfield import RULES
 from sifternet.seeds import STRATEGIES, seed_indices, select_seeds
 
+DEFAULT_DEFENSES = ",".join(DEFENSES)
+
 DATA = Path(__file__).parent / "data"
 DEMOS = {
     # data set: (seeds per class, purifier options: the paper's ranges, FINDINGS.md's settings)
@@ -285,30 +287,31 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     out = Path(args.out)
     for name in ev.REPORT_FILES:  # before the training, not after it
         _refuse_existing(out / name, args.force)
-    _names(args.defenses, DEFENSES, "--defenses")
-    if args.detectors:
-        _names(args.detectors, DETECTORS, "--detectors")
+    defense_names = _names(args.defenses, DEFENSES, "--defenses")
+    detector_names = _names(args.detectors, DETECTORS, "--detectors") if args.detectors else []
+    tuned_names = []
     if args.finetune_epochs:
         tunable = {name: factory for name, factory in DEFENSES.items() if name != "ifmv"}
-        _names(args.finetune_defenses, tunable, "--finetune-defenses (defenses that purify images)")
+        # the binarise-only control always stands beside the SifterNet fine-tuning
+        tuned_names = [*_names(args.finetune_defenses, tunable, "--finetune-defenses (defenses that purify images)"),
+                       "sifternet", "binarise-only"]
     images, labels, attack, split, model, settings = _backdoored(args)
     seeds, seed_labels = ev.seeds_from(images, labels, split, args.per_class, args.split_seed)
     purifier = SifterNet(num_threads=args.threads, **_purifier_options(args)).fit(seeds, seed_labels)
     settings.update(n_seeds=len(seeds), finetune_epochs=args.finetune_epochs)
+    built = {d.name: d for d in ev.default_defenses(purifier, list(dict.fromkeys(defense_names + tuned_names)),
+                                                     (seeds, seed_labels))}  # each fitted once
     report, outputs, triggered = ev.evaluate(images, labels, attack=attack, model=model, purifier=purifier,
-                                  defenses=ev.default_defenses(purifier, args.defenses.split(","), (seeds, seed_labels)),
+                                  defenses=[built[name] for name in defense_names],
                                   split=split, target=args.target, settings=settings,
-                                  detectors=make_detectors([n for n in args.detectors.split(",") if n], model,
-                                                           images[split.train], args.split_seed,
+                                  detectors=make_detectors(detector_names, model, images[split.train], args.split_seed,
                                                            strip_copies=args.strip_copies),
                                   detector_images=args.detector_images)
-    if args.finetune_epochs:
+    if tuned_names:
         from sifternet.eval.finetune import evaluate_finetuned
 
-        # the binarise-only control always stands beside the SifterNet fine-tuning
-        names = list(dict.fromkeys([*args.finetune_defenses.split(","), "sifternet", "binarise-only"]))
         report.finetuned = evaluate_finetuned(
-            images, labels, model=model, defenses=ev.default_defenses(purifier, names, (seeds, seed_labels)),
+            images, labels, model=model, defenses=[built[name] for name in dict.fromkeys(tuned_names)],
             split=split, triggered=triggered, epochs=args.finetune_epochs, target=args.target,
             seed=args.split_seed, num_threads=args.threads)
     written = ev.write_report(report, outputs, images[split.evaluation], triggered, out, overwrite=args.force)
@@ -333,7 +336,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 # -- report -------------------------------------------------------------------------
-DEFAULT_DEFENSES = ",".join(DEFENSES)
 def _names(text: str, known: dict, option: str) -> list[str]:
     names = [n for n in text.split(",") if n]
     unknown = [n for n in names if n not in known]
