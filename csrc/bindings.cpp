@@ -4,12 +4,14 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "kernel.hpp"
 
@@ -22,6 +24,7 @@ namespace {
 template <class T>
 const char* dtype_name() {
     if (std::is_same<T, std::int8_t>::value) return "int8";
+    if (std::is_same<T, std::uint8_t>::value) return "uint8";
     if (std::is_same<T, std::int32_t>::value) return "int32";
     if (std::is_same<T, std::uint64_t>::value) return "uint64";
     return "float64";
@@ -214,6 +217,46 @@ py::tuple run_recall(const RecallArgs& args, Kernel kernel) {
     return py::make_tuple(states, flips, steps, converged, energy);
 }
 
+// The repair's purified pixels; every array is (B, H, W, C), checked against the images.
+py::array_t<std::uint8_t> repair(const py::object& images_obj, const py::object& binarised_obj,
+                                 const py::object& recalled_obj, const std::string& output,
+                                 std::int64_t fill_size, bool joint_channels, int num_threads) {
+    const auto images = as_array<std::uint8_t>(images_obj, "images", 4);
+    const auto binarised = as_array<std::int8_t>(binarised_obj, "binarised", 4);
+    const auto recalled = as_array<std::int8_t>(recalled_obj, "recalled", 4);
+    for (const auto& [arr, name] : {std::pair<py::array, const char*>{binarised, "binarised"},
+                                    {recalled, "recalled"}}) {
+        if (!std::equal(arr.shape(), arr.shape() + 4, images.shape())) {
+            throw py::value_error(std::string(name) + ": expected the images' shape " +
+                                  shape_of(images) + ", got " + shape_of(arr));
+        }
+    }
+    sifternet::RepairConfig config;
+    if (output == "binary") {
+        config.output = sifternet::Output::binary;
+    } else if (output == "restore") {
+        config.output = sifternet::Output::restore;
+    } else if (output == "inpaint") {
+        config.output = sifternet::Output::inpaint;
+    } else {
+        throw py::value_error("output: expected 'binary', 'restore' or 'inpaint', got '" + output + "'");
+    }
+    if (fill_size < 1) {
+        throw py::value_error("fill_size: expected at least 1, got " + std::to_string(fill_size));
+    }
+    config.fill_size = fill_size;
+    config.joint_channels = joint_channels;
+    config.num_threads = threads_arg(num_threads);
+    const sifternet::RepairShape shape{images.shape(0), images.shape(1), images.shape(2), images.shape(3)};
+    py::array_t<std::uint8_t> out({shape.B, shape.H, shape.W, shape.C});
+    {
+        py::gil_scoped_release release;
+        sifternet::repair_images(images.data(), binarised.data(), recalled.data(), shape, config,
+                                 out.mutable_data());
+    }
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -290,6 +333,12 @@ PYBIND11_MODULE(_core, m) {
         py::arg("stats"),
         py::arg("num_threads"),
         "Recall with dense weights: int32 (N*W, Hebbian) or float64 (W); same result tuple.");
+
+    m.def("repair", &repair, py::arg("images"), py::arg("binarised"), py::arg("recalled"),
+          py::kw_only(), py::arg("output"), py::arg("fill_size"), py::arg("joint_channels"),
+          py::arg("num_threads"),
+          "Purified pixels (B, H, W, C) uint8 of an output mode from the images (uint8), their "
+          "binarised and recalled states (int8), all (B, H, W, C).");
 
     m.def(
         "check_patterns", [](const py::object& patterns) { return patterns_arg(patterns); },

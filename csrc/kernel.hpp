@@ -54,6 +54,29 @@ void recall_dense(const std::int32_t* weights, std::int64_t N, const std::uint64
 void recall_dense(const double* weights, std::int64_t N, const std::uint64_t* indices,
                   std::int64_t B, const RecallConfig& config, const RecallOutput& out);
 
+enum class Output { binary, restore, inpaint };
+
+struct RepairShape {
+    std::int64_t B, H, W, C;  // images (B, H, W, C), channels last
+};
+
+struct RepairConfig {
+    Output output = Output::binary;
+    std::int64_t fill_size = 3;  // inpaint's window side, >= 1
+    bool joint_channels = false;  // a pixel flipped in any channel is replaced in all
+    int num_threads = 1;
+};
+
+// The purified pixels `out` (B, H, W, C) from the input images, their binarised states and
+// the recalled states (issue 8). binary: the recalled states as 0/255. restore: the input,
+// except the flipped values (recalled != binarised), which take the recalled 0/255.
+// inpaint: the input, except each flipped value, which takes the rounded mean of the
+// unflipped values of its channel in the fill_size x fill_size window around it (outside
+// the image counts as absent), or the recalled 0/255 when there is none.
+void repair_images(const std::uint8_t* images, const std::int8_t* binarised,
+                   const std::int8_t* recalled, const RepairShape& shape, const RepairConfig& config,
+                   std::uint8_t* out);
+
 // Whether the build has OpenMP, and how many threads it may use.
 bool has_openmp();
 int max_threads();

@@ -35,6 +35,11 @@ def array(fdp: atheris.FuzzedDataProvider) -> np.ndarray:
     return out
 
 
+def four(values: np.ndarray) -> np.ndarray:
+    """The array with trailing axes of 1 up to 4-D (the repair's (B, H, W, C))."""
+    return values.reshape(values.shape + (1,) * (4 - values.ndim))
+
+
 @atheris.instrument_func
 def one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
@@ -60,6 +65,10 @@ def one_input(data: bytes) -> None:
         lambda: _core.recall_overlap(patterns, states, indices, **options),
         lambda: _core.recall_dense(patterns, states, indices, **options),
         lambda: _core.recall_dense(third, states, indices, **options),
+        lambda: _core.repair(
+            four(patterns), four(states), four(third), output=["binary", "restore", "inpaint", "x"][
+                fdp.ConsumeIntInRange(0, 3)], fill_size=fdp.ConsumeIntInRange(-1, 9),
+            joint_channels=fdp.ConsumeBool(), num_threads=options["num_threads"]),
     ]
     for call in calls:
         try:

@@ -306,7 +306,7 @@ class SifterNet:
         binarised = self._binarize(batch, threads)
         merged = self._recall(binarised, keys, threads)
         c = self.config
-        pixels = repair(c.output, batch, binarised, merged, c.fill_size, c.joint_channels)
+        pixels = repair(c.output, batch, binarised, merged, c.fill_size, c.joint_channels, threads)
         pixels = pixels.reshape(batch.shape[:1] + self._fitted_shape())
         return pixels[0] if single else pixels
 

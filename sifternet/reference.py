@@ -180,3 +180,27 @@ def recall(
         energy[b] = -0.5 * float(quadratic) / scale + (0.0 if theta is None else float(theta @ s))
         out[b] = s.astype(np.int8)
     return Recalled(out, flips, done, converged, energy)
+
+
+def repair(
+    output: str, images: np.ndarray, binarised: np.ndarray, recalled: np.ndarray, fill_size: int,
+    joint_channels: bool = False,
+) -> np.ndarray:
+    """The output modes of ``sifternet.repair.repair`` (issue 8), one hole at a time."""
+    binary = np.where(recalled > 0, 255, 0).astype(np.uint8)
+    if output == "binary":
+        return binary
+    holes = recalled != binarised
+    if joint_channels:
+        holes = np.broadcast_to(holes.any(axis=-1, keepdims=True), holes.shape)
+    out = images.copy()
+    before, after = fill_size // 2, fill_size - 1 - fill_size // 2
+    for b, y, x, c in np.argwhere(holes):
+        if output == "restore":
+            out[b, y, x, c] = binary[b, y, x, c]
+            continue
+        window = (b, slice(max(0, y - before), y + after + 1), slice(max(0, x - before), x + after + 1), c)
+        values = images[window][~holes[window]].astype(np.int64)
+        count = len(values)
+        out[b, y, x, c] = (values.sum() + count // 2) // count if count else binary[b, y, x, c]
+    return out

@@ -77,6 +77,18 @@ def test_recall_options_fuzz(states, steps, order, thresholds, margin, seed):
 
 
 @FUZZ
+@given(arrays(), st.sampled_from(["binary", "restore", "inpaint", "blur"]), st.integers(-2, 9), st.booleans())
+def test_repair_takes_anything(array, output, fill_size, joint):
+    for candidate in layouts(array):
+        states = np.ones(candidate.shape, np.int8)
+        result = spins_or_error(lambda: _core.repair(
+            candidate, states, -states, output=output, fill_size=fill_size,
+            joint_channels=joint, num_threads=2))
+        if result is not None:  # accepted: then it was a valid (B, H, W, C) uint8 batch
+            assert candidate.dtype == np.uint8 and result.shape == candidate.shape
+
+
+@FUZZ
 @given(arrays(max_dims=5, max_side=7), st.sampled_from(["global", "local_mean", "otsu"]), st.integers(-2, 40))
 def test_binarize_takes_anything(array, method, block_size):
     for candidate in layouts(array):

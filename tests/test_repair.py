@@ -1,0 +1,63 @@
+"""The repair kernel (issue 8): every output mode equals the NumPy oracle
+(``sifternet.reference.repair``), whatever the thread count; bad arguments are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sifternet import _core
+from sifternet import reference as ref
+from sifternet.repair import OUTPUTS, repair
+
+
+def case(seed: int, shape: tuple[int, ...], flip_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images, binarised states and recalled states with about ``flip_rate`` flipped."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    binarised = rng.choice(np.array([-1, 1], np.int8), size=shape)
+    recalled = np.where(rng.random(shape) < flip_rate, -binarised, binarised).astype(np.int8)
+    return images, binarised, recalled
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9), st.sampled_from([1, 3])),
+    st.sampled_from([0.0, 0.05, 0.3, 0.9, 1.0]),
+    st.sampled_from(OUTPUTS),
+    st.integers(1, 12),
+    st.booleans(),
+)
+def test_repair_equals_the_reference(seed, shape, flip_rate, output, fill_size, joint):
+    images, binarised, recalled = case(seed, shape, flip_rate)
+    want = ref.repair(output, images, binarised, recalled, fill_size, joint)
+    np.testing.assert_array_equal(repair(output, images, binarised, recalled, fill_size, joint), want)
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_repair_is_the_same_for_any_thread_count_and_per_image(output):
+    images, binarised, recalled = case(7, (300, 16, 16, 3), 0.2)
+    one = repair(output, images, binarised, recalled, 7, True, num_threads=1)
+    np.testing.assert_array_equal(repair(output, images, binarised, recalled, 7, True, num_threads=2), one)
+    np.testing.assert_array_equal(repair(output, images[5:6], binarised[5:6], recalled[5:6], 7, True), one[5:6])
+    np.testing.assert_array_equal(one[:4], ref.repair(output, images[:4], binarised[:4], recalled[:4], 7, True))
+
+
+def test_repair_refuses_bad_arguments():
+    images, binarised, recalled = case(1, (2, 4, 5, 3), 0.5)
+    options = dict(output="inpaint", fill_size=3, joint_channels=False, num_threads=1)
+    with pytest.raises(TypeError, match="images: expected dtype uint8, got int8"):
+        _core.repair(binarised, binarised, recalled, **options)
+    with pytest.raises(ValueError, match=r"recalled: expected the images' shape \(2, 4, 5, 3\), got \(2, 4, 5, 1\)"):
+        _core.repair(images, binarised, recalled[..., :1], **options)
+    with pytest.raises(ValueError, match="binarised: expected a 4-D array"):
+        _core.repair(images, binarised[0], recalled, **options)
+    with pytest.raises(ValueError, match="output: expected 'binary', 'restore' or 'inpaint', got 'blur'"):
+        _core.repair(images, binarised, recalled, **{**options, "output": "blur"})
+    with pytest.raises(ValueError, match="fill_size: expected at least 1, got 0"):
+        _core.repair(images, binarised, recalled, **{**options, "fill_size": 0})
+    empty = repair("inpaint", images[:0], binarised[:0], recalled[:0], 3)
+    assert empty.shape == (0, 4, 5, 3) and empty.dtype == np.uint8
