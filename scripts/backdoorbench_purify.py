@@ -267,7 +267,7 @@ def _purifier(args: argparse.Namespace) -> SifterNet:
                                       seed=args.selection_seed)
     if args.mode == "paper":
         return SifterNet(num_threads=args.threads).fit(seeds, seed_labels)
-    return SifterNet.repairing(colour=seeds.ndim == 4, num_threads=args.threads).fit(seeds, seed_labels)
+    return SifterNet.repairing(num_threads=args.threads).fit(seeds, seed_labels)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -332,8 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-class", type=int, default=2, help="seeds per class from --clean-train (default 2)")
     parser.add_argument("--selection-seed", type=int, default=0, help="seed of the random seed selection (default 0)")
     parser.add_argument("--mode", choices=("repair", "paper"), default="repair",
-                        help="with --clean-train: SifterNet.repairing() (colour=True for colour images; "
-                             "default) or the paper's defaults")
+                        help="with --clean-train: SifterNet.repairing() (default) or the paper's defaults")
     parser.add_argument("--mean", type=float, nargs="+", help="per-channel mean to subtract before the model")
     parser.add_argument("--std", type=float, nargs="+", help="per-channel std to divide by before the model")
     parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores)")

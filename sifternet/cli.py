@@ -195,8 +195,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     chosen = seed_indices(labels, per_class, strategy="first")
     seeds, test = images[chosen], np.delete(images, chosen, axis=0)
     purifier = SifterNet(num_threads=args.threads, **options).fit(seeds)
-    colour = seeds.ndim == 4
-    repairing = SifterNet.repairing(colour=colour, num_threads=args.threads).fit(seeds)
+    repairing = SifterNet.repairing(num_threads=args.threads).fit(seeds)
     triggered = badnet(test)  # 3x3 white patch, bottom-right corner
     start = time.perf_counter()
     purified = purifier.purify(triggered)
@@ -220,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         f"    after binarising only:  {white(binarised):5.1f} %\n"
         f"    paper mode:             {white(purified):5.1f} %   ({changed:.1f} % of clean binarised pixels changed too)\n"
         f"    repair mode:            {white(repaired):5.1f} %   ({kept:.1f} % of clean pixels kept exactly;"
-        f" SifterNet.repairing({'colour=True' if colour else ''}))\n"
+        f" SifterNet.repairing())\n"
         f"  throughput (paper mode): {len(test) / seconds:,.0f} images/s ({purifier.n_channels} channel(s), "
         f"{seconds * 1e3:.1f} ms)\n"
         f"  preview (clean | triggered | binarised | paper mode | repair mode) -> {out}"

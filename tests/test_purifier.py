@@ -315,13 +315,14 @@ def test_gates_reduce_flips_and_the_repair_preset_validates():
         for gate in ({}, {"agreement": 0.3}, {"agreement": 0.9}, {"margin": 0.5})
     ]
     assert changed[0] > changed[1] > changed[2] and changed[0] > changed[3]
-    one_sweep = SifterNet.repairing().fit(seeds)
+    one_sweep = SifterNet.repairing(binarize="otsu", agreement=0.5).fit(seeds)
     np.testing.assert_array_equal(one_sweep.purify(batch), one_sweep.with_options(steps=16 * 16).purify(batch))
     assert (one_sweep.purify(batch) != one_sweep.with_options(max_sweeps=100).purify(batch)).any()
     with pytest.raises(ValueError, match="max_sweeps: expected an int >= 1"):
         SifterNet(max_sweeps=0)
-    colour = SifterNet.repairing(colour=True, fill_size=5).config
-    assert (colour.agreement, colour.joint_channels, colour.fill_size, colour.output) == (0.5, True, 5, "inpaint")
+    preset = SifterNet.repairing(fill_size=3).config
+    assert (preset.binarize, preset.threshold, preset.agreement, preset.joint_channels, preset.fill_size,
+            preset.output) == ("global", 0.9, 0.9, True, 3, "inpaint")
     repair = SifterNet.repairing(steps=100)
     assert repair.config.output == "inpaint" and repair.config.steps == 100
     with pytest.raises(ValueError, match=r"agreement: expected a fraction in \[0, 1\)"):

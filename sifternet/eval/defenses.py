@@ -139,19 +139,21 @@ def _repairing(name: str, purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarr
 
 
 def sifternet_repair(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
-    """The recommended repair mode: gated recall, input pixels kept, flips inpainted."""
+    """The recommended repair mode (highlights binarised, gated recall, flips inpainted)."""
     return _repairing("sifternet-repair", purifier, seeds)
 
 
-def sifternet_repair_colour(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
-    """The repair mode tuned for colour images (``SifterNet.repairing(colour=True)``)."""
-    return _repairing("sifternet-repair-colour", purifier, seeds, colour=True)
+def sifternet_repair_otsu(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
+    """The repair mode on an Otsu binarisation with a looser gate (0.5): it sees more of
+    the image than the highlights (it lowers SIG on GTSRB) at some clean accuracy."""
+    return _repairing("sifternet-repair-otsu", purifier, seeds, binarize="otsu", agreement=0.5)
 
 
 def sifternet_binary_gate(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
-    """Binary output with a strict agreement gate (0.85): for dark-background stroke
+    """Otsu, binary output and a strict agreement gate (0.85): for dark-background stroke
     images, where binarising also removes image-wide triggers (Blended, SIG)."""
-    return _repairing("sifternet-binary-gate", purifier, seeds, output="binary", agreement=0.85)
+    return _repairing("sifternet-binary-gate", purifier, seeds, binarize="otsu", output="binary",
+                      agreement=0.85)
 
 
 def _plain(factory: Callable[[SifterNet], Defense]) -> Callable[[SifterNet, tuple], Defense]:
@@ -164,7 +166,7 @@ DEFENSES: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense
     "none": _plain(no_defense),
     "sifternet": _plain(sifternet),
     "sifternet-repair": sifternet_repair,
-    "sifternet-repair-colour": sifternet_repair_colour,
+    "sifternet-repair-otsu": sifternet_repair_otsu,
     "sifternet-binary-gate": sifternet_binary_gate,
     "binarise-only": _plain(binarise_only),
     "erase-visited": _plain(erase_visited),

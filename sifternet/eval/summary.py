@@ -128,24 +128,24 @@ def _finetune_table(runs: dict) -> list[str]:
 def _paper_tables(runs: dict) -> list[str]:
     lines = ["Paper Table 5 (its small CNNs, BadNet): clean -> SifterNet, beside this run's "
              "`none` -> `sifternet` (paper mode) and the repair presets:", "",
-             "| data set | paper clean | paper SifterNet | here clean | here paper mode | here repair | here repair-colour |",
+             "| data set | paper clean | paper SifterNet | here clean | here paper mode | here repair | here repair-otsu |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for dataset, (clean, after) in PAPER_TABLE5.items():
         rows = {r["defense"]: r for r in runs.get((dataset, "badnet"), {}).get("rows", [])}
         here = [_pct((100 * rows[d]["acc"], 100 * rows[d]["asr"])) if d in rows else "-"
-                for d in ("none", "sifternet", "sifternet-repair", "sifternet-repair-colour")]
+                for d in ("none", "sifternet", "sifternet-repair", "sifternet-repair-otsu")]
         lines.append(f"| {DATASETS[dataset][0]} | {_pct(clean)} | {_pct(after)} | " + " | ".join(here) + " |")
     lines += ["", "Paper Table 1 (CIFAR-10, ResNet-18 in BackdoorBench) beside this run's CIFAR-10 "
               "(the small CNN): Acc / ASR, detectors ROC AUC:", "",
               "| attack | paper clean | paper SifterNet | paper IFMV | paper STRIP / TeCo | here clean | "
-              "here paper mode | here repair-colour | here IFMV | here STRIP / TeCo |",
+              "here paper mode | here repair | here IFMV | here STRIP / TeCo |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for attack, (clean, sifter, ifmv, strip, teco) in PAPER_TABLE1.items():
         run = runs.get(("cifar10", attack), {})
         rows = {r["defense"]: r for r in run.get("rows", [])}
         aucs = {d["detector"]: d["auc"] for d in run.get("detectors", [])}
         here = [_pct((100 * rows[d]["acc"], 100 * rows[d]["asr"])) if d in rows else "-"
-                for d in ("none", "sifternet", "sifternet-repair-colour", "ifmv")]
+                for d in ("none", "sifternet", "sifternet-repair", "ifmv")]
         detect = " / ".join(f"{aucs[n]:.3f}" if n in aucs else "-" for n in ("strip", "teco"))
         lines.append(f"| {ATTACKS[attack][0]} | {_pct(clean)} | {_pct(sifter)} | {_pct(ifmv)} | "
                      f"{strip:.3f} / {teco:.3f} | " + " | ".join(here) + f" | {detect} |")
