@@ -51,14 +51,15 @@ def test_binarise_batched(benchmark, gtsrb):
 
 
 @pytest.mark.parametrize(
-    ("name", "options"),
-    [("preset (one sweep)", {}), ("colour preset (one sweep)", {"colour": True}),
-     ("preset to convergence", {"max_sweeps": 100})],
+    ("name", "per_class", "options"),
+    [("preset (one sweep)", 2, {}), ("preset, 10 seeds/class", 10, {}),
+     ("Otsu variant (agreement 0.5)", 2, {"binarize": "otsu", "agreement": 0.5}),
+     ("preset to convergence", 2, {"max_sweeps": 100})],
 )
-def test_purify_gtsrb_repair(benchmark, gtsrb, name, options):
-    """The recommended repair modes (Otsu, sweeps, agreement gate, inpaint), 2 seeds/class."""
+def test_purify_gtsrb_repair(benchmark, gtsrb, name, per_class, options):
+    """The repair preset (highlights, one sweep, agreement gate, inpaint) and variants."""
     images, labels = gtsrb
-    seeds, seed_labels = select_seeds(images, labels, 2, seed=0)
+    seeds, seed_labels = select_seeds(images, labels, per_class, seed=0)
     purifier = SifterNet.repairing(num_threads=2, **options).fit(seeds, seed_labels)
     benchmark.group = "purify GTSRB"
     benchmark.pedantic(purifier.purify, args=(images,), rounds=3, warmup_rounds=1)

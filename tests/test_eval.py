@@ -166,7 +166,7 @@ def test_ifmv_votes_by_majority_with_smallest_label_on_ties():
     np.testing.assert_array_equal(defense.classify(tie, images, indices), [1, 1, 1, 1])
 
 
-def test_evaluate_with_a_black_box_model(tmp_path):
+def test_evaluate_with_a_black_box_model(tmp_path, monkeypatch):
     """A 'backdoored' black box: predicts 0 when the bottom-right pixel is white, else the
     true class encoded in the top-left pixel. Binarising keeps the trigger (ASR 100 %)."""
     labels = np.repeat(np.arange(3), 20)
@@ -204,6 +204,10 @@ def test_evaluate_with_a_black_box_model(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["rows"][0]["defense"] == "none"
     with pytest.raises(FileExistsError, match="pass --force"):
         ev.write_report(report, outputs, images[:1], images[:1], tmp_path)
+    (tmp_path / "metrics.png").write_bytes(b"an older run's chart")
+    monkeypatch.setattr(ev, "_bar_chart", lambda report, path: None)  # as without matplotlib
+    ev.write_report(report, outputs, images[:1], images[:1], tmp_path, overwrite=True)
+    assert not (tmp_path / "metrics.png").exists()
     with pytest.raises(ValueError, match="defenses: unknown"):
         ev.default_defenses(purifier, ["strip"], (seeds, seed_labels))
     assert set(DEFENSES) >= {"sifternet", "erase-visited", "seed-consensus"}

@@ -114,6 +114,8 @@ def test_write_sweep_files_and_refusals(tmp_path):
         write_sweep(result, tmp_path)
     one_block = SweepResult(result.settings, result.baseline, [p for p in result.points if p.block_size == 3])
     assert not any(p.name == "sweep-block.png" for p in write_sweep(one_block, tmp_path / "one"))
+    write_sweep(one_block, tmp_path, overwrite=True)  # the older run's block figure is not left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "sweep.json", "sweep.md", "sweep.png"]
 
 
 def test_cli_sweep(tmp_path, capsys):

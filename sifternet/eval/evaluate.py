@@ -246,6 +246,8 @@ def write_report(report: Report, outputs, clean: np.ndarray, triggered: np.ndarr
     write_image(paths[2], preview_grid(columns))
     write_atomically(paths[0], report.to_markdown().encode(), overwrite=True)
     write_atomically(paths[1], report.to_json().encode(), overwrite=True)
+    if chart is None:  # not left over from an earlier run
+        (folder / REPORT_FILES[3]).unlink(missing_ok=True)
     return paths + ([chart] if chart else [])
 
 

@@ -216,6 +216,8 @@ def write_sweep(result: SweepResult, folder: PathLike, *, overwrite: bool = Fals
     for name, text in (("sweep.md", result.to_markdown()), ("sweep.json", result.to_json())):
         write_atomically(folder / name, text.encode(), overwrite=True)
         written.append(folder / name)
+    for stale in set(SWEEP_FILES) - {path.name for path in written}:  # a figure an earlier run left
+        (folder / stale).unlink(missing_ok=True)
     return written
 
 
