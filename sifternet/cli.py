@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from sifternet import __version__
 from sifternet.eval.attacks import badnet
-from sifternet.eval.defenses import DEFENSES
+from sifternet.eval.defenses import DEFENSES, MODEL_QUERYING
 from sifternet.eval.summary import ATTACKS, DATASETS, run_name, write_summary
 from sifternet.io import (
     atomic_path,
@@ -290,7 +290,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     detector_names = _names(args.detectors, DETECTORS, "--detectors") if args.detectors else []
     tuned_names = []
     if args.finetune_epochs:
-        tunable = {name: factory for name, factory in DEFENSES.items() if name != "ifmv"}
+        tunable = {name: factory for name, factory in DEFENSES.items() if name not in MODEL_QUERYING}
         # the binarise-only control always stands beside the SifterNet fine-tuning
         tuned_names = [*_names(args.finetune_defenses, tunable, "--finetune-defenses (defenses that purify images)"),
                        "sifternet", "binarise-only"]

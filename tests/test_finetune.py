@@ -140,3 +140,5 @@ def test_cli_evaluate_finetunes_sifternet_and_binarise_only_always(tmp_path):
     assert "| fine-tuned on |" in (tmp_path / "a" / "report.md").read_text()
     assert main([*args, "--out", str(tmp_path / "b")]) == 0  # off by default
     assert json.loads((tmp_path / "b" / "report.json").read_text())["finetuned"] == []
+    assert main([*args, "--finetune-epochs", "1", "--finetune-defenses", "ifmv", "--out", str(tmp_path / "c")]) == 1
+    assert not (tmp_path / "c").exists()  # refused before training

@@ -174,3 +174,6 @@ DEFENSES: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense
     "median-3x3": _plain(median3x3),
     "ifmv": lambda purifier, seeds: ifmv(seed=purifier.config.seed),
 }
+#: The defenses among them that classify by querying the model (no purified images, so
+#: nothing to fine-tune on).
+MODEL_QUERYING: frozenset[str] = frozenset({"ifmv"})
