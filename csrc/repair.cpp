@@ -85,7 +85,8 @@ void repair_images(const std::uint8_t* images, const std::int8_t* binarised,
     const Index plane = (shape.H + 1) * (shape.W + 1) * shape.C;
     // Tiny batches stay serial: starting threads would cost more than the work.
     const bool tiny = shape.B * values < (Index{1} << 16);
-    const int threads = tiny ? 1 : static_cast<int>(std::max<Index>(1, std::min<Index>(config.num_threads, shape.B)));
+    const int threads =
+        tiny ? 1 : static_cast<int>(std::max<Index>(1, std::min<Index>(config.num_threads, shape.B)));
     FirstError error;
 #pragma omp parallel num_threads(threads)
     {
@@ -93,7 +94,7 @@ void repair_images(const std::uint8_t* images, const std::int8_t* binarised,
         std::vector<std::uint8_t> holes;
         std::vector<Index> sums, counts;
         try {
-            holes.resize(static_cast<std::size_t>(values));
+            if (config.output != Output::binary) holes.resize(static_cast<std::size_t>(values));
             if (config.output == Output::inpaint) {
                 sums.resize(static_cast<std::size_t>(plane));
                 counts.resize(static_cast<std::size_t>(plane));

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from sifternet import __version__
 from sifternet.eval.attacks import badnet
-from sifternet.eval.defenses import DEFENSES, MODEL_QUERYING
+from sifternet.eval.defenses import DEFAULT_DEFENSES, DEFENSES, MODEL_QUERYING
 from sifternet.eval.summary import ATTACKS, DATASETS, run_name, write_summary
 from sifternet.io import (
     atomic_path,
@@ -32,7 +32,6 @@ from sifternet.binarize import BORDERS, METHODS
 from sifternet.hopfield import RULES
 from sifternet.seeds import STRATEGIES, seed_indices, select_seeds
 
-DEFAULT_DEFENSES = ",".join(DEFENSES)
 
 DATA = Path(__file__).parent / "data"
 DEMOS = {
@@ -227,7 +226,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # -- evaluate -------------------------------------------------------------------------
-ATTACK_FLAGS = {"badnet": ("position", "size"), "blended": ("alpha",), "sig": ("delta", "frequency"),
+ATTACK_FLAGS = {"badnet": ("position", "size", "value"), "blended": ("alpha",), "sig": ("delta", "frequency"),
                 "wanet": ("grid", "strength")}
 
 
@@ -384,6 +383,7 @@ def _add_backdoor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attack", choices=sorted(ATTACK_FLAGS), default="badnet", help="backdoor attack (default badnet)")
     parser.add_argument("--position", type=_position, help="badnet: bottom_right (default), other corners, interior, random, or ROW,COL")
     parser.add_argument("--size", type=int, help="badnet: patch side (default 3)")
+    parser.add_argument("--value", type=int, help="badnet: patch level 0..255 (default 255, white)")
     parser.add_argument("--alpha", type=float, help="blended: blend weight (default 0.2; the paper 0.065)")
     parser.add_argument("--delta", type=float, help="sig: amplitude (default 40)")
     parser.add_argument("--frequency", type=float, help="sig: frequency (default 6)")
@@ -466,8 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="Train (or load) a target model on a poisoned split of a data set, purify clean and triggered evaluation images with each defense, and write report.md, report.json and figures. The shared data sets are test splits: every report says so.")
     _add_backdoor_options(evaluate)
     evaluate.add_argument("--out", required=True, help="folder for report.md, report.json, examples.png, metrics.png")
-    evaluate.add_argument("--defenses", default=DEFAULT_DEFENSES,
-                          help="comma-separated defenses (default: all)")
+    evaluate.add_argument("--defenses", default=",".join(DEFAULT_DEFENSES),
+                          help=f"comma-separated defenses of {','.join(DEFENSES)} (default: all but the dark-trigger ones)")
     evaluate.add_argument("--detectors", default="", help="comma-separated input detectors scored by ROC AUC: strip, teco (default: none)")
     _add_detector_options(evaluate, images=None, copies=100)
     evaluate.add_argument("--per-class", type=int, default=2, help="seeds per class from the clean training part (default 2)")
@@ -495,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="report folder (one sub-folder per run, plus summary.*)")
     report.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated (default {','.join(DATASETS)})")
     report.add_argument("--attacks", default=",".join(ATTACKS), help=f"comma-separated (default {','.join(ATTACKS)})")
-    report.add_argument("--defenses", default=DEFAULT_DEFENSES, help="comma-separated defenses (default: all)")
+    report.add_argument("--defenses", default=",".join(DEFAULT_DEFENSES),
+                        help="comma-separated defenses, as for evaluate (default: all but the dark-trigger ones)")
     report.add_argument("--detectors", default="strip,teco", help="comma-separated input detectors (default strip,teco; '' for none)")
     _add_detector_options(report, images=250, copies=50)
     report.add_argument("--finetune-epochs", type=int, default=0, help="also fine-tune on purified clean images this many epochs (default 0: off)")

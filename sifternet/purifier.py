@@ -27,6 +27,9 @@ REPAIR_OPTIONS: dict[str, Any] = dict(
     binarize="global", threshold=0.9, order="sweep", steps=None, max_sweeps=1, agreement=0.9,
     output="inpaint", fill_size=5, joint_channels=True,
 )
+#: The preset's mirror image for dark triggers ("shadows"): -1 only at 12 of 255 and
+#: below, and a stricter gate (README "Evaluation", a black patch on GTSRB).
+DARK_REPAIR_OPTIONS: dict[str, Any] = dict(threshold=-0.9, agreement=0.95)
 #: Options that act at recall time only, changeable on a fitted purifier.
 RECALL_OPTIONS: tuple[str, ...] = (
     "steps", "max_sweeps", "order", "seed", "output", "fill_size", "joint_channels", "margin",
@@ -162,10 +165,13 @@ class SifterNet:
         self.seed_labels: Optional[np.ndarray] = None
 
     @classmethod
-    def repairing(cls, *, num_threads: Optional[int] = None, **options: Any) -> SifterNet:
+    def repairing(cls, *, dark: bool = False, num_threads: Optional[int] = None, **options: Any) -> SifterNet:
         """A purifier in the recommended repair mode (:data:`REPAIR_OPTIONS`), which keeps
-        clean accuracy where the paper's binary output loses it; ``options`` override it."""
-        return cls(num_threads=num_threads, **{**REPAIR_OPTIONS, **options})
+        clean accuracy where the paper's binary output loses it; ``dark=True`` looks for
+        dark triggers instead of bright ones (:data:`DARK_REPAIR_OPTIONS`; run both, one
+        after the other, when the trigger's colour is unknown); ``options`` override."""
+        preset = {**REPAIR_OPTIONS, **(DARK_REPAIR_OPTIONS if dark else {})}
+        return cls(num_threads=num_threads, **{**preset, **options})
 
     # -- shapes ---------------------------------------------------------------------
     @property

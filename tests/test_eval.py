@@ -166,6 +166,22 @@ def test_ifmv_votes_by_majority_with_smallest_label_on_ties():
     np.testing.assert_array_equal(defense.classify(tie, images, indices), [1, 1, 1, 1])
 
 
+def test_repair_both_removes_a_white_and_a_black_patch_one_pass_each():
+    rng = np.random.default_rng(3)
+    plain = rng.integers(90, 110, (12, 12, 12, 3), dtype=np.uint8)
+    seeds = (plain[:4], np.arange(4))
+    images = plain[4:].copy()
+    images[:, 1:4, 1:4] = 255
+    images[:, 7:10, 7:10] = 0
+    purifier = SifterNet(binarize="global", steps=10).fit(seeds[0])
+    names = ["sifternet-repair", "sifternet-repair-dark", "sifternet-repair-both"]
+    bright, dark, both = (d.purify(images, np.arange(4, 12)) for d in ev.default_defenses(purifier, names, seeds))
+    assert bright.max() < 243 and bright.min() == 0  # the white patch filled, the black one kept
+    assert dark.min() > 12 and dark.max() == 255
+    assert 12 < both.min() and both.max() < 243
+    np.testing.assert_array_equal(both[:, 7:10, 7:10], dark[:, 7:10, 7:10])
+
+
 def test_evaluate_with_a_black_box_model(tmp_path, monkeypatch):
     """A 'backdoored' black box: predicts 0 when the bottom-right pixel is white, else the
     true class encoded in the top-left pixel. Binarising keeps the trigger (ASR 100 %)."""

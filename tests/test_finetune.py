@@ -142,3 +142,16 @@ def test_cli_evaluate_finetunes_sifternet_and_binarise_only_always(tmp_path):
     assert json.loads((tmp_path / "b" / "report.json").read_text())["finetuned"] == []
     assert main([*args, "--finetune-epochs", "1", "--finetune-defenses", "ifmv", "--out", str(tmp_path / "c")]) == 1
     assert not (tmp_path / "c").exists()  # refused before training
+
+
+def test_cli_evaluate_takes_the_patch_level(tmp_path, capsys):
+    pytest.importorskip("torch", reason="PyTorch is not installed (optional extra 'eval')")
+    from sifternet.cli import main
+
+    args = ["evaluate", str(SAMPLE), "--epochs", "1", "--binarize", "global", "--steps", "100", "--per-class", "1",
+            "--defenses", "none,sifternet-repair-dark", "--threads", "1", "--position", "interior"]
+    assert main([*args, "--value", "0", "--out", str(tmp_path / "a")]) == 0
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["settings"]["attack_params"] == {"position": "interior", "value": 0}
+    assert main([*args, "--value", "300", "--out", str(tmp_path / "b")]) == 1
+    assert "value: expected levels in 0 .. 255, got 300" in capsys.readouterr().err

@@ -323,6 +323,8 @@ def test_gates_reduce_flips_and_the_repair_preset_validates():
     preset = SifterNet.repairing(fill_size=3).config
     assert (preset.binarize, preset.threshold, preset.agreement, preset.joint_channels, preset.fill_size,
             preset.output) == ("global", 0.9, 0.9, True, 3, "inpaint")
+    dark = SifterNet.repairing(dark=True).config
+    assert (dark.binarize, dark.threshold, dark.agreement, dark.output) == ("global", -0.9, 0.95, "inpaint")
     repair = SifterNet.repairing(steps=100)
     assert repair.config.output == "inpaint" and repair.config.steps == 100
     with pytest.raises(ValueError, match=r"agreement: expected a fraction in \[0, 1\)"):
