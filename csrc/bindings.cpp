@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -102,6 +103,20 @@ std::uint64_t seed_arg(const py::int_& seed) {
     return seed.cast<std::uint64_t>();
 }
 
+// The enum value named `value` among `choices`; a ValueError listing them otherwise.
+template <class E>
+E choice_arg(const char* name, const std::string& value,
+             std::initializer_list<std::pair<const char*, E>> choices) {
+    std::string expected;
+    std::size_t k = 0;
+    for (const auto& [text, choice] : choices) {
+        if (value == text) return choice;
+        expected += std::string(k == 0 ? "" : k + 1 == choices.size() ? " or " : ", ") + "'" + text + "'";
+        ++k;
+    }
+    throw py::value_error(std::string(name) + ": expected " + expected + ", got '" + value + "'");
+}
+
 // A learning rule's (N, N) weights of checked patterns, computed without the GIL.
 template <class W, void (*rule)(const std::int8_t*, std::int64_t, std::int64_t, W*, int)>
 py::array_t<W> learn(const py::object& patterns_obj, int num_threads) {
@@ -151,13 +166,8 @@ RecallArgs recall_args(const py::object& states, py::ssize_t N, const py::object
                                   std::to_string(c.steps));
         }
     }
-    if (order == "random") {
-        c.order = sifternet::Order::random;
-    } else if (order == "sweep") {
-        c.order = sifternet::Order::sweep;
-    } else {
-        throw py::value_error("order: expected 'random' or 'sweep', got '" + order + "'");
-    }
+    c.order = choice_arg<sifternet::Order>(
+        "order", order, {{"random", sifternet::Order::random}, {"sweep", sifternet::Order::sweep}});
     if (max_sweeps < 1) {
         throw py::value_error("max_sweeps: expected at least 1, got " + std::to_string(max_sweeps));
     }
@@ -232,15 +242,10 @@ py::array_t<std::uint8_t> repair(const py::object& images_obj, const py::object&
         }
     }
     sifternet::RepairConfig config;
-    if (output == "binary") {
-        config.output = sifternet::Output::binary;
-    } else if (output == "restore") {
-        config.output = sifternet::Output::restore;
-    } else if (output == "inpaint") {
-        config.output = sifternet::Output::inpaint;
-    } else {
-        throw py::value_error("output: expected 'binary', 'restore' or 'inpaint', got '" + output + "'");
-    }
+    config.output = choice_arg<sifternet::Output>("output", output,
+                                                  {{"binary", sifternet::Output::binary},
+                                                   {"restore", sifternet::Output::restore},
+                                                   {"inpaint", sifternet::Output::inpaint}});
     if (fill_size < 1) {
         throw py::value_error("fill_size: expected at least 1, got " + std::to_string(fill_size));
     }
