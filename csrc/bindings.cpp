@@ -227,7 +227,8 @@ py::tuple run_recall(const RecallArgs& args, Kernel kernel) {
     return py::make_tuple(states, flips, steps, converged, energy);
 }
 
-// The repair's purified pixels; every array is (B, H, W, C), checked against the images.
+// The repair's purified pixels; every array is (B, H, W, C), checked against the images
+// (the states may hold any int8: > 0 counts as +1, and only their differences matter).
 py::array_t<std::uint8_t> repair(const py::object& images_obj, const py::object& binarised_obj,
                                  const py::object& recalled_obj, const std::string& output,
                                  std::int64_t fill_size, bool joint_channels, int num_threads) {

@@ -81,6 +81,7 @@ SIFTERNET_HOT void fill_image(const std::uint8_t* image, const std::uint8_t* hol
 void repair_images(const std::uint8_t* images, const std::int8_t* binarised,
                    const std::int8_t* recalled, const RepairShape& shape, const RepairConfig& config,
                    std::uint8_t* out) {
+    if (shape.B == 0 || shape.H * shape.W * shape.C == 0) return;  // no pixel, no scratch
     const Index pixels = shape.H * shape.W, values = pixels * shape.C;
     const Index plane = (shape.H + 1) * (shape.W + 1) * shape.C;
     // Tiny batches stay serial: starting threads would cost more than the work.

@@ -14,7 +14,7 @@ from sifternet import reference as ref
 from sifternet.binarize import binarize
 from sifternet.eval import attacks
 from sifternet.eval import evaluate as ev
-from sifternet.eval.defenses import DEFENSES, erase_visited, seed_consensus
+from sifternet.eval.defenses import DEFENSES, MODEL_QUERYING, erase_visited, seed_consensus
 from sifternet.eval.detectors import Detector
 from sifternet.eval.metrics import accuracy, attack_success_rate, robust_accuracy, roc_auc
 from sifternet.eval.models import CallableClassifier
@@ -164,6 +164,13 @@ def test_ifmv_votes_by_majority_with_smallest_label_on_ties():
 
     tie.predict = alternate
     np.testing.assert_array_equal(defense.classify(tie, images, indices), [1, 1, 1, 1])
+
+
+def test_model_querying_names_exactly_the_defenses_that_classify():
+    seeds = (np.full((2, 5, 5), 100, np.uint8), np.arange(2))
+    fitted = SifterNet(binarize="global", steps=10).fit(seeds[0])
+    built = ev.default_defenses(fitted, list(DEFENSES), seeds)
+    assert {d.name for d in built if d.classify is not None} == MODEL_QUERYING
 
 
 def test_repair_both_removes_a_white_and_a_black_patch_one_pass_each():

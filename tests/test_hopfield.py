@@ -94,6 +94,27 @@ def test_kernel_equals_reference(
     )
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    p=st.integers(1, 90),
+    plus=st.sampled_from([0.01, 0.05, 0.95, 0.99]),
+    steps=st.one_of(st.none(), st.integers(0, 200)),
+    agreement=st.sampled_from([0.0, 0.5, 0.9]),
+    data=st.randoms(use_true_random=False),
+)
+def test_sparse_memories_equal_reference(n, p, plus, steps, agreement, data):
+    """Memories that nearly all agree at a neuron (the repair preset's highlights) take
+    the kernel's minority sums; the result stays the reference's."""
+    rng = np.random.default_rng(data.getrandbits(32))
+    patterns = np.where(rng.random((p, n)) < plus, 1, -1).astype(np.int8)
+    network = HopfieldNetwork().fit(patterns)
+    states = np.where(rng.random((4, n)) < plus, 1, -1).astype(np.int8)
+    states[:, rng.integers(0, n, 3)] *= -1
+    assert_matches_reference(network, states, representation="overlap", steps=steps, order="sweep", seed=5,
+                             agreement=agreement, max_sweeps=4)
+
+
 @pytest.mark.parametrize("n", [784, 1024])
 @pytest.mark.parametrize("p", [1, 86, 1100])
 @pytest.mark.parametrize("representation", ["dense", "overlap"])

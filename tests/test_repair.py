@@ -46,6 +46,14 @@ def test_repair_is_the_same_for_any_thread_count_and_per_image(output):
     np.testing.assert_array_equal(one[:4], ref.repair(output, images[:4], binarised[:4], recalled[:4], 7, True))
 
 
+def test_repair_takes_strided_and_fortran_inputs():
+    images, binarised, recalled = case(3, (6, 9, 8, 3), 0.3)
+    want = ref.repair("inpaint", images, binarised, recalled, 4, True)
+    for layout in (np.asfortranarray, lambda a: np.repeat(a, 2, axis=0)[::2], lambda a: a[::-1][::-1]):
+        got = repair("inpaint", layout(images), layout(binarised), layout(recalled), 4, True)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_repair_refuses_bad_arguments():
     images, binarised, recalled = case(1, (2, 4, 5, 3), 0.5)
     options = dict(output="inpaint", fill_size=3, joint_channels=False, num_threads=1)
@@ -61,3 +69,5 @@ def test_repair_refuses_bad_arguments():
         _core.repair(images, binarised, recalled, **{**options, "fill_size": 0})
     empty = repair("inpaint", images[:0], binarised[:0], recalled[:0], 3)
     assert empty.shape == (0, 4, 5, 3) and empty.dtype == np.uint8
+    huge = np.zeros((0, 40000, 40000, 3), np.uint8)  # no pixel: no scratch is allocated
+    assert repair("inpaint", huge, huge.view(np.int8), huge.view(np.int8), 3).shape == huge.shape

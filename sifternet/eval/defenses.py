@@ -133,7 +133,8 @@ def _repairing(name: str, purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarr
     return Defense(
         name,
         lambda images, indices: repairing.purify(images, indices=indices),
-        f"SifterNet {c.binarize}, {c.order} x{c.max_sweeps if c.steps is None else c.steps}, agreement "
+        f"SifterNet {c.binarize}{f' {c.threshold}' if c.binarize == 'global' else ''}, "
+        f"{c.order} x{c.max_sweeps if c.steps is None else c.steps}, agreement "
         f"{c.agreement}, {c.output} output (window {c.fill_size}{', joint channels' if c.joint_channels else ''})",
     )
 

@@ -227,8 +227,8 @@ REPORT_FILES = ("report.md", "report.json", "examples.png", "metrics.png")
 
 def write_report(report: Report, outputs, clean: np.ndarray, triggered: np.ndarray, folder: PathLike,
                  *, examples: int = 6, overwrite: bool = False) -> list[Path]:
-    """report.md, report.json and figure.png (clean | triggered | each defense on the
-    triggered images, then a bar chart of Acc and ASR when matplotlib is installed)."""
+    """report.md, report.json, examples.png (clean | triggered | each defense on the
+    triggered images) and, when matplotlib is installed, metrics.png (Acc and ASR bars)."""
     folder = Path(folder)
     paths = [folder / name for name in REPORT_FILES[:3]]
     if not overwrite:

@@ -186,6 +186,8 @@ def write_summary(folder: PathLike, *, keys: Optional[Sequence[tuple[str, str]]]
     data = {run_name(*key): run for key, run in runs.items()}
     write_atomically(written[1], json.dumps({"command": command, "runs": data}, indent=2).encode(), overwrite=True)
     figure = _figure(runs, folder / "summary.png")
+    if figure is None:  # not left over from an earlier summary
+        (folder / "summary.png").unlink(missing_ok=True)
     return written + ([figure] if figure else [])
 
 
