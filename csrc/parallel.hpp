@@ -1,6 +1,8 @@
 // Threading and instruction-set helpers shared by the kernel's translation units.
 #pragma once
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -32,6 +34,14 @@
 #endif
 
 namespace sifternet {
+
+// Threads for a batch of `rows` of `work` units each: one while the whole batch is below
+// `serial_below` units (starting threads would cost more than the work), else up to
+// `num_threads`, at most one per row.
+inline int team_size(std::int64_t rows, std::int64_t work, std::int64_t serial_below, int num_threads) {
+    if (rows * work < serial_below) return 1;
+    return static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(num_threads, rows)));
+}
 
 // A zeroed scratch array of one thread, on cache lines of its own (no false sharing).
 template <class T>

@@ -308,11 +308,8 @@ void recall_rows(RowFunction row, const typename Field::Shared& shared, Index N,
                  const RecallOutput& out) {
     const UpdateRule thresholds(config.thresholds, config.margin, config.agreement > 0.0, N,
                                 theta_scale);
-    // Tiny batches stay serial: starting threads would cost more than the work.
     const Index row_work = (config.steps >= 0 ? config.steps : 4 * N) + N;
-    const bool tiny = B * row_work < (Index{1} << 18);
-    const int threads =
-        tiny ? 1 : static_cast<int>(std::max<Index>(1, std::min<Index>(config.num_threads, B)));
+    const int threads = team_size(B, row_work, Index{1} << 18, config.num_threads);
     FirstError error;
 #pragma omp parallel num_threads(threads)
     {

@@ -84,10 +84,7 @@ void repair_images(const std::uint8_t* images, const std::int8_t* binarised,
     if (shape.B == 0 || shape.H * shape.W * shape.C == 0) return;  // no pixel, no scratch
     const Index pixels = shape.H * shape.W, values = pixels * shape.C;
     const Index plane = (shape.H + 1) * (shape.W + 1) * shape.C;
-    // Tiny batches stay serial: starting threads would cost more than the work.
-    const bool tiny = shape.B * values < (Index{1} << 16);
-    const int threads =
-        tiny ? 1 : static_cast<int>(std::max<Index>(1, std::min<Index>(config.num_threads, shape.B)));
+    const int threads = team_size(shape.B, values, Index{1} << 16, config.num_threads);
     FirstError error;
 #pragma omp parallel num_threads(threads)
     {
