@@ -18,7 +18,8 @@ BASELINE_IMAGES = 1000  # the NumPy baseline runs on a slice; rates are per imag
 def w1(gtsrb, gtsrb_purifier):
     """W1's recall inputs: the binarised GTSRB test images, one (B, N) plane per channel."""
     images, _ = gtsrb
-    planes = gtsrb_purifier._planes(gtsrb_purifier._binarize(images))
+    states = gtsrb_purifier.to_states(images)
+    planes = [np.ascontiguousarray(states[..., c].reshape(len(images), -1)) for c in range(states.shape[3])]
     return gtsrb_purifier.networks, planes
 
 

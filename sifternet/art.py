@@ -66,7 +66,7 @@ class SifterNetPreprocessor(Preprocessor):
     ) -> None:
         if not isinstance(purifier, SifterNet):
             raise TypeError(f"purifier: expected a fitted SifterNet, got {type(purifier).__name__}")
-        purifier._fitted_shape()
+        purifier.image_shape
         super().__init__(is_fitted=True, apply_fit=apply_fit, apply_predict=apply_predict)
         self.purifier = purifier
         self.clip_values = clip_values
@@ -91,7 +91,7 @@ class SifterNetPreprocessor(Preprocessor):
 
     def _sample_shapes(self) -> list[tuple[int, ...]]:
         """The accepted shapes of one input image, the purifier's own layout first."""
-        shape = self.purifier._fitted_shape()
+        shape = self.purifier.image_shape
         height, width = shape[:2]
         channels = self.purifier.n_channels
         moved = (channels, height, width) if self.channels_first else (height, width, channels)

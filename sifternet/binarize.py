@@ -9,20 +9,22 @@ Colour channels are binarised independently.
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from sifternet._checks import check_choice, check_finite, check_int, check_uint8
 from sifternet._threads import resolve_num_threads
 
-__all__ = ["BORDERS", "METHODS", "binarize", "states_to_pixels"]
+__all__ = ["BORDERS", "METHODS", "Binarization", "Border", "binarize", "states_to_pixels"]
 
-METHODS = ("global", "local_mean", "otsu")
-BORDERS = ("zero", "replicate", "reflect")
+Binarization = Literal["global", "local_mean", "otsu"]
+Border = Literal["zero", "replicate", "reflect"]
+METHODS: tuple[str, ...] = get_args(Binarization)
+BORDERS: tuple[str, ...] = get_args(Border)
 
 # Each border mode as np.pad mode (rows, padded per image) and OpenCV border (columns).
 _NP_PAD_MODE = {"zero": "constant", "replicate": "edge", "reflect": "reflect"}
@@ -38,12 +40,12 @@ _CHUNK_BYTES = 1 << 19  # padded bytes per local_mean chunk, so its buffers stay
 
 def binarize(
     images: npt.NDArray[np.uint8],
-    method: str = "local_mean",
+    method: Binarization = "local_mean",
     *,
     block_size: int = 11,
     offset: float = 0.0,
     threshold: float = 0.0,
-    border: str = "zero",
+    border: Border = "zero",
     num_threads: int | None = None,
 ) -> npt.NDArray[np.int8]:
     """Binarise a batch of uint8 images into states -1 / +1.
@@ -80,30 +82,23 @@ def binarize(
     Raises
     ------
     TypeError
-        If `images` is not a uint8 ndarray, or `offset` / `threshold` is not a number.
+        If `images` is not a uint8 ndarray, `block_size` not an int, or `offset` /
+        `threshold` not a number.
     ValueError
         If `images` is not 3-D or 4-D, `method` / `border` is unknown,
-        `block_size` is not an int in [1, 2901], or `offset` / `threshold` is not finite.
+        `block_size` is outside [1, 2901], or `offset` / `threshold` is not finite.
     """
-    if not isinstance(images, np.ndarray):
-        raise TypeError(f"images: expected a numpy.ndarray, got {type(images).__name__}")
-    if images.dtype != np.uint8:
-        raise TypeError(f"images: expected uint8, got {images.dtype}")
+    check_uint8("images", images)
     if images.ndim not in (3, 4):
         raise ValueError(
             "images: expected shape (B, H, W) or (B, H, W, C), "
             f"got {images.ndim}-D shape {images.shape}"
         )
-    _check_choice("method", method, METHODS)
-    _check_choice("border", border, BORDERS)
-    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
-        raise ValueError(f"block_size: expected an int >= 1, got {block_size!r}")
-    if not 1 <= block_size <= _MAX_BLOCK_SIZE:
-        raise ValueError(
-            f"block_size: expected an int in [1, {_MAX_BLOCK_SIZE}], got {block_size}"
-        )
-    offset = _finite("offset", offset)
-    threshold = _finite("threshold", threshold)
+    check_choice("method", method, METHODS)
+    check_choice("border", border, BORDERS)
+    block_size = check_int("block_size", block_size, low=1, high=_MAX_BLOCK_SIZE)
+    offset = check_finite("offset", offset)
+    threshold = check_finite("threshold", threshold)
     threads = resolve_num_threads(num_threads)
 
     if images.size == 0:
@@ -112,7 +107,7 @@ def binarize(
     if method == "global":
         states = _global(batch, threshold)
     elif method == "local_mean":
-        states = _local_mean(batch, int(block_size), offset, border, threads)
+        states = _local_mean(batch, block_size, offset, border, threads)
     else:
         states = _otsu(batch)
     return states.reshape(images.shape)
@@ -130,21 +125,6 @@ def states_to_pixels(states: npt.NDArray[np.int8]) -> npt.NDArray[np.uint8]:
         kind = states.dtype if isinstance(states, np.ndarray) else type(states).__name__
         raise TypeError(f"states: expected an int8 numpy.ndarray, got {kind}")
     return np.multiply(states > 0, np.uint8(255), dtype=np.uint8)
-
-
-def _check_choice(name: str, value: object, valid: tuple[str, ...]) -> None:
-    """Raise ValueError unless `value` is one of the strings `valid`."""
-    if not isinstance(value, str) or value not in valid:
-        raise ValueError(f"{name}: expected one of {', '.join(map(repr, valid))}; got {value!r}")
-
-
-def _finite(name: str, value: object) -> float:
-    """`value` as a float; TypeError unless a real number, ValueError unless finite."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value}")
-    return float(value)
 
 
 def _global(batch: np.ndarray, threshold: float) -> np.ndarray:

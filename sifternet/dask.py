@@ -54,7 +54,7 @@ def purify(images: da.Array, purifier: SifterNet, *, num_threads: Optional[int] 
         raise TypeError(f"images: expected a dask.array.Array, got {type(images).__name__}")
     if not isinstance(purifier, SifterNet):
         raise TypeError(f"purifier: expected a fitted SifterNet, got {type(purifier).__name__}")
-    shape = purifier._fitted_shape()
+    shape = purifier.image_shape
     if images.dtype != np.uint8:
         raise TypeError(f"images: expected dtype uint8, got {images.dtype}")
     if images.shape[1:] != shape:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 import numpy as np
 
 from sifternet import _core
+from sifternet._checks import check_choice, check_fraction
 from sifternet._threads import resolve_num_threads
 
 Rule = Literal["hebbian", "storkey", "projection"]
 Order = Literal["random", "sweep"]
 Representation = Literal["auto", "dense", "overlap"]
 
-RULES: tuple[str, ...] = ("hebbian", "storkey", "projection")
-REPRESENTATIONS: tuple[str, ...] = ("auto", "dense", "overlap")
+RULES: tuple[str, ...] = get_args(Rule)
+ORDERS: tuple[str, ...] = get_args(Order)
+REPRESENTATIONS: tuple[str, ...] = get_args(Representation)
 
 #: Dense weights larger than this are refused: use the overlap form or fewer neurons.
 MAX_DENSE_BYTES = 4 << 30
@@ -91,8 +93,7 @@ class HopfieldNetwork:
         ``hebbian`` (the paper, exact integers), ``storkey`` or ``projection``
         (pseudo-inverse; both float64, higher capacity). Returns ``self``.
         """
-        if rule not in RULES:
-            raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
+        check_choice("rule", rule, RULES)
         stored = _core.check_patterns(patterns).copy()
         stored.flags.writeable = False
         threads = resolve_num_threads(self.num_threads)
@@ -215,10 +216,11 @@ class HopfieldNetwork:
         thresholds : (N,) float64, optional
             theta in the units of W s; zero by default.
         margin : float
-            Confidence gate, in the units of W s: a neuron changes only when its field is
-            beyond theta by more than ``margin`` against it (+1 stays unless
-            h < theta - margin; -1 turns +1 only if h >= theta + margin). 0 is the plain
-            rule; energy never increases either way.
+            Confidence gate in [0, 1), a fraction of P (the largest Hebbian field, every
+            memory agreeing): a neuron changes only when its field is beyond theta by
+            more than g = ``margin`` * P against it (+1 stays unless h < theta - g; -1
+            turns +1 only if h >= theta + g). 0 is the plain rule; energy never
+            increases either way. :class:`SifterNet`'s ``margin`` is the same fraction.
         agreement : float
             Agreement gate in [0, 1) (Hebbian, overlap form): a neuron changes only when
             its field is beyond theta +- margin by more than ``agreement`` times the vote
@@ -237,10 +239,7 @@ class HopfieldNetwork:
             The input is never modified. Thread-safe; releases the GIL.
         """
         patterns = self._fitted_patterns()
-        if representation not in REPRESENTATIONS:
-            raise ValueError(
-                f"representation: expected one of {REPRESENTATIONS}, got {representation!r}"
-            )
+        check_choice("representation", representation, REPRESENTATIONS)
         if representation == "auto":
             representation = "overlap" if agreement > 0 else self.representation_for(steps)
         if representation == "overlap" and self._rule != "hebbian":
@@ -253,7 +252,7 @@ class HopfieldNetwork:
             channel=channel,
             channels=channels,
             thresholds=thresholds,
-            margin=float(margin),
+            margin=check_fraction("margin", margin) * patterns.shape[0],
             agreement=float(agreement),
             max_sweeps=max_sweeps,
             stats=stats,
@@ -295,8 +294,7 @@ class HopfieldNetwork:
         """Rebuild a network from :meth:`to_dict`'s output, validating it."""
         network = cls(num_threads=num_threads)
         rule = state.get("rule")
-        if rule not in RULES:
-            raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
+        check_choice("rule", rule, RULES)
         network._patterns = _core.check_patterns(state.get("patterns")).copy()
         network._patterns.flags.writeable = False
         network._rule = rule

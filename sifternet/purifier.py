@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import operator
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Optional
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Optional, Sequence
 
 import cv2
 import numpy as np
 
-from sifternet.binarize import BORDERS, METHODS, binarize, states_to_pixels
-from sifternet.hopfield import RULES, HopfieldNetwork, global_indices
+from sifternet._checks import check_choice, check_finite, check_fraction, check_int, check_uint8
+from sifternet._threads import resolve_num_threads
+from sifternet.binarize import BORDERS, METHODS, Binarization, Border, binarize, states_to_pixels
+from sifternet.hopfield import ORDERS, RULES, HopfieldNetwork, Order, Rule, global_indices
 from sifternet.modelfile import ModelFileError, PathLike, pack, unpack, write_atomically
-from sifternet.repair import OUTPUTS, repair
+from sifternet.repair import OUTPUTS, Output, repair
 
-ORDERS: tuple[str, ...] = ("random", "sweep")
 #: The recommended repair mode (README "Evaluation"): a "highlights" binarisation (+1 only
 #: above 242 of 255, global threshold 0.9), so the memories learn where near-white pixels
 #: belong; one sweep (every neuron visited once, in a random order) of a recall that
@@ -39,19 +39,20 @@ RECALL_OPTIONS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class PurifierConfig:
-    """The options of a :class:`SifterNet`, saved with its model; see the class docs."""
+    """The options of a :class:`SifterNet` (see its docs), validated here and saved with
+    its model."""
 
-    binarize: str = "local_mean"
+    binarize: Binarization = "local_mean"
     block_size: int = 11
     offset: float = 0.0
     threshold: float = 0.0
-    border: str = "zero"
-    rule: str = "hebbian"
+    border: Border = "zero"
+    rule: Rule = "hebbian"
     steps: Optional[int] = 500
     max_sweeps: int = 100
-    order: str = "random"
+    order: Order = "random"
     seed: int = 0
-    output: str = "binary"
+    output: Output = "binary"
     fill_size: int = 3
     joint_channels: bool = False
     margin: float = 0.0
@@ -59,24 +60,19 @@ class PurifierConfig:
 
     def __post_init__(self) -> None:
         for name, allowed in (
-            ("binarize", METHODS),
-            ("border", BORDERS),
-            ("rule", RULES),
-            ("order", ORDERS),
-            ("output", OUTPUTS),
+            ("binarize", METHODS), ("border", BORDERS), ("rule", RULES), ("order", ORDERS), ("output", OUTPUTS),
         ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
-        _check_int("block_size", self.block_size, low=1)
-        _check_int("fill_size", self.fill_size, low=1)
-        _check_int("seed", self.seed, low=0, high=2**64 - 1)
+            check_choice(name, getattr(self, name), allowed)
+        check_int("block_size", self.block_size, low=1)
+        check_int("fill_size", self.fill_size, low=1)
+        check_int("seed", self.seed, low=0, high=2**64 - 1)
         if self.steps is not None:
-            _check_int("steps", self.steps, low=0)
-        _check_int("max_sweeps", self.max_sweeps, low=1)
-        for name in ("margin", "agreement"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(f"{name}: expected a fraction in [0, 1), got {value!r}")
+            check_int("steps", self.steps, low=0)
+        check_int("max_sweeps", self.max_sweeps, low=1)
+        check_fraction("margin", self.margin)
+        check_fraction("agreement", self.agreement)
+        check_finite("offset", self.offset)
+        check_finite("threshold", self.threshold)
         if self.agreement > 0 and self.rule != "hebbian":
             raise ValueError(
                 f"agreement: the agreement gate needs the Hebbian rule (it counts the memories' "
@@ -84,18 +80,9 @@ class PurifierConfig:
             )
         if not isinstance(self.joint_channels, bool):
             raise TypeError(f"joint_channels: expected a bool, got {type(self.joint_channels).__name__}")
-        for name in ("offset", "threshold"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name}: expected a finite number, got {value!r}")
 
 
-def _check_int(name: str, value: Any, *, low: int, high: Optional[int] = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        upper = "" if high is None else f" and <= {high}"
-        raise ValueError(f"{name}: expected an int >= {low}{upper}, got {value}")
+_DEFAULTS = PurifierConfig()
 
 
 class SifterNet:
@@ -156,13 +143,41 @@ class SifterNet:
     threads, and the kernel releases the GIL.
     """
 
-    def __init__(self, *, num_threads: Optional[int] = None, **options: Any) -> None:
-        self.config = PurifierConfig(**options)
+    def __init__(
+        self,
+        *,
+        binarize: Binarization = _DEFAULTS.binarize,
+        block_size: int = _DEFAULTS.block_size,
+        offset: float = _DEFAULTS.offset,
+        threshold: float = _DEFAULTS.threshold,
+        border: Border = _DEFAULTS.border,
+        rule: Rule = _DEFAULTS.rule,
+        steps: Optional[int] = _DEFAULTS.steps,
+        max_sweeps: int = _DEFAULTS.max_sweeps,
+        order: Order = _DEFAULTS.order,
+        seed: int = _DEFAULTS.seed,
+        output: Output = _DEFAULTS.output,
+        fill_size: int = _DEFAULTS.fill_size,
+        joint_channels: bool = _DEFAULTS.joint_channels,
+        margin: float = _DEFAULTS.margin,
+        agreement: float = _DEFAULTS.agreement,
+        num_threads: Optional[int] = None,
+    ) -> None:
+        self.config = PurifierConfig(
+            binarize=binarize, block_size=block_size, offset=offset, threshold=threshold, border=border,
+            rule=rule, steps=steps, max_sweeps=max_sweeps, order=order, seed=seed, output=output,
+            fill_size=fill_size, joint_channels=joint_channels, margin=margin, agreement=agreement,
+        )
+        resolve_num_threads(num_threads)
         self.num_threads = num_threads
-        HopfieldNetwork(num_threads=num_threads)  # validates num_threads
         self.networks: list[HopfieldNetwork] = []
-        self.image_shape: Optional[tuple[int, ...]] = None
         self.seed_labels: Optional[np.ndarray] = None
+        self._image_shape: Optional[tuple[int, ...]] = None
+
+    @classmethod
+    def from_config(cls, config: PurifierConfig, *, num_threads: Optional[int] = None) -> SifterNet:
+        """An unfitted purifier with the options of ``config``."""
+        return cls(num_threads=num_threads, **asdict(config))
 
     @classmethod
     def repairing(cls, *, dark: bool = False, num_threads: Optional[int] = None, **options: Any) -> SifterNet:
@@ -177,24 +192,26 @@ class SifterNet:
     @property
     def is_fitted(self) -> bool:
         """Whether :meth:`fit` (or :meth:`load`) has given the purifier its networks."""
-        return self.image_shape is not None
+        return self._image_shape is not None
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """(H, W) or (H, W, C) of the fitted images; RuntimeError before :meth:`fit`."""
+        if self._image_shape is None:
+            raise RuntimeError("this SifterNet is not fitted yet: call fit(seed_images)")
+        return self._image_shape
 
     @property
     def n_channels(self) -> int:
         """Colour channels of the fitted images (1 for grey)."""
-        shape = self._fitted_shape()
+        shape = self.image_shape
         return shape[2] if len(shape) == 3 else 1
-
-    def _fitted_shape(self) -> tuple[int, ...]:
-        if self.image_shape is None:
-            raise RuntimeError("this SifterNet is not fitted yet: call fit(seed_images)")
-        return self.image_shape
 
     def _as_batch(self, images: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
         """(B, H, W, C) view of one image or a batch of the fitted shape, and whether the
         input was a single image."""
-        shape = self._fitted_shape()
-        _check_uint8(images, name)
+        shape = self.image_shape
+        check_uint8(name, images)
         if images.shape == shape:
             single = True
         elif images.ndim == len(shape) + 1 and images.shape[1:] == shape:
@@ -207,6 +224,18 @@ class SifterNet:
         batch = images[None] if single else images
         return batch.reshape(batch.shape[:3] + (self.n_channels,)), single
 
+    def _states_shape(self, states: Any, name: str) -> tuple[int, ...]:
+        """Check ``states`` as int8 (B, H, W, C) of the fitted images; return its shape."""
+        expected = self.image_shape[:2] + (self.n_channels,)
+        if not isinstance(states, np.ndarray) or states.dtype != np.int8:
+            kind = states.dtype if isinstance(states, np.ndarray) else type(states).__name__
+            raise TypeError(f"{name}: expected an int8 numpy array, got {kind}")
+        if states.ndim != 4 or states.shape[1:] != expected:
+            raise ValueError(
+                f"{name}: expected states (B, {', '.join(map(str, expected))}) from to_states, got {states.shape}"
+            )
+        return states.shape
+
     # -- fit ------------------------------------------------------------------------
     def fit(self, seed_images: np.ndarray, labels: Optional[np.ndarray] = None) -> SifterNet:
         """Memorise binarised ``seed_images``: (B, H, W) grey or (B, H, W, C) uint8.
@@ -215,7 +244,7 @@ class SifterNet:
         ``labels`` (optional, one per seed) are only checked and kept with the model.
         Returns ``self``.
         """
-        _check_uint8(seed_images, "seed_images")
+        check_uint8("seed_images", seed_images)
         if seed_images.ndim not in (3, 4) or 0 in seed_images.shape:
             raise ValueError(
                 "seed_images: expected a non-empty batch (B, H, W) or (B, H, W, C), got "
@@ -228,66 +257,76 @@ class SifterNet:
                     f"labels: expected {len(seed_images)} integers, one per seed image, got "
                     f"dtype {labels.dtype} shape {labels.shape}"
                 )
-        self.image_shape = tuple(int(d) for d in seed_images.shape[1:])
-        batch = seed_images.reshape(seed_images.shape[:3] + (self.n_channels,))
+        self._image_shape = tuple(int(d) for d in seed_images.shape[1:])
         self.networks = [
             HopfieldNetwork(num_threads=self.num_threads).fit(plane, rule=self.config.rule)
-            for plane in self._planes(self._binarize(batch))
+            for plane in _planes(self.to_states(seed_images))
         ]
         self.seed_labels = None if labels is None else labels.astype(np.int64)
         return self
 
-    # -- purify ---------------------------------------------------------------------
-    def _binarize(self, batch: np.ndarray, num_threads: Optional[int] = None) -> np.ndarray:
+    # -- the stages: images -> states -> recall -> states -> images ------------------
+    def to_states(self, images: np.ndarray, *, num_threads: Optional[int] = None) -> np.ndarray:
+        """Binarised ``images`` (one image of the fitted shape or a batch): int8 states in
+        {-1, +1} of shape (B, H, W, C), C = 1 for grey (docs/method.md, Binarisation)."""
+        batch, _ = self._as_batch(images, "images")
         c = self.config
         return binarize(
-            batch, c.binarize, block_size=c.block_size, offset=c.offset,
-            threshold=c.threshold, border=c.border,
+            batch, c.binarize, block_size=c.block_size, offset=c.offset, threshold=c.threshold, border=c.border,
             num_threads=self.num_threads if num_threads is None else num_threads,
         )
 
-    @staticmethod
-    def _planes(states: np.ndarray) -> list[np.ndarray]:
-        """(B, H, W, C) states -> C contiguous (B, H*W) planes (OpenCV's split)."""
-        b, h, w, c = states.shape
-        if c == 1:
-            return [states.reshape(b, h * w)]
-        return [p.reshape(b, h * w) for p in cv2.split(states.reshape(b * h, w, c))]
-
-    @staticmethod
-    def _merge(planes: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
-        """C (B, H*W) planes -> (B, H, W, C) (OpenCV's merge)."""
-        b, h, w, c = shape
-        if c == 1:
-            return planes[0].reshape(shape)
-        return cv2.merge([p.reshape(b * h, w) for p in planes]).reshape(shape)
-
-    def _recall(
+    def recall_states(
         self,
-        binarised: np.ndarray,
-        keys: np.ndarray,
-        threads: Optional[int],
-        thresholds: Optional[Callable[[HopfieldNetwork], np.ndarray]] = None,
+        states: np.ndarray,
+        *,
+        index_offset: int = 0,
+        indices: Optional[np.ndarray] = None,
+        thresholds: Optional[np.ndarray] = None,
+        num_threads: Optional[int] = None,
     ) -> np.ndarray:
-        """(B, H, W, C) binarised states recalled channel by channel, each image keyed by
-        its global index; ``thresholds(network)`` gives theta (the evaluation's controls)."""
+        """``states`` (B, H, W, C) from :meth:`to_states` relaxed toward the memories,
+        channel by channel (docs/method.md, Recall): a new array of the same shape.
+
+        State b uses the global index ``index_offset + b`` (or ``indices[b]``) to key its
+        random streams. ``thresholds`` (H, W, C) float64, theta per pixel and channel in
+        the units of the field (default zero). Thread-safe; the kernel releases the GIL.
+        """
+        shape = self._states_shape(states, "states")
+        keys = global_indices(shape[0], index_offset, indices)
+        theta = None
+        if thresholds is not None:
+            if np.shape(thresholds) != shape[1:]:
+                raise ValueError(f"thresholds: expected shape {shape[1:]}, one per pixel and channel, "
+                                 f"got {np.shape(thresholds)}")
+            theta = [plane[0] for plane in _planes(np.asarray(thresholds, np.float64)[None])]
         c = self.config
         recalled = [
             network.recall(
                 plane, steps=c.steps, max_sweeps=c.max_sweeps, order=c.order, seed=c.seed, indices=keys,
-                channel=channel, channels=self.n_channels, stats=False, num_threads=threads,
-                margin=c.margin * network.n_patterns, agreement=c.agreement,
-                thresholds=None if thresholds is None else thresholds(network),
+                channel=channel, channels=self.n_channels, stats=False, margin=c.margin,
+                agreement=c.agreement, thresholds=None if theta is None else theta[channel],
+                num_threads=self.num_threads if num_threads is None else num_threads,
             ).states
-            for channel, (network, plane) in enumerate(zip(self.networks, self._planes(binarised)))
+            for channel, (network, plane) in enumerate(zip(self.networks, _planes(states)))
         ]
-        return self._merge(recalled, binarised.shape)
+        return _merge(recalled, shape)
 
-    def binarize(self, images: np.ndarray) -> np.ndarray:
-        """The binarised input (0/255 uint8, the input's shape): purification without
-        recall, for previews and the binarise-only control."""
+    def to_images(
+        self, images: np.ndarray, before: np.ndarray, after: np.ndarray, *, num_threads: Optional[int] = None
+    ) -> np.ndarray:
+        """The output step (docs/method.md, Output modes): uint8 images of the input's
+        shape from the input ``images``, their states ``before`` recall and ``after`` it,
+        by the ``output`` option (``binary``, ``restore`` or ``inpaint``)."""
         batch, single = self._as_batch(images, "images")
-        pixels = states_to_pixels(self._binarize(batch)).reshape(batch.shape[:1] + self.image_shape)
+        for name, states in (("before", before), ("after", after)):
+            if self._states_shape(states, name) != batch.shape:
+                raise ValueError(f"{name}: expected states of shape {batch.shape}, one per image, got {states.shape}")
+        c = self.config
+        pixels = repair(
+            c.output, batch, before, after, c.fill_size, c.joint_channels,
+            self.num_threads if num_threads is None else num_threads,
+        ).reshape(batch.shape[:1] + self.image_shape)
         return pixels[0] if single else pixels
 
     def purify(
@@ -299,22 +338,23 @@ class SifterNet:
         num_threads: Optional[int] = None,
     ) -> np.ndarray:
         """Purified images: uint8 of the input's shape (0/255 in the paper's ``binary``
-        output mode).
+        output mode). The composition of :meth:`to_states`, :meth:`recall_states` and
+        :meth:`to_images`.
 
         ``images``: one image of the fitted shape or a batch of them. Image b uses the
         global index ``index_offset + b`` (or ``indices[b]``) to key its random streams,
         so a single image, a chunk or a shuffled batch purifies exactly as it would
         inside the whole data set. Thread-safe; the kernel releases the GIL.
         """
-        batch, single = self._as_batch(images, "images")
-        keys = global_indices(len(batch), index_offset, indices)
-        threads = self.num_threads if num_threads is None else num_threads
-        binarised = self._binarize(batch, threads)
-        merged = self._recall(binarised, keys, threads)
-        c = self.config
-        pixels = repair(c.output, batch, binarised, merged, c.fill_size, c.joint_channels, threads)
-        pixels = pixels.reshape(batch.shape[:1] + self._fitted_shape())
-        return pixels[0] if single else pixels
+        states = self.to_states(images, num_threads=num_threads)
+        recalled = self.recall_states(states, index_offset=index_offset, indices=indices, num_threads=num_threads)
+        return self.to_images(images, states, recalled, num_threads=num_threads)
+
+    def binarize(self, images: np.ndarray) -> np.ndarray:
+        """The binarised input as 0/255 uint8 of the input's shape: purification without
+        recall, for previews and the binarise-only control."""
+        pixels = states_to_pixels(self.to_states(images))
+        return pixels.reshape(images.shape)
 
     def with_options(self, **changes: Any) -> SifterNet:
         """A copy with other recall options (:data:`RECALL_OPTIONS`), sharing the
@@ -325,8 +365,8 @@ class SifterNet:
                 f"{', '.join(sorted(fixed))}: shape the memories; fit a new SifterNet to change "
                 f"them (with_options takes {', '.join(RECALL_OPTIONS)})"
             )
-        copy = SifterNet(num_threads=self.num_threads, **{**asdict(self.config), **changes})
-        copy.networks, copy.image_shape, copy.seed_labels = self.networks, self.image_shape, self.seed_labels
+        copy = SifterNet.from_config(replace(self.config, **changes), num_threads=self.num_threads)
+        copy.networks, copy._image_shape, copy.seed_labels = self.networks, self._image_shape, self.seed_labels
         return copy
 
     # -- model files and pickling -----------------------------------------------------
@@ -339,7 +379,7 @@ class SifterNet:
                     arrays[f"{name}_{channel}"] = value
         if self.seed_labels is not None:
             arrays["seed_labels"] = self.seed_labels
-        metadata = {"config": asdict(self.config), "image_shape": list(self._fitted_shape())}
+        metadata = {"config": asdict(self.config), "image_shape": list(self.image_shape)}
         return pack(metadata, arrays)
 
     @classmethod
@@ -353,7 +393,7 @@ class SifterNet:
             shape = tuple(operator.index(d) for d in metadata["image_shape"])
             if len(shape) not in (2, 3) or min(shape) < 1:
                 raise ValueError(f"image_shape: expected (H, W) or (H, W, C), got {shape}")
-            purifier.image_shape = shape
+            purifier._image_shape = shape
             n = shape[0] * shape[1]
             for channel in range(purifier.n_channels):
                 state = {"rule": purifier.config.rule, "patterns": arrays[f"patterns_{channel}"]}
@@ -402,8 +442,17 @@ class SifterNet:
         return f"SifterNet({options}{fitted})"
 
 
-def _check_uint8(images: Any, name: str) -> None:
-    if not isinstance(images, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy uint8 array, got {type(images).__name__}")
-    if images.dtype != np.uint8:
-        raise TypeError(f"{name}: expected dtype uint8, got {images.dtype}")
+def _planes(states: np.ndarray) -> list[np.ndarray]:
+    """(B, H, W, C) states -> C contiguous (B, H*W) planes, one per channel (OpenCV's split)."""
+    b, h, w, c = states.shape
+    if c == 1:
+        return [np.ascontiguousarray(states.reshape(b, h * w))]
+    return [p.reshape(b, h * w) for p in cv2.split(states.reshape(b * h, w, c))]
+
+
+def _merge(planes: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """C (B, H*W) planes -> (B, H, W, C) (OpenCV's merge)."""
+    b, h, w, c = shape
+    if c == 1:
+        return planes[0].reshape(shape)
+    return cv2.merge([p.reshape(b * h, w) for p in planes]).reshape(shape)

@@ -8,18 +8,19 @@ is its NumPy oracle.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional, get_args
 
 import numpy as np
 
 from sifternet import _core
 from sifternet._threads import resolve_num_threads
 
-OUTPUTS = ("binary", "restore", "inpaint")
+Output = Literal["binary", "restore", "inpaint"]
+OUTPUTS: tuple[str, ...] = get_args(Output)
 
 
 def repair(
-    output: str, images: np.ndarray, binarised: np.ndarray, recalled: np.ndarray, fill_size: int,
+    output: Output, images: np.ndarray, binarised: np.ndarray, recalled: np.ndarray, fill_size: int,
     joint_channels: bool = False, num_threads: Optional[int] = None,
 ) -> np.ndarray:
     """The purified pixels (B, H, W, C) uint8 for an ``output`` mode, from the input

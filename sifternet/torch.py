@@ -16,6 +16,7 @@ single-threaded calls never touch the pool.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -29,6 +30,10 @@ try:  # torchvision is optional: without it the transform is a plain callable
     from torchvision import tv_tensors
     from torchvision.transforms import v2
 except ImportError:
+    v2 = None
+except (OSError, RuntimeError) as error:  # installed for another torch build (e.g. CUDA vs CPU)
+    warnings.warn(f"torchvision is installed but does not load ({error}); PurifyTransform "
+                  "works as a plain callable, not as a transforms.v2 Transform", stacklevel=2)
     v2 = None
 
 __all__ = ["PurifiedDataset", "PurifyTransform", "purify_image"]
@@ -45,7 +50,7 @@ def purify_image(
     Image b of a batch uses the global index ``index_offset + b``. Tensors keep their
     device and tensor subclass; the purifier works on a CPU copy.
     """
-    shape = purifier._fitted_shape()
+    shape = purifier.image_shape
     height, width, channels = shape[0], shape[1], purifier.n_channels
     if isinstance(image, Image.Image):
         mode = "L" if channels == 1 else "RGB"
@@ -87,7 +92,7 @@ def purify_image(
 def _check_fitted(purifier: Any) -> None:
     if not isinstance(purifier, SifterNet):
         raise TypeError(f"purifier: expected a fitted SifterNet, got {type(purifier).__name__}")
-    purifier._fitted_shape()
+    purifier.image_shape
 
 
 def _is_plain_tensor(value: Any) -> bool:

@@ -134,8 +134,8 @@ def test_with_options_changes_recall_only(colour):
     purifier, batch = colour
     longer = purifier.with_options(steps=600)
     assert longer.config.steps == 600 and longer.networks is purifier.networks
-    want = SifterNet(block_size=5, steps=600, seed=3)
-    want.networks, want.image_shape = purifier.networks, purifier.image_shape
+    seeds = images(np.random.default_rng(0), 6, 12, 10, 3)  # the fixture's seeds
+    want = SifterNet(block_size=5, steps=600, seed=3).fit(seeds)
     np.testing.assert_array_equal(longer.purify(batch), want.purify(batch))
     with pytest.raises(ValueError, match="block_size: shape the memories"):
         purifier.with_options(block_size=7)

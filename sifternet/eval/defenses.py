@@ -36,10 +36,6 @@ class Defense:
     classify: Optional[ClassifyFunction] = None
 
 
-def _as_batch(purifier: SifterNet, images: np.ndarray) -> np.ndarray:
-    return images.reshape(images.shape[:3] + (purifier.n_channels,))
-
-
 def sifternet(purifier: SifterNet, name: Optional[str] = None) -> Defense:
     """The fitted purifier, as configured."""
     return Defense(
@@ -58,12 +54,11 @@ def binarise_only(purifier: SifterNet) -> Defense:
 def erase_visited(purifier: SifterNet) -> Defense:
     """Every neuron the recall's stream visits set to -1, no memory: the recall with a
     threshold above any field (|W s|_i <= P)."""
-    def unreachable(network) -> np.ndarray:
-        return np.full(network.n_neurons, network.n_patterns + 1.0)
+    unreachable = np.full(purifier.image_shape[:2] + (purifier.n_channels,), purifier.networks[0].n_patterns + 1.0)
 
     def purify(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        states = purifier._binarize(_as_batch(purifier, images))
-        recalled = purifier._recall(states, indices, purifier.num_threads, thresholds=unreachable)
+        states = purifier.to_states(images)
+        recalled = purifier.recall_states(states, indices=indices, thresholds=unreachable)
         return states_to_pixels(recalled).reshape(images.shape)
 
     return Defense("erase-visited", purify, "pixels the recall's stream visits set to background (no memory)")
@@ -72,14 +67,13 @@ def erase_visited(purifier: SifterNet) -> Defense:
 def seed_consensus(purifier: SifterNet) -> Defense:
     """Binarised input with every pixel that is background in ALL binarised seeds of its
     channel set to background; no recall."""
-    masks = [np.all(net.patterns < 0, axis=0) for net in purifier.networks]
+    background = np.stack([np.all(net.patterns < 0, axis=0) for net in purifier.networks], axis=-1)
+    background = background.reshape(purifier.image_shape[:2] + (purifier.n_channels,))
 
     def purify(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        states = purifier._binarize(_as_batch(purifier, images))
-        planes = purifier._planes(states)
-        for plane, mask in zip(planes, masks):
-            plane[:, mask] = -1
-        return states_to_pixels(purifier._merge(planes, states.shape)).reshape(images.shape)
+        states = purifier.to_states(images)
+        states[:, background] = -1
+        return states_to_pixels(states).reshape(images.shape)
 
     return Defense("seed-consensus", purify, "binarised, pixels background in every seed set to background")
 
