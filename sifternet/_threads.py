@@ -1,4 +1,4 @@
-"""The one ``num_threads`` convention of sifternet (see the README's threading notes)."""
+"""The one ``num_threads`` convention of sifternet (docs/api.md, Threads and the GIL)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Binarisation of uint8 image batches into {-1, +1} states (METHOD.md).
+"""Binarisation of uint8 image batches into {-1, +1} states (docs/method.md, Binarisation).
 
 ``global`` thresholds the intensity rescaled to [-1, 1]; ``local_mean`` is the
 paper's "localized differentiation": each pixel against the mean of its k x k
@@ -221,9 +221,9 @@ def _local_mean(
 def _window_sum_limits(k: int, offset: float) -> np.ndarray:
     """limits[p], p = 0..255: the number of window sums S in [0, 255*k*k] that pass.
 
-    METHOD.md's test ``k*k*p > S - k*k*offset`` (float64) is monotone in the
-    integer S, so it holds exactly when S < limits[p]; the count is found by
-    binary lifting, evaluating that very expression.
+    The test ``k*k*p > S - k*k*offset`` (float64; docs/method.md, Local mean) is
+    monotone in the integer S, so it holds exactly when S < limits[p]; the count is
+    found by binary lifting, evaluating that very expression.
     """
     kk = k * k
     scaled_pixel = kk * np.arange(256, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""``HopfieldNetwork``: the thin, typed face of the C++ kernel (METHOD.md sections 3-4)."""
+"""``HopfieldNetwork``: the thin, typed face of the C++ kernel (docs/method.md, Recall)."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ class HopfieldNetwork:
 
     @property
     def weights(self) -> np.ndarray:
-        """The dense weight matrix W (N, N) float64 of METHOD.md (Hebbian: (1/N) Xi^T Xi)."""
+        """The dense weight matrix W (N, N) float64 of docs/method.md (Hebbian: (1/N) Xi^T Xi)."""
         weights = self._dense_weights()
         return weights / self.n_neurons if self._rule == "hebbian" else weights
 
@@ -301,7 +301,7 @@ class HopfieldNetwork:
         if rule != "hebbian":
             weights = state.get("weights")
             n = network.n_neurons
-            if not isinstance(weights, np.ndarray) or weights.dtype != np.float64 or weights.shape != (n, n):
+            if not isinstance(weights, np.ndarray) or weights.dtype.newbyteorder("=") != np.float64 or weights.shape != (n, n):
                 raise ValueError(f"weights: expected a float64 array of shape ({n}, {n})")
             if not np.isfinite(weights).all():
                 raise ValueError("weights: expected finite values")

@@ -16,19 +16,20 @@ from sifternet.hopfield import ORDERS, RULES, HopfieldNetwork, Order, Rule, glob
 from sifternet.modelfile import ModelFileError, PathLike, pack, unpack, write_atomically
 from sifternet.repair import OUTPUTS, Output, repair
 
-#: The recommended repair mode (README "Evaluation"): a "highlights" binarisation (+1 only
-#: above 242 of 255, global threshold 0.9), so the memories learn where near-white pixels
-#: belong; one sweep (every neuron visited once, in a random order) of a recall that
-#: flips a pixel only where 90 % of the memories' vote mass is against it; the input's
-#: own pixels kept except the flipped ones (in any channel: replaced in all), which are
-#: filled from their unflipped 5x5 neighbours. It removes bright patch triggers (BadNet)
-#: and leaves image-wide triggers (Blended, SIG, WaNet) alone.
+#: The recommended repair mode (docs/method.md, Repair presets): a "highlights"
+#: binarisation (+1 only above 242 of 255, global threshold 0.9), so the memories learn
+#: where near-white pixels belong; one sweep (every neuron visited once, in a random
+#: order) of a recall that flips a pixel only where 90 % of the memories' vote mass is
+#: against it; the input's own pixels kept except the flipped ones (in any channel:
+#: replaced in all), which are filled from their unflipped 5x5 neighbours. It removes
+#: bright patch triggers (BadNet) and leaves image-wide triggers (Blended, SIG, WaNet)
+#: alone.
 REPAIR_OPTIONS: dict[str, Any] = dict(
     binarize="global", threshold=0.9, order="sweep", steps=None, max_sweeps=1, agreement=0.9,
     output="inpaint", fill_size=5, joint_channels=True,
 )
 #: The preset's mirror image for dark triggers ("shadows"): -1 only at 12 of 255 and
-#: below, and a stricter gate (README "Evaluation", a black patch on GTSRB).
+#: below, and a stricter gate (docs/evaluation.md, Dark triggers: a black patch on GTSRB).
 DARK_REPAIR_OPTIONS: dict[str, Any] = dict(threshold=-0.9, agreement=0.95)
 #: Options that act at recall time only, changeable on a fitted purifier.
 RECALL_OPTIONS: tuple[str, ...] = (

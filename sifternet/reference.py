@@ -1,4 +1,4 @@
-"""A slow, plain NumPy implementation of METHOD.md sections 3-4: the tests' oracle.
+"""A slow, plain NumPy implementation of docs/method.md: the tests' oracle.
 
 It never imports the C++ kernel, so that it stays an independent check. Everything is
 written for clarity: Python loops over rows and steps, dense weights only.
@@ -186,7 +186,7 @@ def repair(
     output: str, images: np.ndarray, binarised: np.ndarray, recalled: np.ndarray, fill_size: int,
     joint_channels: bool = False,
 ) -> np.ndarray:
-    """The output modes of ``sifternet.repair.repair`` (issue 8), one hole at a time."""
+    """The output modes of ``sifternet.repair.repair`` (docs/method.md, Output modes), one hole at a time."""
     binary = np.where(recalled > 0, 255, 0).astype(np.uint8)
     if output == "binary":
         return binary

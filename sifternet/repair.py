@@ -1,4 +1,4 @@
-"""Output repair: put the recall's verdict back into the ORIGINAL image (issue 8).
+"""Output repair: put the recall's verdict back into the ORIGINAL image (docs/method.md, Output modes).
 
 The paper outputs the recalled binary image; these modes keep the input's own pixels
 and touch only those the recall flipped, so the model sees an image of its training

@@ -45,7 +45,7 @@ def seed_indices(
     labels : (B,) integer array
         The class of each candidate image.
     per_class : int
-        Seeds per class (the paper uses a handful; FINDINGS.md: 1 to 10 barely differ).
+        Seeds per class (the paper uses a handful; in the sweeps of docs/evaluation.md 1 to 10 barely differ).
     strategy : {"random", "first"}
         ``random``: a uniform sample per class, drawn from ``seed``; ``first``: the first
         images of each class in data-set order.

@@ -287,7 +287,7 @@ def test_shuffled_rows_with_their_indices_give_the_same_rows(serial_run, represe
 
 
 def test_streams_follow_method_md():
-    # Values fixed by METHOD.md's formulas, checked against a direct transcription.
+    # Values fixed by the formulas of docs/method.md (Random streams), checked against a direct transcription.
     assert ref.mix(0) == 0xE220A8397B1DCDAF
     key = ref.stream_key(seed=1, index=2, channels=3, channel=1)
     assert key == ref.mix(ref.mix(1) ^ 7)
@@ -425,11 +425,6 @@ def test_overlap_kernel_takes_big_endian_indices_and_thresholds(byte_order_case)
         np.testing.assert_array_equal(g, w)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="from_dict compares weights.dtype with native float64, so a model file's "
-    "big-endian float64 weights are refused as 'expected a float64 array'",
-)
 @pytest.mark.parametrize("rule", ["storkey", "projection"])
 def test_from_dict_takes_big_endian_weights(byte_order_case, rule):
     network, states, _, indices = byte_order_case

@@ -1,4 +1,4 @@
-"""The repair kernel (issue 8): every output mode equals the NumPy oracle
+"""The repair kernel: every output mode equals the NumPy oracle
 (``sifternet.reference.repair``), whatever the thread count; bad arguments are refused."""
 
 from __future__ import annotations

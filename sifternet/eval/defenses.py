@@ -1,6 +1,6 @@
 """Defenses as the evaluation runs them: purifiers map images to images.
 
-Besides SifterNet itself, the controls that show what its memory adds (FINDINGS.md):
+Besides SifterNet itself, the controls that show what its memory adds (docs/evaluation.md, Defences):
 binarise-only (no recall), erase-visited (every neuron the recall's stream visits set to
 -1, no memory), seed-consensus mask (pixels background in every binarised seed set to
 background, no recall), and a 3x3 median filter.
@@ -187,7 +187,7 @@ DEFENSES: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense
     "median-3x3": _plain(median3x3),
     "ifmv": lambda purifier, seeds: ifmv(seed=purifier.config.seed),
 }
-#: The defenses ``evaluate`` and ``report`` run unless told otherwise (the README's table).
+#: The defenses ``evaluate`` and ``report`` run unless told otherwise (docs/evaluation.md, Defences).
 DEFAULT_DEFENSES: tuple[str, ...] = tuple(
     name for name in DEFENSES if name not in ("sifternet-repair-dark", "sifternet-repair-both")
 )
