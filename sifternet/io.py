@@ -1,6 +1,6 @@
 """Images in and out: folders of image files, ``.npy`` / ``.npz`` arrays, preview grids.
 
-Colour images are RGB in memory (as in ``../shared/data``); OpenCV's BGR order is
+Colour images are RGB in memory (as in the data sets the package reads); OpenCV's BGR order is
 converted at the file boundary only.
 """
 

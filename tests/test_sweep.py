@@ -110,7 +110,7 @@ def test_write_sweep_files_and_refusals(tmp_path):
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert len(saved["points"]) == 18 and saved["ranges"]["block_size"] == [[5, 15, "BackdoorBench"]]
     assert "block size in [5, 15] (BackdoorBench)" in (tmp_path / "sweep.md").read_text()
-    with pytest.raises(FileExistsError, match="pass --force"):
+    with pytest.raises(FileExistsError, match="pass overwrite=True"):
         write_sweep(result, tmp_path)
     one_block = SweepResult(result.settings, result.baseline, [p for p in result.points if p.block_size == 3])
     assert not any(p.name == "sweep-block.png" for p in write_sweep(one_block, tmp_path / "one"))

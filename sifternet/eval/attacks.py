@@ -10,6 +10,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import cv2
 import numpy as np
 
+from sifternet.triggers import stamp_patch
+
 Position = Union[str, tuple[int, int]]
 CORNERS = ("bottom_right", "bottom_left", "top_right", "top_left")
 #: Named positions besides the corners: "interior" is 4 pixels in from the bottom-right
@@ -75,17 +77,12 @@ def badnet(
     patch = np.broadcast_to(colour.astype(np.uint8), (size, size) + images.shape[3:]).copy()
     if pattern == "checkerboard":
         patch[(np.add.outer(np.arange(size), np.arange(size)) % 2).astype(bool)] = 0
-    out = images.copy()
     if isinstance(position, str) and position == "random":
         rng = np.random.default_rng(seed)
         rows = rng.integers(0, images.shape[1] - size + 1, len(images))
         cols = rng.integers(0, images.shape[2] - size + 1, len(images))
-        for image, row, col in zip(out, rows, cols):
-            image[row : row + size, col : col + size] = patch
-        return out
-    row, col = patch_origin(images.shape, size, position)
-    out[:, row : row + size, col : col + size] = patch
-    return out
+        return stamp_patch(images, patch, (rows, cols))
+    return stamp_patch(images, patch, patch_origin(images.shape, size, position))
 
 
 def blend_pattern(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

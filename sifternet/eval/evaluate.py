@@ -30,7 +30,7 @@ from sifternet.purifier import SifterNet
 from sifternet.seeds import seed_indices
 
 TEST_SPLIT_NOTE = (
-    "The shared data sets are official TEST splits only: the target model is trained on a "
+    "The data sets used here are official TEST splits only: the target model is trained on a "
     "part of a test set and evaluated on the rest, which keeps every figure here apart "
     "from the paper's train/test protocol."
 )
@@ -234,7 +234,7 @@ def write_report(report: Report, outputs, clean: np.ndarray, triggered: np.ndarr
     if not overwrite:
         for path in (folder / name for name in REPORT_FILES):
             if path.exists():
-                raise FileExistsError(f"{path}: already exists (pass --force to replace it)")
+                raise FileExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
     folder.mkdir(parents=True, exist_ok=True)
     report.notes.append(
         "examples.png, one row per image: clean | triggered | "

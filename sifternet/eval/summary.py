@@ -5,30 +5,54 @@ the paper's own Tables 1 and 5."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from sifternet.eval.defenses import DEFENSES
 from sifternet.modelfile import PathLike, atomic_path, write_atomically
+from sifternet.purifier import PurifierConfig
 
-#: The report's data sets: table label, file in the data folder, and the paper's
-#: published settings as ``sifternet evaluate`` options (CIFAR-10: steps and block size
-#: inside the paper's BackdoorBench ranges, [50, 500] and [15, 25]).
-DATASETS: dict[str, tuple[str, str, list[str]]] = {
-    "mnist": ("MNIST", "mnist_test.npz", ["--binarize", "global", "--steps", "800", "--per-class", "10"]),
-    "fmnist": ("Fashion-MNIST", "fashion_mnist_test.npz",
-               ["--binarize", "local_mean", "--block-size", "11", "--steps", "800", "--per-class", "1"]),
-    "gtsrb": ("GTSRB", "gtsrb.npz",
-              ["--binarize", "local_mean", "--block-size", "15", "--steps", "200", "--per-class", "10", "--epochs", "8"]),
-    "cifar10": ("CIFAR-10", "cifar10.npz",
-                ["--binarize", "local_mean", "--block-size", "15", "--steps", "200", "--per-class", "10", "--epochs", "10"]),
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A data set of the report: its table label, its file in the data folder, and the
+    settings of its ``evaluate`` run (purifier, seeds per class, training epochs)."""
+
+    label: str
+    file: str
+    purifier: PurifierConfig
+    per_class: int
+    epochs: int
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack of the report: its table label, its name and parameters for
+    :func:`sifternet.eval.attacks.make_attack` (empty: the attack's defaults)."""
+
+    label: str
+    attack: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: The report's data sets with the paper's published settings (CIFAR-10: steps and block
+#: size inside the paper's BackdoorBench ranges, [50, 500] and [15, 25]).
+DATASETS: dict[str, DataSpec] = {
+    "mnist": DataSpec("MNIST", "mnist_test.npz", PurifierConfig(binarize="global", steps=800), per_class=10, epochs=6),
+    "fmnist": DataSpec("Fashion-MNIST", "fashion_mnist_test.npz",
+                       PurifierConfig(binarize="local_mean", block_size=11, steps=800), per_class=1, epochs=6),
+    "gtsrb": DataSpec("GTSRB", "gtsrb.npz",
+                      PurifierConfig(binarize="local_mean", block_size=15, steps=200), per_class=10, epochs=8),
+    "cifar10": DataSpec("CIFAR-10", "cifar10.npz",
+                        PurifierConfig(binarize="local_mean", block_size=15, steps=200), per_class=10, epochs=10),
 }
-#: The report's attacks: table label, and ``sifternet evaluate`` options (BackdoorBench's
-#: default parameters).
-ATTACKS: dict[str, tuple[str, list[str]]] = {
-    "badnet": ("BadNet corner", []), "badnet-interior": ("BadNet interior", ["--position", "interior"]),
-    "blended": ("Blended", ["--attack", "blended"]), "sig": ("SIG", ["--attack", "sig"]),
-    "wanet": ("WaNet", ["--attack", "wanet"]),
+#: The report's attacks, with BackdoorBench's default parameters.
+ATTACKS: dict[str, AttackSpec] = {
+    "badnet": AttackSpec("BadNet corner", "badnet"),
+    "badnet-interior": AttackSpec("BadNet interior", "badnet", {"position": "interior"}),
+    "blended": AttackSpec("Blended", "blended"), "sig": AttackSpec("SIG", "sig"),
+    "wanet": AttackSpec("WaNet", "wanet"),
 }
 #: Column order of the defenses (others follow in the order the runs list them).
 DEFENSE_ORDER = list(DEFENSES)
@@ -76,7 +100,7 @@ def _pct(pair: tuple[float, float]) -> str:
 
 
 def _label(key: tuple[str, str]) -> str:
-    return f"{DATASETS[key[0]][0]}, {ATTACKS[key[1]][0]}"
+    return f"{DATASETS[key[0]].label}, {ATTACKS[key[1]].label}"
 
 
 def _defense_table(runs: dict) -> list[str]:
@@ -134,7 +158,7 @@ def _paper_tables(runs: dict) -> list[str]:
         rows = {r["defense"]: r for r in runs.get((dataset, "badnet"), {}).get("rows", [])}
         here = [_pct((100 * rows[d]["acc"], 100 * rows[d]["asr"])) if d in rows else "-"
                 for d in ("none", "sifternet", "sifternet-repair", "sifternet-repair-otsu")]
-        lines.append(f"| {DATASETS[dataset][0]} | {_pct(clean)} | {_pct(after)} | " + " | ".join(here) + " |")
+        lines.append(f"| {DATASETS[dataset].label} | {_pct(clean)} | {_pct(after)} | " + " | ".join(here) + " |")
     lines += ["", "Paper Table 1 (CIFAR-10, ResNet-18 in BackdoorBench) beside this run's CIFAR-10 "
               "(the small CNN): Acc / ASR, detectors ROC AUC:", "",
               "| attack | paper clean | paper SifterNet | paper IFMV | paper STRIP / TeCo | here clean | "
@@ -147,7 +171,7 @@ def _paper_tables(runs: dict) -> list[str]:
         here = [_pct((100 * rows[d]["acc"], 100 * rows[d]["asr"])) if d in rows else "-"
                 for d in ("none", "sifternet", "sifternet-repair", "ifmv")]
         detect = " / ".join(f"{aucs[n]:.3f}" if n in aucs else "-" for n in ("strip", "teco"))
-        lines.append(f"| {ATTACKS[attack][0]} | {_pct(clean)} | {_pct(sifter)} | {_pct(ifmv)} | "
+        lines.append(f"| {ATTACKS[attack].label} | {_pct(clean)} | {_pct(sifter)} | {_pct(ifmv)} | "
                      f"{strip:.3f} / {teco:.3f} | " + " | ".join(here) + f" | {detect} |")
     return lines
 
@@ -158,7 +182,7 @@ def summary_markdown(runs: dict, *, command: Optional[str] = None) -> str:
         "# sifternet evaluation report", "",
         *([f"Reproduce: `{command}`", ""] if command else []),
         "Acc / ASR in % (Acc on purified clean evaluation images, ASR on purified triggered images "
-        "of non-target classes). The shared data sets are TEST splits: the target model is trained "
+        "of non-target classes). The data sets are TEST splits: the target model is trained "
         "on 70 % of a test set and evaluated on the rest.", "",
         "## Defenses", "", *_defense_table(runs), "",
     ]
@@ -219,4 +243,4 @@ def _figure(runs: dict, path: Path) -> Optional[Path]:
     return path
 
 
-__all__ = ["ATTACKS", "DATASETS", "load_runs", "run_name", "summary_markdown", "write_summary"]
+__all__ = ["ATTACKS", "AttackSpec", "DATASETS", "DataSpec", "load_runs", "run_name", "summary_markdown", "write_summary"]

@@ -198,7 +198,7 @@ def write_sweep(result: SweepResult, folder: PathLike, *, overwrite: bool = Fals
     if not overwrite:
         for name in SWEEP_FILES:
             if (folder / name).exists():
-                raise FileExistsError(f"{folder / name}: already exists (pass --force to replace it)")
+                raise FileExistsError(f"{folder / name}: already exists (pass overwrite=True to replace it)")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     try:
