@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
@@ -15,6 +16,7 @@
 #include <utility>
 
 #include "kernel.hpp"
+#include "parallel.hpp"
 
 namespace py = pybind11;
 using sifternet::RecallConfig;
@@ -350,6 +352,34 @@ PYBIND11_MODULE(_core, m) {
         "check_patterns", [](const py::object& patterns) { return patterns_arg(patterns); },
         py::arg("patterns"),
         "patterns as a C-contiguous (P, N) int8 array in {-1,+1}; TypeError/ValueError if not.");
+    // Exists only for the tests (tests/test_kernel.py): runs for_each_row over n_rows rows
+    // on num_threads threads however small the batch, each thread with a scratch array, and
+    // throws std::runtime_error("row <failing_row> failed") in that row, or in every
+    // thread's scratch factory when failing_row < 0. Returns how many rows ran.
+    m.def(
+        "_fail_in_row",
+        [](std::int64_t n_rows, std::int64_t failing_row, int num_threads) {
+            if (n_rows < 0) throw py::value_error("n_rows: expected a count >= 0");
+            const int threads = threads_arg(num_threads);
+            std::atomic<std::int64_t> ran{0};
+            py::gil_scoped_release release;
+            sifternet::for_each_row(
+                n_rows, {threads, 1, 0, 1},
+                [&] {
+                    if (failing_row < 0) throw std::runtime_error("scratch failed");
+                    return sifternet::ThreadScratch<std::int64_t>(16);
+                },
+                [&](sifternet::ThreadScratch<std::int64_t>& scratch, std::int64_t row) {
+                    scratch.data()[row % 16] += row;  // touches the scratch (for ASan)
+                    if (row == failing_row) {
+                        throw std::runtime_error("row " + std::to_string(row) + " failed");
+                    }
+                    ++ran;
+                });
+            return ran.load();
+        },
+        py::arg("n_rows"), py::arg("failing_row"), py::arg("num_threads"),
+        "Test hook of the kernel's row loop (tests only): raises RuntimeError from a row.");
     m.def("has_openmp", &sifternet::has_openmp, "Whether the kernel was built with OpenMP.");
     m.def("max_threads", &sifternet::max_threads, "OpenMP's default thread count.");
 #ifdef VERSION_INFO

@@ -1,5 +1,5 @@
 // The Hopfield kernel of sifternet: learning rules and batched asynchronous recall
-// (METHOD.md sections 3 and 4). Pure C++17 (+ OpenMP when available), no Python.
+// (docs/method.md). Pure C++17 (+ OpenMP when available), no Python.
 // Callers validate their inputs: patterns and states hold only -1 and +1.
 #pragma once
 #include <cstdint>
@@ -7,7 +7,7 @@
 namespace sifternet {
 
 // Integer Hebbian weights: W[i][j] = sum_mu xi_i^mu xi_j^mu, W[i][i] = 0, i.e. N times
-// the W of METHOD.md section 3. patterns: (P, N) row-major; weights: (N, N) output.
+// the W of docs/method.md. patterns: (P, N) row-major; weights: (N, N) output.
 void hebbian_weights(const std::int8_t* patterns, std::int64_t P, std::int64_t N,
                      std::int32_t* weights, int num_threads);
 
@@ -68,7 +68,7 @@ struct RepairConfig {
 };
 
 // The purified pixels `out` (B, H, W, C) from the input images, their binarised states and
-// the recalled states (issue 8). binary: the recalled states as 0/255. restore: the input,
+// the recalled states. binary: the recalled states as 0/255. restore: the input,
 // except the flipped values (recalled != binarised), which take the recalled 0/255.
 // inpaint: the input, except each flipped value, which takes the rounded mean of the
 // unflipped values of its channel in the fill_size x fill_size window around it (outside

@@ -1,13 +1,15 @@
 // Threading and instruction-set helpers shared by the kernel's translation units.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <mutex>
+#include <memory>
 #include <new>
+#include <optional>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -35,47 +37,72 @@
 
 namespace sifternet {
 
-// Threads for a batch of `rows` of `work` units each: one while the whole batch is below
-// `serial_below` units (starting threads would cost more than the work), else up to
-// `num_threads`, at most one per row.
-inline int team_size(std::int64_t rows, std::int64_t work, std::int64_t serial_below, int num_threads) {
-    if (rows * work < serial_below) return 1;
-    return static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(num_threads, rows)));
-}
-
 // A zeroed scratch array of one thread, on cache lines of its own (no false sharing).
+// Movable; the array itself never moves.
 template <class T>
 class ThreadScratch {
    public:
-    explicit ThreadScratch(std::size_t count) {
-        const std::size_t bytes = (count * sizeof(T) + 63) / 64 * 64 + 64;
-        data_ = static_cast<T*>(std::aligned_alloc(64, bytes));
-        if (data_ == nullptr) throw std::bad_alloc();
-        std::memset(static_cast<void*>(data_), 0, bytes);
+    explicit ThreadScratch(std::size_t count)
+        : data_(static_cast<T*>(std::aligned_alloc(64, bytes(count)))) {
+        if (!data_) throw std::bad_alloc();
+        std::memset(static_cast<void*>(data_.get()), 0, bytes(count));
     }
-    ThreadScratch(const ThreadScratch&) = delete;
-    ThreadScratch& operator=(const ThreadScratch&) = delete;
-    ~ThreadScratch() { std::free(data_); }
-    T* data() const { return data_; }
+    T* data() const { return data_.get(); }
 
    private:
-    T* data_;
+    static std::size_t bytes(std::size_t count) { return (count * sizeof(T) + 63) / 64 * 64 + 64; }
+    struct Free {
+        void operator()(T* p) const { std::free(p); }
+    };
+    std::unique_ptr<T, Free> data_;
 };
 
-// Keeps the first exception thrown inside a parallel region, to rethrow outside it.
-class FirstError {
-   public:
-    void capture() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!error_) error_ = std::current_exception();
-    }
-    void rethrow() const {
-        if (error_) std::rethrow_exception(error_);
-    }
-
-   private:
-    std::mutex mutex_;
-    std::exception_ptr error_;
+// How a batch of rows is shared among threads.
+struct RowSchedule {
+    int num_threads;            // the most threads to use
+    std::int64_t row_work;      // work units of one row
+    std::int64_t serial_below;  // one thread while the batch is below this many units
+                                // (starting threads would cost more than the work)
+    std::int64_t chunk;         // rows a thread takes at a time; 0: one even share each
 };
+
+// Runs body(scratch, row) for every row in [0, rows): serially while the batch is small,
+// else on up to num_threads threads (at most one per row). Each thread builds its own
+// scratch once, by make_scratch(), and frees it on leaving. The first exception thrown
+// by a factory or a body is kept, the rows not yet started are skipped, and it is
+// rethrown after the parallel region: no exception may leave an OpenMP region. Each row
+// must depend on its own inputs only, so that any thread count gives the same result.
+template <class MakeScratch, class Body>
+void for_each_row(std::int64_t rows, const RowSchedule& plan, MakeScratch make_scratch,
+                  Body body) {
+    std::int64_t threads = std::min<std::int64_t>(plan.num_threads, rows);
+    if (threads < 1 || rows * plan.row_work < plan.serial_below) threads = 1;
+    [[maybe_unused]] const std::int64_t chunk =  // unused by a serial build
+        plan.chunk > 0 ? plan.chunk : std::max<std::int64_t>(1, (rows + threads - 1) / threads);
+    std::atomic<bool> failed{false};
+    std::exception_ptr error;  // written only by the thread that set `failed`
+    auto keep_first = [&] {
+        if (!failed.exchange(true)) error = std::current_exception();
+    };
+#pragma omp parallel num_threads(threads)
+    {
+        std::optional<decltype(make_scratch())> scratch;
+        try {
+            scratch.emplace(make_scratch());
+        } catch (...) {
+            keep_first();  // this thread still has to reach the work-sharing loop
+        }
+#pragma omp for schedule(dynamic, chunk)
+        for (std::int64_t row = 0; row < rows; ++row) {
+            if (!scratch || failed.load(std::memory_order_relaxed)) continue;
+            try {
+                body(*scratch, row);
+            } catch (...) {
+                keep_first();
+            }
+        }
+    }
+    if (error) std::rethrow_exception(error);
+}
 
 }  // namespace sifternet

@@ -1,4 +1,4 @@
-// Batched asynchronous recall (METHOD.md section 4) in three field representations that
+// Batched asynchronous recall (docs/method.md) in three field representations that
 // share one update loop: Hebbian overlaps, dense integer weights, dense float64 weights.
 #include <algorithm>
 #include <cmath>
@@ -232,11 +232,19 @@ class DenseField {
     Index N_;
 };
 
-// One row: the update loop of METHOD.md section 4 over any field representation.
+// What recall did to one row.
+struct RowResult {
+    std::int64_t flips = 0;  // neurons changed
+    std::int64_t steps = 0;  // update attempts done
+    bool converged = false;  // a fixed point (known when steps < 0 or stats)
+    double energy = std::numeric_limits<double>::quiet_NaN();  // NaN unless stats
+};
+
+// One row: the update loop of docs/method.md over any field representation.
 template <class Field>
-SIFTERNET_INLINE void recall_row(Field& field, std::int8_t* s, Index N, std::uint64_t key,
-                       const RecallConfig& config, std::uint32_t* perm, std::int64_t& flips,
-                       std::int64_t& done, std::uint8_t& converged, double& energy) {
+SIFTERNET_INLINE RowResult recall_row(Field& field, std::int8_t* s, Index N, std::uint64_t key,
+                                      const RecallConfig& config, std::uint32_t* perm) {
+    RowResult r;
     std::uint64_t t = 0;
     const bool sweep = config.order == Order::sweep;
     auto shuffle = [&]() SIFTERNET_LAMBDA_INLINE {
@@ -258,39 +266,36 @@ SIFTERNET_INLINE void recall_row(Field& field, std::int8_t* s, Index N, std::uin
             for (Index k = 0; k < count; ++k)
                 changed += field.visit(s, static_cast<Index>(below(draw(key, t++), N)));
         }
-        done += count;
-        flips += changed;
+        r.steps += count;
+        r.flips += changed;
         return changed;
     };
 
     field.load(s);
-    flips = 0;
-    done = 0;
-    converged = 0;
     if (config.steps >= 0) {
         const Index block = sweep ? N : config.steps;
-        while (done < config.steps) run(block < config.steps - done ? block : config.steps - done);
-        converged = config.stats && field.stable(s);
+        while (r.steps < config.steps)
+            run(block < config.steps - r.steps ? block : config.steps - r.steps);
+        r.converged = config.stats && field.stable(s);
     } else {
         for (Index pass = 0; pass < config.max_sweeps; ++pass) {
             // A quiet sweep-order pass visited every neuron: a fixed point.
             if (run(N) == 0 && (sweep || field.stable(s))) {
-                converged = 1;
+                r.converged = true;
                 break;
             }
         }
     }
-    energy = config.stats ? field.energy(s) : std::numeric_limits<double>::quiet_NaN();
+    if (config.stats) r.energy = field.energy(s);
+    return r;
 }
 
 // The row loop compiled once per field type and instruction set (SIFTERNET_HOT), so that
 // the whole step loop inlines into each clone.
-#define SIFTERNET_ROW_FUNCTION(NAME, FIELD)                                                 \
-    SIFTERNET_HOT void NAME(FIELD& field, std::int8_t* s, Index N, std::uint64_t key,       \
-                            const RecallConfig& config, std::uint32_t* perm,                \
-                            std::int64_t& flips, std::int64_t& done, std::uint8_t& converged, \
-                            double& energy) {                                               \
-        recall_row(field, s, N, key, config, perm, flips, done, converged, energy);         \
+#define SIFTERNET_ROW_FUNCTION(NAME, FIELD)                                                  \
+    SIFTERNET_HOT RowResult NAME(FIELD& field, std::int8_t* s, Index N, std::uint64_t key,   \
+                                 const RecallConfig& config, std::uint32_t* perm) {          \
+        return recall_row(field, s, N, key, config, perm);                                   \
     }
 using NarrowOverlap = OverlapField<std::int16_t, std::int32_t>;
 using WideOverlap = OverlapField<std::int32_t, std::int64_t>;
@@ -309,34 +314,27 @@ void recall_rows(RowFunction row, const typename Field::Shared& shared, Index N,
     const UpdateRule thresholds(config.thresholds, config.margin, config.agreement > 0.0, N,
                                 theta_scale);
     const Index row_work = (config.steps >= 0 ? config.steps : 4 * N) + N;
-    const int threads = team_size(B, row_work, Index{1} << 18, config.num_threads);
-    FirstError error;
-#pragma omp parallel num_threads(threads)
-    {
-        // Every thread must reach the work-sharing loop, so scratch failures are kept aside.
-        bool ready = false;
-        Field* field = nullptr;
-        ThreadScratch<std::uint32_t>* perm = nullptr;
-        try {
-            field = new Field(shared, thresholds, config.agreement);
-            perm = new ThreadScratch<std::uint32_t>(
-                config.order == Order::sweep ? static_cast<std::size_t>(N) : 0);
-            ready = true;
-        } catch (...) {
-            error.capture();
-        }
-#pragma omp for schedule(dynamic, 32)
-        for (Index b = 0; b < B; ++b) {
-            if (!ready) continue;
+    struct Scratch {
+        Field field;
+        ThreadScratch<std::uint32_t> perm;  // the sweep order's permutation
+    };
+    for_each_row(
+        B, {config.num_threads, row_work, Index{1} << 18, 32},
+        [&] {
+            return Scratch{Field(shared, thresholds, config.agreement),
+                           ThreadScratch<std::uint32_t>(
+                               config.order == Order::sweep ? static_cast<std::size_t>(N) : 0)};
+        },
+        [&](Scratch& scratch, Index b) {
             const std::uint64_t key =
                 stream_key(config.seed, indices[b], config.channels, config.channel);
-            row(*field, out.states + b * N, N, key, config, perm->data(), out.flips[b],
-                out.steps[b], out.converged[b], out.energy[b]);
-        }
-        delete perm;
-        delete field;
-    }
-    error.rethrow();
+            const RowResult r = row(scratch.field, out.states + b * N, N, key, config,
+                                    scratch.perm.data());
+            out.flips[b] = r.flips;
+            out.steps[b] = r.steps;
+            out.converged[b] = r.converged;
+            out.energy[b] = r.energy;
+        });
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Output repair (issue 8): the recall's verdict put back into the input image, one image
+// Output repair: the recall's verdict put back into the input image, one image
 // per task. Integer arithmetic only, so the result is the same for any thread count.
 #include <algorithm>
 #include <vector>
@@ -76,55 +76,56 @@ SIFTERNET_HOT void fill_image(const std::uint8_t* image, const std::uint8_t* hol
     }
 }
 
+// One thread's scratch: the holes (H, W, C), unless binary; for inpaint, the window sums
+// and counts (H+1, W+1, C).
+struct Scratch {
+    std::vector<std::uint8_t> holes;
+    std::vector<Index> sums, counts;
+};
+
+// One image (H, W, C) repaired into `result`. A function of its own, so that the sizes are
+// locals: stores through uint8_t may alias anything reachable by reference.
+void repair_image(const std::uint8_t* image, const std::int8_t* before, const std::int8_t* after,
+                  const RepairShape& shape, const RepairConfig& config, Scratch& scratch,
+                  std::uint8_t* result) {
+    const Index pixels = shape.H * shape.W, values = pixels * shape.C;
+    if (config.output == Output::binary) {
+        for (Index k = 0; k < values; ++k) result[k] = pixel_of(after[k]);
+        return;
+    }
+    std::uint8_t* holes = scratch.holes.data();
+    std::copy(image, image + values, result);
+    if (!mark_holes(before, after, pixels, shape.C, config.joint_channels, holes)) return;
+    if (config.output == Output::restore) {
+        for (Index k = 0; k < values; ++k) {
+            if (holes[k]) result[k] = pixel_of(after[k]);
+        }
+    } else {
+        fill_image(image, holes, after, shape, config.fill_size, scratch.sums.data(),
+                   scratch.counts.data(), result);
+    }
+}
+
 }  // namespace
 
 void repair_images(const std::uint8_t* images, const std::int8_t* binarised,
                    const std::int8_t* recalled, const RepairShape& shape, const RepairConfig& config,
                    std::uint8_t* out) {
     if (shape.B == 0 || shape.H * shape.W * shape.C == 0) return;  // no pixel, no scratch
-    const Index pixels = shape.H * shape.W, values = pixels * shape.C;
+    const Index values = shape.H * shape.W * shape.C;
     const Index plane = (shape.H + 1) * (shape.W + 1) * shape.C;
-    const int threads = team_size(shape.B, values, Index{1} << 16, config.num_threads);
-    FirstError error;
-#pragma omp parallel num_threads(threads)
-    {
-        bool ready = false;
-        std::vector<std::uint8_t> holes;
-        std::vector<Index> sums, counts;
-        try {
-            if (config.output != Output::binary) holes.resize(static_cast<std::size_t>(values));
-            if (config.output == Output::inpaint) {
-                sums.resize(static_cast<std::size_t>(plane));
-                counts.resize(static_cast<std::size_t>(plane));
-            }
-            ready = true;
-        } catch (...) {
-            error.capture();
-        }
-#pragma omp for schedule(static)
-        for (Index b = 0; b < shape.B; ++b) {
-            if (!ready) continue;
-            const std::uint8_t* image = images + b * values;
-            const std::int8_t* before = binarised + b * values;
-            const std::int8_t* after = recalled + b * values;
-            std::uint8_t* result = out + b * values;
-            if (config.output == Output::binary) {
-                for (Index k = 0; k < values; ++k) result[k] = pixel_of(after[k]);
-                continue;
-            }
-            std::copy(image, image + values, result);
-            if (!mark_holes(before, after, pixels, shape.C, config.joint_channels, holes.data())) continue;
-            if (config.output == Output::restore) {
-                for (Index k = 0; k < values; ++k) {
-                    if (holes[k]) result[k] = pixel_of(after[k]);
-                }
-            } else {
-                fill_image(image, holes.data(), after, shape, config.fill_size, sums.data(),
-                           counts.data(), result);
-            }
-        }
-    }
-    error.rethrow();
+    const auto hole_count = static_cast<std::size_t>(config.output == Output::binary ? 0 : values);
+    const auto plane_count = static_cast<std::size_t>(config.output == Output::inpaint ? plane : 0);
+    for_each_row(
+        shape.B, {config.num_threads, values, Index{1} << 16, 0},
+        [&] {
+            return Scratch{std::vector<std::uint8_t>(hole_count), std::vector<Index>(plane_count),
+                           std::vector<Index>(plane_count)};
+        },
+        [&](Scratch& scratch, Index b) {
+            repair_image(images + b * values, binarised + b * values, recalled + b * values, shape,
+                         config, scratch, out + b * values);
+        });
 }
 
 }  // namespace sifternet

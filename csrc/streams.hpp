@@ -1,4 +1,4 @@
-// Counter-based random streams of METHOD.md section 4: one per (image, channel),
+// Counter-based random streams of docs/method.md: one per (image, channel),
 // independent of thread count, batch split and machine.
 #pragma once
 #include <cstdint>

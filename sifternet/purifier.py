@@ -448,6 +448,8 @@ def _planes(states: np.ndarray) -> list[np.ndarray]:
     b, h, w, c = states.shape
     if c == 1:
         return [np.ascontiguousarray(states.reshape(b, h * w))]
+    if b == 0:  # OpenCV splits no empty image
+        return [np.empty((0, h * w), np.int8) for _ in range(c)]
     return [p.reshape(b, h * w) for p in cv2.split(states.reshape(b * h, w, c))]
 
 
@@ -456,4 +458,6 @@ def _merge(planes: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     b, h, w, c = shape
     if c == 1:
         return planes[0].reshape(shape)
+    if b == 0:  # OpenCV merges no empty planes
+        return np.empty(shape, np.int8)
     return cv2.merge([p.reshape(b * h, w) for p in planes]).reshape(shape)

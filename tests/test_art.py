@@ -58,37 +58,68 @@ def test_conversion_both_ways(case, channels_first, low, high, request):
     np.testing.assert_array_equal(out, as_input(expected, low=low, high=high, channels_first=channels_first))
 
 
-def test_grey_without_channel_axis_and_integer_input(grey, colour):
+def test_grey_without_channel_axis(grey):
     images, purifier, expected = grey
     out, _ = SifterNetPreprocessor(purifier)(images / np.float64(255))
     assert out.shape == images.shape and out.dtype == np.float64
     np.testing.assert_array_equal(out * 255, expected)
+
+
+def test_integer_input_keeps_its_dtype(colour):
     images, purifier, expected = colour
     out, _ = SifterNetPreprocessor(purifier, clip_values=(0, 255))(images)
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, expected)
 
 
-def test_bad_input(colour):
-    images, purifier, _ = colour
-    pre = SifterNetPreprocessor(purifier, channels_first=True)
-    x = as_input(images, low=0, high=1, channels_first=True)
-    with pytest.raises(ValueError, match=r"expected a batch \(B, 3, 32, 32\), got shape \(40, 32, 32, 3\)"):
-        pre(np.moveaxis(x, 1, -1))
-    with pytest.raises(ValueError, match=r"clip_values \[0.0, 1.0\], found \[\d.*, 255.0\]"):
-        pre(x * 255)
+def with_nan(x: np.ndarray) -> np.ndarray:
     bad = x.copy()
     bad[0, 0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="finite values"):
-        pre(bad)
-    with pytest.raises(TypeError, match="real-valued numpy array"):
-        pre(torch.from_numpy(x))
-    with pytest.raises(ValueError, match="clip_values: expected finite min < max"):
-        SifterNetPreprocessor(purifier, clip_values=(1, 0))
-    with pytest.raises(ValueError, match="clip_values: expected two numbers"):
-        SifterNetPreprocessor(purifier, clip_values=(0, 1, 2))
-    with pytest.raises(RuntimeError, match="not fitted"):
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [(lambda x: np.moveaxis(x, 1, -1), ValueError,
+      r"x: expected a batch \(B, 3, 32, 32\), got shape \(40, 32, 32, 3\)"),
+     (lambda x: x * 255, ValueError, r"x: expected finite values in clip_values \[0.0, 1.0\], found \[\d.*, 255.0\]"),
+     (with_nan, ValueError, r"x: expected finite values in clip_values \[0.0, 1.0\], found"),
+     (torch.from_numpy, TypeError, "x: expected a real-valued numpy array, got Tensor"),
+     (lambda x: x.astype(np.complex64), TypeError, "x: expected a real-valued numpy array, got complex64")],
+    ids=["channels-last", "out-of-range", "nan", "tensor", "complex"],
+)
+def test_bad_input_is_refused(colour, change, error, message):
+    images, purifier, _ = colour
+    pre = SifterNetPreprocessor(purifier, channels_first=True)
+    with pytest.raises(error, match=message):
+        pre(change(as_input(images, low=0, high=1, channels_first=True)))
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [({"clip_values": (1, 0)}, ValueError, r"clip_values: expected finite min < max, got \(1, 0\)"),
+     ({"clip_values": (0, np.inf)}, ValueError, r"clip_values: expected finite min < max, got \(0, inf\)"),
+     ({"clip_values": (0, 1, 2)}, ValueError, r"clip_values: expected two numbers \(min, max\), got \(0, 1, 2\)"),
+     ({"channels_first": 1}, TypeError, "channels_first: expected a bool, got int")],
+    ids=["reversed", "infinite", "three", "channels-first-int"],
+)
+def test_bad_settings_are_refused(colour, options, error, message):
+    with pytest.raises(error, match=message):
+        SifterNetPreprocessor(colour[1], **options)
+
+
+def test_an_unfitted_purifier_is_refused():
+    with pytest.raises(RuntimeError, match=r"not fitted yet: call fit\(seed_images\)"):
         SifterNetPreprocessor(SifterNet())
+
+
+def test_something_else_than_a_purifier_is_refused():
+    with pytest.raises(TypeError, match="purifier: expected a fitted SifterNet, got str"):
+        SifterNetPreprocessor("model.npz")
+
+
+def test_repr_names_the_settings(colour):
+    pre = SifterNetPreprocessor(colour[1], channels_first=True)
     assert repr(pre).startswith("SifterNetPreprocessor(clip_values=(0.0, 1.0), channels_first=True")
 
 

@@ -195,23 +195,38 @@ def test_refuses_the_pickle_without_consent(bench, tmp_path, capsys):
     assert "is a Python pickle" in capsys.readouterr().err
 
 
-def test_user_errors_are_one_line(bench, tmp_path, capsys):
-    model = ("--model", str(bench["folder"] / "model.pt"))
+def model_args(bench) -> tuple[str, str]:
+    return "--model", str(bench["folder"] / "model.pt")
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_a_result_without_original_indices_is_refused_in_one_line(bench, tmp_path, capsys):
     result = write_result(bench, tmp_path, "v1-array")
     bd_test = torch.load(result, weights_only=False)["bd_test"]
     del bd_test["original_index"]
     torch.save({"bd_test": bd_test}, tmp_path / "no_index.pt")
-    assert run_script(bench, tmp_path / "no_index.pt", *model) == 1
-    assert "bd_test: no 'original_index' entry" in capsys.readouterr().err
+    assert run_script(bench, tmp_path / "no_index.pt", *model_args(bench)) == 1
+    assert "bd_test: no 'original_index' entry" in one_line(capsys.readouterr().err)
 
+
+def test_clean_labels_that_disagree_are_refused_in_one_line(bench, tmp_path, capsys):
+    result = write_result(bench, tmp_path, "v1-array")
     images, labels = bench["test"]
     np.savez(tmp_path / "shuffled.npz", images=images, labels=np.roll(labels, 1))
-    status = script.main([str(result), "--allow-pickle", *model, "--clean-test", str(tmp_path / "shuffled.npz"),
-                          "--clean-train", str(bench["folder"] / "train.npz")])
+    status = script.main([str(result), "--allow-pickle", *model_args(bench), "--clean-test",
+                          str(tmp_path / "shuffled.npz"), "--clean-train", str(bench["folder"] / "train.npz")])
     assert status == 1
-    assert "labels disagree with bd_test's original labels" in capsys.readouterr().err
+    assert "labels disagree with bd_test's original labels" in one_line(capsys.readouterr().err)
 
+
+def test_an_existing_report_is_kept_and_refused_in_one_line(bench, tmp_path, capsys):
+    result = write_result(bench, tmp_path, "v1-array")
     (tmp_path / "taken.json").write_text("{}")
-    assert run_script(bench, result, *model, "--json", str(tmp_path / "taken.json")) == 1
-    assert "already exists" in capsys.readouterr().err
+    assert run_script(bench, result, *model_args(bench), "--json", str(tmp_path / "taken.json")) == 1
+    assert "already exists" in one_line(capsys.readouterr().err)
     assert (tmp_path / "taken.json").read_text() == "{}"

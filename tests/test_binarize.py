@@ -157,12 +157,11 @@ def test_local_mean_more_channels_than_opencv_carries():
     np.testing.assert_array_equal(states, per_plane(images, ref_local_mean, 3, 0.0, "reflect"))
 
 
-def test_local_mean_large_block_uses_int32_sums():
+@pytest.mark.parametrize("k", [17, 40])  # 255*k*k beyond uint16
+def test_local_mean_large_block_uses_int32_sums(k):
     images = np.random.default_rng(7).integers(0, 256, (2, 12, 9), dtype=np.uint8)
-    for k in (17, 40):  # 255*k*k beyond uint16
-        states = binarize(images, "local_mean", block_size=k, offset=-2.25, border="replicate")
-        expected = per_plane(images, ref_local_mean, k, -2.25, "replicate")
-        np.testing.assert_array_equal(states, expected)
+    states = binarize(images, "local_mean", block_size=k, offset=-2.25, border="replicate")
+    np.testing.assert_array_equal(states, per_plane(images, ref_local_mean, k, -2.25, "replicate"))
 
 
 # ---------------------------------------------------------------- ties and window placement

@@ -49,10 +49,13 @@ def test_threaded_scheduler_matches_one_shot(images, purifier, expected, chunks)
     np.testing.assert_array_equal(lazy.compute(scheduler="threads"), expected)
 
 
-def test_image_axes_are_rechunked_and_grey_works(images, purifier, expected):
+def test_image_axes_are_rechunked(images, purifier, expected):
     lazy = purify(da.from_array(images, chunks=(50, 16, 8, 1)), purifier)
     assert all(len(c) == 1 for c in lazy.chunks[1:])
     np.testing.assert_array_equal(lazy.compute(scheduler="sync"), expected)
+
+
+def test_grey_images_match_one_shot(images):
     grey = images[..., 0].copy()
     grey_purifier = SifterNet(steps=200).fit(grey[:30])
     np.testing.assert_array_equal(
@@ -72,22 +75,40 @@ def test_model_enters_the_graph_once(images, purifier):
     assert all(len(pickle.dumps(task)) < model_size / 4 for task in block_tasks)  # a key, not a copy
 
 
-def test_bad_input(images, purifier):
-    with pytest.raises(TypeError, match="dask.array.Array"):
-        purify(images, purifier)
-    with pytest.raises(TypeError, match="uint8"):
-        purify(da.from_array(images.astype(np.float32)), purifier)
-    with pytest.raises(ValueError, match=r"expected a batch \(B, 32, 32, 3\)"):
-        purify(da.from_array(images[..., :1]), purifier)
-    with pytest.raises(ValueError, match=r"expected a batch \(B, 32, 32, 3\)"):
-        purify(da.from_array(images[0]), purifier)
-    with pytest.raises(RuntimeError, match="not fitted"):
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [(lambda im: im, TypeError, "images: expected a dask.array.Array, got ndarray"),
+     (lambda im: da.from_array(im.astype(np.float32)), TypeError, "images: expected dtype uint8, got float32"),
+     (lambda im: da.from_array(im[..., :1]), ValueError,
+      r"images: expected a batch \(B, 32, 32, 3\) for this purifier, got shape \(516, 32, 32, 1\)"),
+     (lambda im: da.from_array(im[0]), ValueError,
+      r"images: expected a batch \(B, 32, 32, 3\) for this purifier, got shape \(32, 32, 3\)")],
+    ids=["numpy", "float", "one-channel", "one-image"],
+)
+def test_bad_images_are_refused(images, purifier, make, error, message):
+    with pytest.raises(error, match=message):
+        purify(make(images), purifier)
+
+
+def test_an_unfitted_purifier_is_refused(images):
+    with pytest.raises(RuntimeError, match=r"not fitted yet: call fit\(seed_images\)"):
         purify(da.from_array(images), SifterNet())
-    with pytest.raises(ValueError, match="num_threads"):
+
+
+def test_something_else_than_a_purifier_is_refused(images):
+    with pytest.raises(TypeError, match="purifier: expected a fitted SifterNet, got str"):
+        purify(da.from_array(images), "model.npz")
+
+
+def test_a_bad_thread_count_is_refused_before_any_task_runs(images, purifier):
+    with pytest.raises(ValueError, match="num_threads: expected a positive count, -1 or None, got 0"):
         purify(da.from_array(images), purifier, num_threads=0)
+
+
+def test_unknown_chunk_sizes_are_refused(images, purifier):
     unknown = da.from_array(images, chunks=(100, -1, -1, -1))
     unknown = unknown[unknown[:, 0, 0, 0] < 255]  # boolean mask: unknown chunk sizes
-    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+    with pytest.raises(ValueError, match=r"unknown chunk sizes.*call images\.compute_chunk_sizes\(\) first"):
         purify(unknown, purifier)
 
 

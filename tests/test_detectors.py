@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -39,18 +40,48 @@ def test_corruptions_cover_imagenet_c_but_frost():
     assert len(CORRUPTIONS) == 14
 
 
-@pytest.mark.parametrize("name", list(CORRUPTIONS))
-@pytest.mark.parametrize("dataset", ["gtsrb", "mnist"])
-def test_corruption_is_deterministic_chunk_independent_and_keeps_shape(name, dataset):
+CORRUPTION_INDICES = np.arange(8) * 7 + 3
+
+
+@functools.lru_cache(maxsize=None)
+def corrupted(name: str, dataset: str) -> np.ndarray:
+    """The first 8 images of a sample under ``name`` at severity 3, seed 5."""
+    return corrupt(sample(dataset, 8), name, 3, indices=CORRUPTION_INDICES, seed=5)
+
+
+each_corruption = pytest.mark.parametrize(
+    ("name", "dataset"), [(name, dataset) for name in CORRUPTIONS for dataset in ("gtsrb", "mnist")])
+
+
+@each_corruption
+def test_corruption_keeps_shape_and_dtype_and_changes_the_images(name, dataset):
+    out = corrupted(name, dataset)
+    assert out.dtype == np.uint8 and out.shape == sample(dataset, 8).shape
+    assert not np.array_equal(out, sample(dataset, 8))
+
+
+@each_corruption
+def test_corruption_is_deterministic(name, dataset):
+    again = corrupt(sample(dataset, 8), name, 3, indices=CORRUPTION_INDICES, seed=5)
+    np.testing.assert_array_equal(again, corrupted(name, dataset))
+
+
+@each_corruption
+def test_corruption_is_chunk_independent(name, dataset):
     x = sample(dataset, 8)
-    indices = np.arange(8) * 7 + 3
-    out = corrupt(x, name, 3, indices=indices, seed=5)
-    assert out.dtype == np.uint8 and out.shape == x.shape
-    assert not np.array_equal(out, x)
-    np.testing.assert_array_equal(out, corrupt(x, name, 3, indices=indices, seed=5))
-    parts = [corrupt(x[s], name, 3, indices=indices[s], seed=5) for s in (slice(0, 3), slice(3, 4), slice(4, 8))]
-    np.testing.assert_array_equal(out, np.concatenate(parts))
-    np.testing.assert_array_equal(out[::-1], corrupt(x[::-1], name, 3, indices=indices[::-1], seed=5))
+    parts = [corrupt(x[s], name, 3, indices=CORRUPTION_INDICES[s], seed=5) for s in (slice(0, 3), slice(3, 4), slice(4, 8))]
+    np.testing.assert_array_equal(np.concatenate(parts), corrupted(name, dataset))
+
+
+@each_corruption
+def test_corruption_is_order_independent(name, dataset):
+    reversed_ = corrupt(sample(dataset, 8)[::-1], name, 3, indices=CORRUPTION_INDICES[::-1], seed=5)
+    np.testing.assert_array_equal(reversed_, corrupted(name, dataset)[::-1])
+
+
+@each_corruption
+def test_corruption_of_an_empty_batch_is_empty(name, dataset):
+    x = sample(dataset, 8)
     assert corrupt(x[:0], name, 3).shape == (0,) + x.shape[1:]
 
 
@@ -58,14 +89,24 @@ RANDOM = {"gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion
           "elastic_transform"}
 
 
+TWICE = np.repeat(sample("gtsrb", 1), 2, axis=0)  # one image, twice
+
+
 @pytest.mark.parametrize("name", sorted(RANDOM))
-def test_random_corruptions_follow_seed_and_index(name):
-    x = np.repeat(sample("gtsrb", 1), 2, axis=0)
-    same_index = corrupt(x, name, 5, indices=[4, 4])
+def test_random_corruption_of_one_index_is_one_draw(name):
+    same_index = corrupt(TWICE, name, 5, indices=[4, 4])
     np.testing.assert_array_equal(same_index[0], same_index[1])
-    other_index = corrupt(x, name, 5, indices=[4, 5])
+
+
+@pytest.mark.parametrize("name", sorted(RANDOM))
+def test_random_corruption_differs_per_index(name):
+    other_index = corrupt(TWICE, name, 5, indices=[4, 5])
     assert not np.array_equal(other_index[0], other_index[1])
-    assert not np.array_equal(corrupt(x, name, 5, indices=[4, 4], seed=1), same_index)
+
+
+@pytest.mark.parametrize("name", sorted(RANDOM))
+def test_random_corruption_follows_the_seed(name):
+    assert not np.array_equal(corrupt(TWICE, name, 5, indices=[4, 4], seed=1), corrupt(TWICE, name, 5, indices=[4, 4]))
 
 
 def mean_change(x: np.ndarray, name: str, severity: int) -> float:
@@ -92,30 +133,39 @@ def test_severity_5_changes_more_than_severity_1(name):
     assert mean_change(x, name, 5) > mean_change(x, name, 1)
 
 
-def test_known_corruption_values():
-    grey = np.full((2, 8, 8), 100, np.uint8)
-    np.testing.assert_array_equal(corrupt(grey, "brightness", 3), 138)  # 100 + 0.15 * 255 = 138.25
-    np.testing.assert_array_equal(corrupt(grey, "contrast", 5), 100)  # a flat image has no contrast
-    np.testing.assert_array_equal(corrupt(grey, "defocus_blur", 5), 100)
-    np.testing.assert_array_equal(corrupt(grey, "pixelate", 5), 100)
-    halves = np.zeros((1, 8, 8, 3), np.uint8)
-    halves[:, :, 4:] = 200
-    np.testing.assert_array_equal(corrupt(halves, "contrast", 2), np.where(halves == 200, 150, 50))
+GREY = np.full((2, 8, 8), 100, np.uint8)
+HALVES = np.zeros((1, 8, 8, 3), np.uint8)
+HALVES[:, :, 4:] = 200
+
+
+@pytest.mark.parametrize(
+    ("images", "name", "severity", "want"),
+    [(GREY, "brightness", 3, 138),  # 100 + 0.15 * 255 = 138.25
+     (GREY, "contrast", 5, 100),  # a flat image has no contrast
+     (GREY, "defocus_blur", 5, 100),
+     (GREY, "pixelate", 5, 100),
+     (HALVES, "contrast", 2, np.where(HALVES == 200, 150, 50))],
+    ids=["brightness", "flat-contrast", "flat-defocus", "flat-pixelate", "halves-contrast"],
+)
+def test_known_corruption_values(images, name, severity, want):
+    np.testing.assert_array_equal(corrupt(images, name, severity), np.broadcast_to(want, images.shape))
 
 
 @pytest.mark.parametrize(
     ("images", "name", "severity", "indices", "message"),
     [
-        (np.zeros((1, 8, 8), np.uint8), "frost", 1, None, "frost photographs"),
-        (np.zeros((1, 8, 8), np.uint8), "blur", 1, None, "unknown 'blur'"),
-        (np.zeros((1, 8, 8), np.uint8), "contrast", 0, None, "severity"),
-        (np.zeros((1, 8, 8), np.uint8), "contrast", 6, None, "severity"),
-        (np.zeros((1, 8, 8), np.uint8), "contrast", True, None, "severity"),
-        (np.zeros((1, 8, 8), np.float32), "contrast", 1, None, "uint8"),
-        (np.zeros((1, 8, 8, 2), np.uint8), "contrast", 1, None, "C = 1 or 3"),
-        (np.zeros((8, 8), np.uint8), "contrast", 1, None, "uint8"),
-        (np.zeros((2, 8, 8), np.uint8), "contrast", 1, [0], "indices: expected 2 integers"),
+        (np.zeros((1, 8, 8), np.uint8), "frost", 1, None, r"corruption: unknown 'frost' \(overlays ImageNet-C's frost photographs"),
+        (np.zeros((1, 8, 8), np.uint8), "blur", 1, None, "corruption: unknown 'blur'; expected one of"),
+        (np.zeros((1, 8, 8), np.uint8), "contrast", 0, None, r"severity: expected an int in 1\.\.5, got 0"),
+        (np.zeros((1, 8, 8), np.uint8), "contrast", 6, None, r"severity: expected an int in 1\.\.5, got 6"),
+        (np.zeros((1, 8, 8), np.uint8), "contrast", True, None, r"severity: expected an int in 1\.\.5, got True"),
+        (np.zeros((1, 8, 8), np.float32), "contrast", 1, None,
+         r"images: expected uint8 \(B, H, W\) or \(B, H, W, C\) with C = 1 or 3, got float32 \(1, 8, 8\)"),
+        (np.zeros((1, 8, 8, 2), np.uint8), "contrast", 1, None, r"with C = 1 or 3, got uint8 \(1, 8, 8, 2\)"),
+        (np.zeros((8, 8), np.uint8), "contrast", 1, None, r"with C = 1 or 3, got uint8 \(8, 8\)"),
+        (np.zeros((2, 8, 8), np.uint8), "contrast", 1, [0], r"indices: expected 2 integers, got int64 \(1,\)"),
     ],
+    ids=["frost", "unknown", "severity-0", "severity-6", "severity-bool", "float", "two-channels", "2d", "indices"],
 )
 def test_corrupt_rejects_bad_input(images, name, severity, indices, message):
     with pytest.raises(ValueError, match=message):
@@ -123,70 +173,125 @@ def test_corrupt_rejects_bad_input(images, name, severity, indices, message):
 
 
 # -- STRIP ---------------------------------------------------------------------------
-def test_superimpose_and_entropy():
-    a, b = np.uint8([[10, 200]]), np.uint8([[15, 100]])
-    np.testing.assert_array_equal(superimpose(a, b, "add"), [[25, 255]])
-    np.testing.assert_array_equal(superimpose(a, b, "average"), [[13, 150]])
-    with pytest.raises(ValueError, match="blend"):
-        superimpose(a, b, "max")
+@pytest.mark.parametrize(("blend", "want"), [("add", [[25, 255]]), ("average", [[13, 150]])])
+def test_superimpose(blend, want):
+    np.testing.assert_array_equal(superimpose(np.uint8([[10, 200]]), np.uint8([[15, 100]]), blend), want)
+
+
+def test_superimpose_refuses_an_unknown_blend():
+    with pytest.raises(ValueError, match="blend: expected one of .*, got 'max'"):
+        superimpose(np.uint8([[10]]), np.uint8([[15]]), "max")
+
+
+def test_entropy_by_hand():
     np.testing.assert_allclose(entropy([[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0.25] * 4]), [0, np.log(2), np.log(4)])
 
 
 @pytest.mark.parametrize("classes", [2, 10])
-def test_strip_constant_model_scores_zero_uniform_model_minus_log_k(classes):
+def test_strip_scores_a_constant_model_zero(classes):
     images, pool = sample("mnist", 5), sample("mnist", 12)[5:]
     one_hot = ProbabilityModel(lambda x: np.eye(classes)[np.zeros(len(x), int)])
-    uniform = ProbabilityModel(lambda x: np.full((len(x), classes), 1 / classes))
     np.testing.assert_array_equal(strip(one_hot, pool, copies=4).score(images, np.arange(5)), 0)
+
+
+@pytest.mark.parametrize("classes", [2, 10])
+def test_strip_scores_a_uniform_model_minus_log_k(classes):
+    images, pool = sample("mnist", 5), sample("mnist", 12)[5:]
+    uniform = ProbabilityModel(lambda x: np.full((len(x), classes), 1 / classes))
     np.testing.assert_allclose(strip(uniform, pool, copies=4).score(images, np.arange(5)), -np.log(classes))
 
 
-def test_strip_draws_per_index_and_refuses_bad_input():
-    images, pool = sample("gtsrb", 6), sample("gtsrb", 30)[6:]
+def brightness_votes(x):
+    """Two classes by mean brightness: the overlays matter."""
+    p = np.clip(x.reshape(len(x), -1).mean(1) / 255, 0, 1)
+    return np.stack([p, 1 - p], 1)
 
-    def brightness_votes(x):  # two classes by mean brightness: the overlays matter
-        p = np.clip(x.reshape(len(x), -1).mean(1) / 255, 0, 1)
-        return np.stack([p, 1 - p], 1)
 
-    model = ProbabilityModel(brightness_votes)
-    indices = np.arange(6) + 40
-    detector = strip(model, pool, copies=7, blend="average", seed=3)
-    scores = detector.score(images, indices)
+STRIP_IMAGES, STRIP_INDICES = sample("gtsrb", 6), np.arange(6) + 40
+STRIP_POOL = sample("gtsrb", 30)[6:]
+BRIGHTNESS = ProbabilityModel(brightness_votes)
+
+
+@pytest.fixture(scope="module")
+def strip_scores():
+    detector = strip(BRIGHTNESS, STRIP_POOL, copies=7, blend="average", seed=3)
+    return detector, detector.score(STRIP_IMAGES, STRIP_INDICES)
+
+
+def test_strip_scores_are_negative_entropies_that_vary(strip_scores):
+    scores = strip_scores[1]
     assert (scores < 0).all() and len(set(scores.round(12))) > 1
-    np.testing.assert_array_equal(scores, strip(model, pool, copies=7, blend="average", seed=3,
-                                                images_per_call=4).score(images, indices))
-    np.testing.assert_array_equal(scores[2:], detector.score(images[2:], indices[2:]))
-    assert not np.array_equal(scores, detector.score(images, indices + 1))
-    with pytest.raises(TypeError, match="no predict_proba"):
-        strip(CallableClassifier(lambda x: np.zeros(len(x))), pool)
-    with pytest.raises(ValueError, match="copies"):
-        strip(model, pool, copies=0)
-    with pytest.raises(ValueError, match="pool"):
-        strip(model, pool[:0])
-    with pytest.raises(ValueError, match="do not match the pool"):
-        detector.score(sample("mnist", 2), np.arange(2))
-    with pytest.raises(ValueError, match="indices"):
-        detector.score(images, np.arange(5))
+
+
+def test_strip_scores_do_not_depend_on_images_per_call(strip_scores):
+    chunked = strip(BRIGHTNESS, STRIP_POOL, copies=7, blend="average", seed=3, images_per_call=4)
+    np.testing.assert_array_equal(chunked.score(STRIP_IMAGES, STRIP_INDICES), strip_scores[1])
+
+
+def test_strip_scores_do_not_depend_on_the_batch(strip_scores):
+    detector, scores = strip_scores
+    np.testing.assert_array_equal(detector.score(STRIP_IMAGES[2:], STRIP_INDICES[2:]), scores[2:])
+
+
+def test_strip_draws_the_overlays_per_index(strip_scores):
+    detector, scores = strip_scores
+    assert not np.array_equal(detector.score(STRIP_IMAGES, STRIP_INDICES + 1), scores)
+
+
+def test_strip_needs_probabilities():
+    with pytest.raises(TypeError, match=r"strip: the model \(CallableClassifier\) has no predict_proba"):
+        strip(CallableClassifier(lambda x: np.zeros(len(x))), STRIP_POOL)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"copies": 0}, "strip: copies: expected a positive int, got 0"),
+     ({"pool": STRIP_POOL[:0]}, r"strip: pool: expected uint8 images \(P, H, W\[, C\]\), P > 0"),
+     ({"blend": "max"}, "strip: blend: expected one of .*, got 'max'")],
+    ids=["copies", "empty-pool", "blend"],
+)
+def test_strip_refuses_bad_settings(options, message):
+    with pytest.raises(ValueError, match=message):
+        strip(BRIGHTNESS, **{"pool": STRIP_POOL, **options})
+
+
+@pytest.mark.parametrize(
+    ("images", "indices", "message"),
+    [(sample("mnist", 2), np.arange(2), r"strip: images of shape \(28, 28\) do not match the pool's \(32, 32, 3\)"),
+     (STRIP_IMAGES, np.arange(5), r"indices: expected 6 integers, got int64 \(5,\)")],
+    ids=["image-shape", "indices"],
+)
+def test_strip_score_refuses_bad_input(strip_scores, images, indices, message):
+    with pytest.raises(ValueError, match=message):
+        strip_scores[0].score(images, indices)
 
 
 # -- TeCo ----------------------------------------------------------------------------
-def test_teco_pixel_model_known_severities_and_deviation():
-    model = CallableClassifier(lambda x: (x[:, 0, 0] > 127).astype(int))  # reads one pixel
-    images = np.stack([np.full((8, 8), 100, np.uint8), np.full((8, 8), 20, np.uint8)])
+PIXEL_MODEL = CallableClassifier(lambda x: (x[:, 0, 0] > 127).astype(int))  # reads one pixel
+PIXEL_IMAGES = np.stack([np.full((8, 8), 100, np.uint8), np.full((8, 8), 20, np.uint8)])
+
+
+def test_teco_first_change_severities_on_a_pixel_model():
     # brightness: 100 + 0.15 * 255 > 127 first at severity 3; 20 needs + 0.45 (never); a flat
     # image keeps its value under contrast (never): 6 = no severity changed the label
-    first = first_change_severities(model, images, np.arange(2), corruptions=["brightness", "contrast"])
+    first = first_change_severities(PIXEL_MODEL, PIXEL_IMAGES, np.arange(2), corruptions=["brightness", "contrast"])
     np.testing.assert_array_equal(first, [[3, 6], [6, 6]])
-    detector = teco(model, corruptions=["brightness", "contrast"])
-    np.testing.assert_allclose(detector.score(images, np.arange(2)), [1.5, 0])  # std of (3, 6) and of (6, 6)
 
 
-def test_teco_rejects_bad_corruptions():
-    model = CallableClassifier(lambda x: np.zeros(len(x)))
-    with pytest.raises(ValueError, match="frost photographs"):
-        teco(model, corruptions=["frost", "contrast"])
-    with pytest.raises(ValueError, match="at least two"):
-        teco(model, corruptions=["contrast", "contrast"])
+def test_teco_score_is_the_deviation_of_first_change_severities():
+    detector = teco(PIXEL_MODEL, corruptions=["brightness", "contrast"])
+    np.testing.assert_allclose(detector.score(PIXEL_IMAGES, np.arange(2)), [1.5, 0])  # std of (3, 6) and of (6, 6)
+
+
+@pytest.mark.parametrize(
+    ("corruptions", "message"),
+    [(["frost", "contrast"], r"teco: corruptions: unknown \['frost'\] \(.*frost photographs"),
+     (["contrast", "contrast"], r"teco: corruptions: expected at least two different ones")],
+    ids=["frost", "one-kind"],
+)
+def test_teco_rejects_bad_corruptions(corruptions, message):
+    with pytest.raises(ValueError, match=message):
+        teco(CallableClassifier(lambda x: np.zeros(len(x))), corruptions=corruptions)
 
 
 # -- both, on a synthetic backdoor ---------------------------------------------------
@@ -215,36 +320,76 @@ def backdoored_set(count: int = 24, side: int = 16):
     return clean, triggered, ProbabilityModel(proba), pool
 
 
-def test_strip_and_teco_detect_a_white_patch_backdoor():
+@pytest.fixture(scope="module")
+def white_patch():
+    """Per detector, its scores of the clean images and of the triggered images of
+    non-target classes (as in evaluate), and the detectors and victims themselves."""
     clean, triggered, model, pool = backdoored_set()
     indices = np.arange(len(clean))
-    assert (model.predict(triggered) == 0).all() and (model.predict(clean) == indices % 4).all()
-    victims = indices % 4 != 0  # as in evaluate: triggered images of non-target classes
-    triggered, victim_indices = triggered[victims], indices[victims]
+    victims = indices % 4 != 0
     detectors = {d.name: d for d in make_detectors(["strip", "teco"], model, pool, seed=0)}
-    scores = {name: (d.score(clean, indices), d.score(triggered, victim_indices)) for name, d in detectors.items()}
-    assert roc_auc(*scores["strip"]) == 1.0, scores["strip"]
-    assert roc_auc(*scores["teco"]) > 0.9, scores["teco"]
-    teco_triggered = scores["teco"][1]
-    np.testing.assert_array_equal(teco_triggered[5:], detectors["teco"].score(triggered[5:], victim_indices[5:]))
-    with pytest.raises(ValueError, match="unknown \\['neural-cleanse'\\]"):
+    scores = {name: (d.score(clean, indices), d.score(triggered[victims], indices[victims]))
+              for name, d in detectors.items()}
+    return scores, detectors, triggered[victims], indices[victims]
+
+
+def test_the_synthetic_backdoor_works():
+    clean, triggered, model, _ = backdoored_set()
+    assert (model.predict(triggered) == 0).all() and (model.predict(clean) == np.arange(len(clean)) % 4).all()
+
+
+def test_strip_detects_a_white_patch_backdoor(white_patch):
+    scores = white_patch[0]["strip"]
+    assert roc_auc(*scores) == 1.0, scores
+
+
+def test_teco_detects_a_white_patch_backdoor(white_patch):
+    scores = white_patch[0]["teco"]
+    assert roc_auc(*scores) > 0.9, scores
+
+
+def test_teco_scores_do_not_depend_on_the_batch(white_patch):
+    scores, detectors, triggered, indices = white_patch
+    np.testing.assert_array_equal(scores["teco"][1][5:], detectors["teco"].score(triggered[5:], indices[5:]))
+
+
+def test_make_detectors_refuses_unknown_names():
+    _, _, model, pool = backdoored_set()
+    with pytest.raises(ValueError, match=r"detectors: unknown \['neural-cleanse'\]; expected some of"):
         make_detectors(["neural-cleanse"], model, pool, seed=0)
+
+
+def test_detectors_are_strip_and_teco():
     assert set(DETECTORS) == {"strip", "teco"}
 
 
-def test_torch_classifier_probabilities():
+@pytest.fixture(scope="module")
+def torch_classifier():
     torch = pytest.importorskip("torch", reason="TorchClassifier needs PyTorch (pip install torch==2.13.0)")
     from sifternet.eval.models import TorchClassifier, small_cnn
 
     torch.manual_seed(0)
-    model = TorchClassifier(small_cnn(1, 28, 28, 10), batch_size=5)
-    x = sample("mnist", 12)
-    p = model.predict_proba(x)
+    return TorchClassifier(small_cnn(1, 28, 28, 10), batch_size=5)
+
+
+def test_torch_classifier_probabilities_sum_to_one(torch_classifier):
+    p = torch_classifier.predict_proba(sample("mnist", 12))
     assert p.shape == (12, 10) and p.dtype == np.float32
     np.testing.assert_allclose(p.sum(1), 1, rtol=1e-5)
-    np.testing.assert_array_equal(p.argmax(1), model.predict(x))
-    assert model.predict_proba(x[:0]).shape == (0, 10) and model.predict(x[:0]).shape == (0,)
-    scores = strip(model, sample("mnist", 30)[12:], copies=3).score(x, np.arange(12))
+
+
+def test_torch_classifier_predicts_the_most_probable_label(torch_classifier):
+    x = sample("mnist", 12)
+    np.testing.assert_array_equal(torch_classifier.predict_proba(x).argmax(1), torch_classifier.predict(x))
+
+
+def test_torch_classifier_on_an_empty_batch(torch_classifier):
+    x = sample("mnist", 12)[:0]
+    assert torch_classifier.predict_proba(x).shape == (0, 10) and torch_classifier.predict(x).shape == (0,)
+
+
+def test_strip_on_a_torch_classifier(torch_classifier):
+    scores = strip(torch_classifier, sample("mnist", 30)[12:], copies=3).score(sample("mnist", 12), np.arange(12))
     assert scores.shape == (12,) and (scores <= 0).all() and (scores >= -np.log(10) - 1e-6).all()
 
 

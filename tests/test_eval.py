@@ -14,7 +14,7 @@ from sifternet import reference as ref
 from sifternet.binarize import binarize
 from sifternet.eval import attacks
 from sifternet.eval import evaluate as ev
-from sifternet.eval.defenses import DEFENSES, MODEL_QUERYING, erase_visited, seed_consensus
+from sifternet.eval.defenses import DEFENSES, MODEL_QUERYING, erase_visited, ifmv, seed_consensus
 from sifternet.eval.detectors import Detector
 from sifternet.eval.metrics import accuracy, attack_success_rate, robust_accuracy, roc_auc
 from sifternet.eval.models import CallableClassifier
@@ -25,6 +25,9 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 def batch(*shape, seed=0):
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+# -- attacks -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -42,30 +45,57 @@ def test_badnet_changes_exactly_the_patch(position, rows, cols):
     assert x.max() < 255  # input untouched
 
 
-def test_badnet_random_colour_and_pattern():
+def test_badnet_random_position_differs_per_image():
+    y = attacks.badnet(np.zeros((50, 8, 8), np.uint8), position="random", value=200, seed=1)
+    assert ((y == 200).sum(axis=(1, 2)) == 9).all()  # one whole 3x3 patch per image
+    assert len({tuple(np.argwhere(im)[0]) for im in y}) > 5
+
+
+def test_badnet_random_position_follows_the_seed():
     x = np.zeros((50, 8, 8), np.uint8)
-    y = attacks.badnet(x, position="random", value=200, seed=1)
-    assert ((y == 200).sum(axis=(1, 2)) == 9).all()
-    assert len({tuple(np.argwhere(im)[0]) for im in y}) > 5  # positions differ per image
-    np.testing.assert_array_equal(attacks.badnet(x, position="random", value=200, seed=1), y)
+    first = attacks.badnet(x, position="random", seed=1)
+    np.testing.assert_array_equal(attacks.badnet(x, position="random", seed=1), first)
+    assert not np.array_equal(attacks.badnet(x, position="random", seed=2), first)
+
+
+def test_badnet_colour_per_channel():
     colour = attacks.badnet(np.zeros((1, 5, 5, 3), np.uint8), value=(255, 0, 10))
-    np.testing.assert_array_equal(colour[0, 4, 4], [255, 0, 10])
+    np.testing.assert_array_equal(colour[0, 2:, 2:], np.broadcast_to([255, 0, 10], (3, 3, 3)))
+
+
+def test_badnet_checkerboard_alternates_colour_and_black():
     board = attacks.badnet(np.zeros((1, 5, 5), np.uint8), size=2, pattern="checkerboard")[0]
     np.testing.assert_array_equal(board[3:, 3:], [[255, 0], [0, 255]])
-    with pytest.raises(ValueError, match="position: expected one of"):
-        attacks.badnet(x, position="middle")
-    with pytest.raises(ValueError, match="leaves the 8x8 image"):
-        attacks.badnet(x, position=(7, 7))
-    with pytest.raises(TypeError, match="uint8"):
-        attacks.badnet(x.astype(float))
 
 
-def test_blended_and_sig_follow_their_formulas():
+@pytest.mark.parametrize(
+    ("images", "options", "error", "message"),
+    [(np.zeros((1, 8, 8), np.uint8), {"position": "middle"}, ValueError, "position: expected one of"),
+     (np.zeros((1, 8, 8), np.uint8), {"position": (7, 7)}, ValueError, r"patch at \(7, 7\) leaves the 8x8 image"),
+     (np.zeros((1, 8, 8), np.uint8), {"value": 300}, ValueError, r"value: expected levels in 0 \.\. 255, got 300"),
+     (np.zeros((1, 8, 8), np.uint8), {"pattern": "stripes"}, ValueError, "pattern: expected one of"),
+     (np.zeros((1, 8, 8), np.uint8), {"size": 9}, ValueError, r"size: expected 1 \.\. 8, got 9"),
+     (np.zeros((1, 8, 8)), {}, TypeError, "images: expected a uint8 numpy array, got float64")],
+)
+def test_badnet_refuses_bad_input(images, options, error, message):
+    with pytest.raises(error, match=message):
+        attacks.badnet(images, **options)
+
+
+def test_blended_follows_its_formula():
     x = batch(3, 6, 8, 3)
     pattern = batch(6, 8, 3, seed=5)
     y = attacks.blended(x, alpha=0.25, pattern=pattern)
     np.testing.assert_array_equal(y, np.rint(0.75 * x + 0.25 * pattern.astype(float)).astype(np.uint8))
+
+
+def test_blended_with_alpha_zero_is_the_identity():
+    x = batch(3, 6, 8, 3)
     np.testing.assert_array_equal(attacks.blended(x, alpha=0.0), x)
+
+
+def test_sig_follows_its_formula():
+    x = batch(3, 6, 8, 3)
     s = attacks.sig(x, delta=40, frequency=2)
     j = np.arange(8)
     wave = 40 * np.sin(2 * np.pi * j * 2 / 8)
@@ -73,43 +103,131 @@ def test_blended_and_sig_follow_their_formulas():
     np.testing.assert_array_equal(s, want)
 
 
-def test_wanet_is_a_seeded_smooth_warp():
+def test_wanet_of_strength_zero_is_the_identity():
     x = batch(2, 32, 32, 3)
     np.testing.assert_array_equal(attacks.wanet(x, strength=0.0), x)
-    a, b = attacks.wanet(x, seed=0), attacks.wanet(x, seed=0)
-    np.testing.assert_array_equal(a, b)
+
+
+def test_wanet_follows_the_seed():
+    x = batch(2, 32, 32, 3)
+    a = attacks.wanet(x, seed=0)
+    np.testing.assert_array_equal(attacks.wanet(x, seed=0), a)
     assert not np.array_equal(a, attacks.wanet(x, seed=1))
+
+
+def test_wanet_warp_moves_pixels_by_under_two():
     map_x, map_y = attacks.warp_field(32, 32)
     shift = np.hypot(map_x - np.arange(32), map_y - np.arange(32)[:, None])
     assert 0 < shift.max() < 2  # a warp of well under two pixels at k = 4, s = 0.5
 
 
-def test_metrics_by_hand():
-    labels = np.array([0, 0, 1, 2, 3])
-    triggered_predictions = np.array([0, 1, 0, 2, 0])
-    assert attack_success_rate(triggered_predictions, labels, 0) == pytest.approx(2 / 3)
-    assert robust_accuracy(triggered_predictions, labels, 0) == pytest.approx(1 / 3)
-    assert accuracy(np.array([0, 0, 1, 1, 3]), labels) == pytest.approx(0.8)
-    # 6 pairs: 0.8 beats all 3 clean scores; 0.4 beats 0.1 and 0.35 and ties 0.4.
-    assert roc_auc([0.1, 0.4, 0.35], [0.8, 0.4]) == pytest.approx(5.5 / 6)
-    assert roc_auc([1, 1], [1]) == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="one length"):
-        accuracy(np.zeros(3), np.zeros(4))
-
-
-def test_split_and_poisoning_protocols():
-    split = ev.split_data(100, 0.7, seed=3)
-    assert len(split.train) == 70 and len(np.union1d(split.train, split.evaluation)) == 100
-    np.testing.assert_array_equal(ev.split_data(100, 0.7, seed=3).train, split.train)
-    labels = np.repeat(np.arange(5), 20)
-    images = np.zeros((100, 6, 6), np.uint8)
-    px, py, chosen = ev.poison(images, labels, attacks.make_attack("badnet"), 0, seed=1)
-    assert len(chosen) == 10 and (labels[chosen] != 0).all() and (py[chosen] == 0).all()
-    assert (px[chosen][:, -1, -1] == 255).all() and (px[np.setdiff1d(np.arange(100), chosen)] == 0).all()
-    _, sy, clean_label = ev.poison(images, labels, attacks.make_attack("sig"), 0, seed=1)
-    assert (labels[clean_label] == 0).all() and np.array_equal(sy, labels)
-    with pytest.raises(ValueError, match="attack: expected one of"):
+def test_unknown_attack_is_refused():
+    with pytest.raises(ValueError, match="attack: expected one of .*'trojannn'"):
         attacks.make_attack("trojannn")
+
+
+# -- metrics -------------------------------------------------------------------------
+
+LABELS = np.array([0, 0, 1, 2, 3])
+TRIGGERED_PREDICTIONS = np.array([0, 1, 0, 2, 0])
+
+
+def test_attack_success_rate_counts_non_target_images_only():
+    assert attack_success_rate(TRIGGERED_PREDICTIONS, LABELS, 0) == pytest.approx(2 / 3)
+
+
+def test_robust_accuracy_counts_non_target_images_only():
+    assert robust_accuracy(TRIGGERED_PREDICTIONS, LABELS, 0) == pytest.approx(1 / 3)
+
+
+def test_accuracy_by_hand():
+    assert accuracy(np.array([0, 0, 1, 1, 3]), LABELS) == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(
+    ("clean", "poisoned", "auc"),
+    # 6 pairs: 0.8 beats all 3 clean scores; 0.4 beats 0.1 and 0.35 and ties 0.4.
+    [([0.1, 0.4, 0.35], [0.8, 0.4], 5.5 / 6), ([1, 1], [1], 0.5), ([0, 1], [2, 3], 1.0), ([2, 3], [0, 1], 0.0)],
+)
+def test_roc_auc_by_hand(clean, poisoned, auc):
+    assert roc_auc(clean, poisoned) == pytest.approx(auc)
+
+
+@pytest.mark.parametrize("metric", [accuracy, lambda p, y: attack_success_rate(p, y, 0),
+                                    lambda p, y: robust_accuracy(p, y, 0)])
+def test_metrics_refuse_arrays_of_two_lengths(metric):
+    with pytest.raises(ValueError, match=r"expected two 1-D arrays of one length, got \(3,\) and \(4,\)"):
+        metric(np.zeros(3), np.zeros(4))
+
+
+def test_roc_auc_refuses_an_empty_side():
+    with pytest.raises(ValueError, match="roc_auc: needs at least one clean and one poisoned score"):
+        roc_auc([], [0.5])
+
+
+# -- split, seeds, poisoning ---------------------------------------------------------
+
+
+def test_split_parts_are_disjoint_and_cover_the_data():
+    split = ev.split_data(100, 0.7, seed=3)
+    assert len(split.train) == 70 and len(split.evaluation) == 30
+    assert not np.intersect1d(split.train, split.evaluation).size
+    np.testing.assert_array_equal(np.union1d(split.train, split.evaluation), np.arange(100))
+
+
+def test_split_is_deterministic_per_seed():
+    split = ev.split_data(100, 0.7, seed=3)
+    np.testing.assert_array_equal(ev.split_data(100, 0.7, seed=3).train, split.train)
+    assert not np.array_equal(ev.split_data(100, 0.7, seed=4).train, split.train)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.5, 1.5])
+def test_split_refuses_a_fraction_outside_zero_one(fraction):
+    with pytest.raises(ValueError, match=rf"train_fraction: expected a number in \(0, 1\), got {fraction}"):
+        ev.split_data(100, fraction, seed=0)
+
+
+def identifiable_images(count: int) -> np.ndarray:
+    """uint8 images (count, 1, 2) whose two pixels spell the image's own index."""
+    index = np.arange(count)
+    return np.stack([index // 256, index % 256], axis=1).astype(np.uint8).reshape(count, 1, 2)
+
+
+def test_seeds_come_from_the_training_split_only():
+    """Drawing seeds from the evaluation part (or the whole set) would let the purifier
+    memorise the images it is then measured on."""
+    labels = np.repeat(np.arange(3), 100)
+    images = identifiable_images(300)
+    split = ev.split_data(300, 0.5, seed=0)
+    seeds, seed_labels = ev.seeds_from(images, labels, split, 20, seed=0)
+    drawn = seeds[:, 0, 0].astype(int) * 256 + seeds[:, 0, 1]
+    assert len(np.unique(drawn)) == 60
+    assert np.isin(drawn, split.train).all(), f"seeds outside the training split: {np.setdiff1d(drawn, split.train)}"
+    assert not np.isin(drawn, split.evaluation).any(), "seeds drawn from the evaluation split"
+    np.testing.assert_array_equal(seed_labels, labels[drawn])
+    np.testing.assert_array_equal(np.bincount(seed_labels), [20, 20, 20])
+
+
+POISON_LABELS = np.repeat(np.arange(5), 20)
+
+
+def test_badnet_poisoning_relabels_triggered_non_target_images():
+    images = np.zeros((100, 6, 6), np.uint8)
+    px, py, chosen = ev.poison(images, POISON_LABELS, attacks.make_attack("badnet"), 0, seed=1)
+    assert len(chosen) == 10 and (POISON_LABELS[chosen] != 0).all() and (py[chosen] == 0).all()
+    assert (px[chosen][:, -1, -1] == 255).all()
+    others = np.setdiff1d(np.arange(100), chosen)
+    assert (px[others] == 0).all() and np.array_equal(py[others], POISON_LABELS[others])
+
+
+def test_sig_poisoning_is_clean_label():
+    images = np.zeros((100, 6, 6), np.uint8)
+    _, labels, chosen = ev.poison(images, POISON_LABELS, attacks.make_attack("sig"), 0, seed=1)
+    assert len(chosen) and (POISON_LABELS[chosen] == 0).all()
+    np.testing.assert_array_equal(labels, POISON_LABELS)
+
+
+# -- controls and defenses -----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -138,32 +256,58 @@ def test_seed_consensus_masks_pixels_dark_in_every_seed(purifier):
     assert (out[:, dark_everywhere] == 0).all() and (out[:, ~dark_everywhere] == 255).all()
 
 
-def test_ifmv_votes_by_majority_with_smallest_label_on_ties():
-    from sifternet.eval.defenses import ifmv
+class Brightness:
+    """Label 1 for brighter-than-mid images, else 0."""
 
-    images = np.full((4, 6, 6), 128, np.uint8)
-    indices = np.array([3, 4, 5, 6])
-    defense = ifmv(copies=4, sigma=0.2, seed=1)
+    def predict(self, x):
+        return (x.reshape(len(x), -1).mean(axis=1) > 128).astype(int)
 
-    class Brightness:  # label 1 for brighter-than-mid copies, else 0
-        def predict(self, x):
-            return (x.reshape(len(x), -1).mean(axis=1) > 128).astype(int)
 
-    votes = defense.classify(Brightness(), images, indices)
-    copies = np.stack([defense.purify(images[k : k + 1], indices[k : k + 1])[0] for k in range(4)])
+class Cycle:
+    """Answers ``labels[k % len(labels)]`` for every image on its k-th call."""
+
+    def __init__(self, labels):
+        self.labels, self.calls = labels, 0
+
+    def predict(self, x):
+        label = self.labels[self.calls % len(self.labels)]
+        self.calls += 1
+        return np.full(len(x), label)
+
+
+IFMV_IMAGES = np.full((4, 6, 6), 128, np.uint8)
+IFMV_INDICES = np.array([3, 4, 5, 6])
+
+
+def test_ifmv_votes_one_valid_label_per_image():
+    votes = ifmv(copies=4, sigma=0.2, seed=1).classify(Brightness(), IFMV_IMAGES, IFMV_INDICES)
     assert votes.shape == (4,) and set(votes) <= {0, 1}
-    np.testing.assert_array_equal(defense.classify(Brightness(), images[2:], indices[2:]), votes[2:])
-    np.testing.assert_array_equal(copies, defense.purify(images, indices))  # split-independent
+
+
+def test_ifmv_votes_do_not_depend_on_the_batch():
+    defense = ifmv(copies=4, sigma=0.2, seed=1)
+    votes = defense.classify(Brightness(), IFMV_IMAGES, IFMV_INDICES)
+    np.testing.assert_array_equal(defense.classify(Brightness(), IFMV_IMAGES[2:], IFMV_INDICES[2:]), votes[2:])
+
+
+def test_ifmv_copies_do_not_depend_on_the_batch():
+    defense = ifmv(copies=4, sigma=0.2, seed=1)
+    one_by_one = [defense.purify(IFMV_IMAGES[k : k + 1], IFMV_INDICES[k : k + 1])[0] for k in range(4)]
+    np.testing.assert_array_equal(np.stack(one_by_one), defense.purify(IFMV_IMAGES, IFMV_INDICES))
+
+
+def test_ifmv_passes_a_unanimous_model_through():
     constant = type("Constant", (), {"predict": lambda self, x: np.array([2, 5] * (len(x) // 2))})()
-    np.testing.assert_array_equal(defense.classify(constant, images, indices), [2, 5, 2, 5])
-    tie = type("Tie", (), {"calls": 0})()
+    np.testing.assert_array_equal(ifmv(copies=4).classify(constant, IFMV_IMAGES, IFMV_INDICES), [2, 5, 2, 5])
 
-    def alternate(x):  # copies 0, 2 vote 3; copies 1, 3 vote 1: a 2-2 tie goes to label 1
-        tie.calls += 1
-        return np.full(len(x), 3 if tie.calls % 2 else 1)
 
-    tie.predict = alternate
-    np.testing.assert_array_equal(defense.classify(tie, images, indices), [1, 1, 1, 1])
+def test_ifmv_majority_wins():
+    np.testing.assert_array_equal(ifmv(copies=5).classify(Cycle([4, 1, 4, 1, 4]), IFMV_IMAGES, IFMV_INDICES), [4] * 4)
+
+
+def test_ifmv_tie_goes_to_the_smallest_label():
+    # copies 0, 2 vote 3; copies 1, 3 vote 1: a 2-2 tie
+    np.testing.assert_array_equal(ifmv(copies=4).classify(Cycle([3, 1]), IFMV_IMAGES, IFMV_INDICES), [1, 1, 1, 1])
 
 
 def test_model_querying_names_exactly_the_defenses_that_classify():
@@ -189,7 +333,21 @@ def test_repair_both_removes_a_white_and_a_black_patch_one_pass_each():
     np.testing.assert_array_equal(both[:, 7:10, 7:10], dark[:, 7:10, 7:10])
 
 
-def test_evaluate_with_a_black_box_model(tmp_path, monkeypatch):
+def test_default_defenses_refuses_unknown_names(purifier):
+    seeds = (np.zeros((1, 10, 10), np.uint8), np.zeros(1, int))
+    with pytest.raises(ValueError, match=r"defenses: unknown \['strip'\]; expected some of"):
+        ev.default_defenses(purifier, ["none", "strip"], seeds)
+
+
+def test_defenses_include_the_controls():
+    assert set(DEFENSES) >= {"none", "sifternet", "binarise-only", "erase-visited", "seed-consensus"}
+
+
+# -- evaluate end to end, on a black box -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def black_box_run():
     """A 'backdoored' black box: predicts 0 when the bottom-right pixel is white, else the
     true class encoded in the top-left pixel. Binarising keeps the trigger (ASR 100 %)."""
     labels = np.repeat(np.arange(3), 20)
@@ -201,59 +359,129 @@ def test_evaluate_with_a_black_box_model(tmp_path, monkeypatch):
 
     split = ev.split_data(60, 0.5, seed=0)
     seeds, seed_labels = ev.seeds_from(images, labels, split, 2, seed=0)
-    assert set(seed_labels) == {0, 1, 2} and np.isin(np.flatnonzero(np.isin(images[:, 0, 0], seeds[:, 0, 0])), np.arange(60)).all()
     purifier = SifterNet(binarize="global", steps=50).fit(seeds)
+    defenses = ev.default_defenses(
+        purifier, ["none", "binarise-only", "median-3x3", "sifternet-repair", "ifmv"], (seeds, seed_labels))
     report, outputs, triggered = ev.evaluate(
         images, labels, attack=attacks.make_attack("badnet"), model=CallableClassifier(predict),
-        purifier=purifier, defenses=ev.default_defenses(purifier, ["none", "binarise-only", "median-3x3", "sifternet-repair", "ifmv"], (seeds, seed_labels)),
-        split=split, settings={"data": "toy.npz", "attack": "badnet", "attack_params": {}, "n_train": 30,
-                               "n_poisoned": 0, "n_seeds": 6},
+        purifier=purifier, defenses=defenses, split=split, progress=False,
+        settings={"data": "toy.npz", "attack": "badnet", "attack_params": {}, "n_train": 30,
+                  "n_poisoned": 0, "n_seeds": 6},
         detectors=[Detector("corner", lambda x, indices: x[:, -1, -1].astype(float), "corner brightness"),
                    Detector("blind", lambda x, indices: np.zeros(len(x)), "constant score")],
     )
-    aucs = {d.detector: d.auc for d in report.detectors}
-    assert aucs == {"corner": 1.0, "blind": 0.5}
-    rows = {r.defense: r for r in report.rows}
-    assert rows["none"].acc == 1.0 and rows["none"].asr == 1.0
-    assert rows["binarise-only"].asr == 1.0  # white stays white
-    # OpenCV's median replicates the border: a 3x3 patch in the very corner survives it.
-    assert rows["median-3x3"].asr == 1.0
+    return images, split, report, outputs, triggered
+
+
+def test_evaluate_scores_the_detectors(black_box_run):
+    report = black_box_run[2]
+    assert {d.detector: d.auc for d in report.detectors} == {"corner": 1.0, "blind": 0.5}
+
+
+def test_evaluate_without_defense_is_accurate_and_backdoored(black_box_run):
+    (none,) = [r for r in black_box_run[2].rows if r.defense == "none"]
+    assert (none.acc, none.asr, none.ra) == (1.0, 1.0, 0.0)
+
+
+# binarising keeps white white; OpenCV's median replicates the border, so a 3x3 patch in
+# the very corner survives it
+@pytest.mark.parametrize("defense", ["binarise-only", "median-3x3"])
+def test_evaluate_defenses_that_keep_the_corner_trigger(black_box_run, defense):
+    (row,) = [r for r in black_box_run[2].rows if r.defense == defense]
+    assert row.asr == 1.0
+
+
+def test_evaluate_has_a_row_per_defense_in_order(black_box_run):
+    report = black_box_run[2]
+    assert [r.defense for r in report.rows] == ["none", "binarise-only", "median-3x3", "sifternet-repair", "ifmv"]
+
+
+def test_evaluate_triggers_the_evaluation_part(black_box_run):
+    images, split, _, _, triggered = black_box_run
     np.testing.assert_array_equal(triggered, attacks.badnet(images[split.evaluation]))
-    written = ev.write_report(report, outputs, images[split.evaluation], triggered, tmp_path)
-    assert {p.name for p in written} >= {"report.md", "report.json", "examples.png"}
-    assert "| binarise-only |" in (tmp_path / "report.md").read_text()
-    assert "| corner | 1.0000 |" in (tmp_path / "report.md").read_text()
-    assert "TEST splits" in (tmp_path / "report.md").read_text()
-    assert json.loads((tmp_path / "report.json").read_text())["rows"][0]["defense"] == "none"
-    with pytest.raises(FileExistsError, match="pass --force"):
-        ev.write_report(report, outputs, images[:1], images[:1], tmp_path)
-    (tmp_path / "metrics.png").write_bytes(b"an older run's chart")
+
+
+@pytest.fixture
+def written(black_box_run, tmp_path):
+    images, split, report, outputs, triggered = black_box_run
+    paths = ev.write_report(report, outputs, images[split.evaluation], triggered, tmp_path)
+    return paths, tmp_path
+
+
+def test_write_report_writes_the_report_files(written):
+    paths, folder = written
+    assert {p.name for p in paths} >= {"report.md", "report.json", "examples.png"}
+    assert all(p.parent == folder and p.exists() for p in paths)
+
+
+@pytest.mark.parametrize("line", ["| binarise-only |", "| corner | 1.0000 |", "TEST splits"])
+def test_write_report_markdown(written, line):
+    assert line in (written[1] / "report.md").read_text()
+
+
+def test_write_report_json(written):
+    rows = json.loads((written[1] / "report.json").read_text())["rows"]
+    assert [r["defense"] for r in rows][0] == "none"
+
+
+def test_write_report_refuses_to_overwrite(black_box_run, written):
+    images, _, report, outputs, _ = black_box_run
+    with pytest.raises(FileExistsError, match=r"report\.md: already exists \(pass overwrite=True"):
+        ev.write_report(report, outputs, images[:1], images[:1], written[1])
+
+
+def test_write_report_without_matplotlib_removes_a_stale_chart(black_box_run, written, monkeypatch):
+    images, _, report, outputs, _ = black_box_run
+    folder = written[1]
+    (folder / "metrics.png").write_bytes(b"an older run's chart")
     monkeypatch.setattr(ev, "_bar_chart", lambda report, path: None)  # as without matplotlib
-    ev.write_report(report, outputs, images[:1], images[:1], tmp_path, overwrite=True)
-    assert not (tmp_path / "metrics.png").exists()
-    with pytest.raises(ValueError, match="defenses: unknown"):
-        ev.default_defenses(purifier, ["strip"], (seeds, seed_labels))
-    assert set(DEFENSES) >= {"sifternet", "erase-visited", "seed-consensus"}
+    ev.write_report(report, outputs, images[:1], images[:1], folder, overwrite=True)
+    assert not (folder / "metrics.png").exists()
 
 
-@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed (optional extra 'eval')")
-@pytest.mark.skipif(not (SHARED / "mnist_test.npz").exists(), reason="../shared/data/mnist_test.npz not found")
-def test_cli_evaluate_on_a_small_mnist_slice(tmp_path, capsys):
+# -- the CLI on real data --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mnist_cli(tmp_path_factory):
+    if not HAS_TORCH:
+        pytest.skip("PyTorch is not installed (optional extra 'eval')")
+    if not (SHARED / "mnist_test.npz").exists():
+        pytest.skip("../shared/data/mnist_test.npz not found")
     from sifternet.cli import main
 
-    cache = tmp_path / "model.pt"
+    folder = tmp_path_factory.mktemp("mnist_cli")
+    cache = folder / "model.pt"
     args = ["evaluate", str(SHARED / "mnist_test.npz"), "--limit", "1500", "--epochs", "3",
             "--binarize", "global", "--steps", "800", "--per-class", "2", "--model-cache", str(cache)]
-    assert main([*args, "--out", str(tmp_path / "a")]) == 0
-    first = json.loads((tmp_path / "a" / "report.json").read_text())
-    rows = {r["defense"]: r for r in first["rows"]}
-    assert rows["none"]["acc"] > 0.6 and rows["none"]["asr"] > 0.8  # it learned; the backdoor took
-    assert rows["seed-consensus"]["asr"] < 0.2  # the corner patch is masked away
-    repair = rows["sifternet-repair"]
-    assert repair["asr"] < 0.2 and repair["acc"] > rows["sifternet"]["acc"]
+    assert main([*args, "--out", str(folder / "a")]) == 0
+    first = json.loads((folder / "a" / "report.json").read_text())
+    return main, args, folder, cache, {r["defense"]: r for r in first["rows"]}
+
+
+def test_cli_evaluate_model_learned_and_backdoor_took(mnist_cli):
+    rows = mnist_cli[4]
+    assert rows["none"]["acc"] > 0.6 and rows["none"]["asr"] > 0.8
+
+
+def test_cli_evaluate_seed_consensus_masks_the_corner_patch(mnist_cli):
+    assert mnist_cli[4]["seed-consensus"]["asr"] < 0.2
+
+
+def test_cli_evaluate_repair_removes_the_trigger_and_beats_plain_sifternet(mnist_cli):
+    rows = mnist_cli[4]
+    assert rows["sifternet-repair"]["asr"] < 0.2 and rows["sifternet-repair"]["acc"] > rows["sifternet"]["acc"]
+
+
+def test_cli_evaluate_reuses_the_cached_model(mnist_cli):
+    main, args, folder, cache, rows = mnist_cli
     assert cache.exists()
-    assert main([*args, "--out", str(tmp_path / "b")]) == 0  # reuses the cached model
-    second = json.loads((tmp_path / "b" / "report.json").read_text())
-    assert [r["acc"] for r in second["rows"]] == [r["acc"] for r in first["rows"]]
-    assert main([*args[:-1], str(cache), "--epochs", "4", "--out", str(tmp_path / "c")]) == 1
+    assert main([*args, "--out", str(folder / "b")]) == 0
+    second = json.loads((folder / "b" / "report.json").read_text())
+    assert [r["acc"] for r in second["rows"]] == [r["acc"] for r in rows.values()]
+
+
+def test_cli_evaluate_refuses_a_cache_of_other_settings(mnist_cli, capsys):
+    main, args, folder, cache, _ = mnist_cli
+    assert main([*args[:-1], str(cache), "--epochs", "4", "--out", str(folder / "c")]) == 1
     assert "model cache trained on other data or settings" in capsys.readouterr().err

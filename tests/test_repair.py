@@ -37,37 +37,75 @@ def test_repair_equals_the_reference(seed, shape, flip_rate, output, fill_size, 
     np.testing.assert_array_equal(repair(output, images, binarised, recalled, fill_size, joint), want)
 
 
-@pytest.mark.parametrize("output", OUTPUTS)
-def test_repair_is_the_same_for_any_thread_count_and_per_image(output):
+@pytest.fixture(scope="module")
+def batch_of_300():
+    """300 images (above the kernel's serial cut-off) and, per output mode, their repair
+    on one thread."""
     images, binarised, recalled = case(7, (300, 16, 16, 3), 0.2)
-    one = repair(output, images, binarised, recalled, 7, True, num_threads=1)
-    np.testing.assert_array_equal(repair(output, images, binarised, recalled, 7, True, num_threads=2), one)
-    np.testing.assert_array_equal(repair(output, images[5:6], binarised[5:6], recalled[5:6], 7, True), one[5:6])
-    np.testing.assert_array_equal(one[:4], ref.repair(output, images[:4], binarised[:4], recalled[:4], 7, True))
+    one = {output: repair(output, images, binarised, recalled, 7, True, num_threads=1) for output in OUTPUTS}
+    return images, binarised, recalled, one
 
 
-def test_repair_takes_strided_and_fortran_inputs():
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_repair_is_the_same_for_any_thread_count(batch_of_300, output):
+    images, binarised, recalled, one = batch_of_300
+    np.testing.assert_array_equal(repair(output, images, binarised, recalled, 7, True, num_threads=2), one[output])
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_repair_of_one_image_is_its_row_of_the_batch(batch_of_300, output):
+    images, binarised, recalled, one = batch_of_300
+    np.testing.assert_array_equal(repair(output, images[5:6], binarised[5:6], recalled[5:6], 7, True), one[output][5:6])
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_threaded_repair_equals_the_reference(batch_of_300, output):
+    images, binarised, recalled, one = batch_of_300
+    np.testing.assert_array_equal(one[output][:4], ref.repair(output, images[:4], binarised[:4], recalled[:4], 7, True))
+
+
+@pytest.mark.parametrize(
+    "layout", [np.asfortranarray, lambda a: np.repeat(a, 2, axis=0)[::2], lambda a: a[::-1][::-1]],
+    ids=["fortran", "strided", "reversed-twice"],
+)
+def test_repair_takes_strided_and_fortran_inputs(layout):
     images, binarised, recalled = case(3, (6, 9, 8, 3), 0.3)
     want = ref.repair("inpaint", images, binarised, recalled, 4, True)
-    for layout in (np.asfortranarray, lambda a: np.repeat(a, 2, axis=0)[::2], lambda a: a[::-1][::-1]):
-        got = repair("inpaint", layout(images), layout(binarised), layout(recalled), 4, True)
-        np.testing.assert_array_equal(got, want)
+    got = repair("inpaint", layout(images), layout(binarised), layout(recalled), 4, True)
+    np.testing.assert_array_equal(got, want)
 
 
-def test_repair_refuses_bad_arguments():
+BAD_ARGUMENTS = [
+    (lambda i, b, r: (b, b, r, {}), TypeError, "images: expected dtype uint8, got int8"),
+    (lambda i, b, r: (i, i, r, {}), TypeError, "binarised: expected dtype int8, got uint8"),
+    (lambda i, b, r: ([i], b, r, {}), TypeError, "images: expected a numpy array of dtype uint8, got list"),
+    (lambda i, b, r: (i, b, r[..., :1], {}), ValueError,
+     r"recalled: expected the images' shape \(2, 4, 5, 3\), got \(2, 4, 5, 1\)"),
+    (lambda i, b, r: (i, b[0], r, {}), ValueError, r"binarised: expected a 4-D array, got shape \(4, 5, 3\)"),
+    (lambda i, b, r: (i, b, r, {"output": "blur"}), ValueError,
+     "output: expected 'binary', 'restore' or 'inpaint', got 'blur'"),
+    (lambda i, b, r: (i, b, r, {"fill_size": 0}), ValueError, "fill_size: expected at least 1, got 0"),
+    (lambda i, b, r: (i, b, r, {"num_threads": 0}), ValueError, "num_threads: expected a positive count, got 0"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "error", "message"), BAD_ARGUMENTS,
+                         ids=["images-int8", "binarised-uint8", "images-list", "recalled-shape", "binarised-3d",
+                              "output", "fill-size", "threads"])
+def test_kernel_refuses_bad_arguments(arguments, error, message):
+    images, binarised, recalled, changes = arguments(*case(1, (2, 4, 5, 3), 0.5))
+    options = {"output": "inpaint", "fill_size": 3, "joint_channels": False, "num_threads": 1, **changes}
+    with pytest.raises(error, match=message):
+        _core.repair(images, binarised, recalled, **options)
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_empty_batch_gives_an_empty_batch(output):
     images, binarised, recalled = case(1, (2, 4, 5, 3), 0.5)
-    options = dict(output="inpaint", fill_size=3, joint_channels=False, num_threads=1)
-    with pytest.raises(TypeError, match="images: expected dtype uint8, got int8"):
-        _core.repair(binarised, binarised, recalled, **options)
-    with pytest.raises(ValueError, match=r"recalled: expected the images' shape \(2, 4, 5, 3\), got \(2, 4, 5, 1\)"):
-        _core.repair(images, binarised, recalled[..., :1], **options)
-    with pytest.raises(ValueError, match="binarised: expected a 4-D array"):
-        _core.repair(images, binarised[0], recalled, **options)
-    with pytest.raises(ValueError, match="output: expected 'binary', 'restore' or 'inpaint', got 'blur'"):
-        _core.repair(images, binarised, recalled, **{**options, "output": "blur"})
-    with pytest.raises(ValueError, match="fill_size: expected at least 1, got 0"):
-        _core.repair(images, binarised, recalled, **{**options, "fill_size": 0})
-    empty = repair("inpaint", images[:0], binarised[:0], recalled[:0], 3)
+    empty = repair(output, images[:0], binarised[:0], recalled[:0], 3)
     assert empty.shape == (0, 4, 5, 3) and empty.dtype == np.uint8
+
+
+def test_empty_batch_of_huge_images_allocates_no_scratch():
     huge = np.zeros((0, 40000, 40000, 3), np.uint8)  # no pixel: no scratch is allocated
     assert repair("inpaint", huge, huge.view(np.int8), huge.view(np.int8), 3).shape == huge.shape

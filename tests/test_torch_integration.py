@@ -55,16 +55,35 @@ def chw(images: np.ndarray) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("case", ["colour", "grey"])
-def test_tensor_single_and_batch(case, request):
+def test_single_tensor(case, request):
     images, purifier, expected = request.getfixturevalue(case)
-    tensors = chw(images)
-    out = PurifyTransform(purifier, index_offset=9)(tensors[9])
-    assert out.dtype == torch.uint8 and out.shape == tensors[9].shape
+    image = chw(images)[9]
+    out = PurifyTransform(purifier, index_offset=9)(image)
+    assert out.dtype == torch.uint8 and out.shape == image.shape
     np.testing.assert_array_equal(out.numpy(), chw(expected)[9].numpy())
-    batch = PurifyTransform(purifier, index_offset=10)(tensors[10:40])
+
+
+@pytest.mark.parametrize("case", ["colour", "grey"])
+def test_batch_tensor(case, request):
+    images, purifier, expected = request.getfixturevalue(case)
+    batch = PurifyTransform(purifier, index_offset=10)(chw(images)[10:40])
     np.testing.assert_array_equal(batch.numpy(), chw(expected)[10:40].numpy())
-    strided = purify_image(purifier, tensors.transpose(-1, -2).transpose(-1, -2)[:5])  # non-contiguous view
-    np.testing.assert_array_equal(strided.numpy(), chw(expected)[:5].numpy())
+
+
+NON_CONTIGUOUS = {
+    "every-other": lambda t: torch.repeat_interleave(t, 2, dim=0)[::2],
+    "channels-last": lambda t: t.contiguous(memory_format=torch.channels_last),
+    "transposed": lambda t: t.transpose(-1, -2).contiguous().transpose(-1, -2),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(NON_CONTIGUOUS))
+@pytest.mark.parametrize("case", ["colour", "grey"])
+def test_non_contiguous_tensor(case, layout, request):
+    images, purifier, expected = request.getfixturevalue(case)
+    view = NON_CONTIGUOUS[layout](chw(images)[:5])
+    assert not view.is_contiguous() or case == "grey" and layout == "channels-last"  # one channel: no reorder
+    np.testing.assert_array_equal(purify_image(purifier, view).numpy(), chw(expected)[:5].numpy())
 
 
 @pytest.mark.parametrize(("case", "mode"), [("colour", "RGB"), ("grey", "L")])
@@ -89,32 +108,58 @@ def test_transform_works_in_a_plain_compose(colour):
     out = pipeline(chw(images)[1])
     assert out.dtype == torch.float32
     np.testing.assert_array_equal((out * 255).round().to(torch.uint8).numpy(), chw(expected)[1].numpy())
-    assert repr(PurifyTransform(purifier)) == "PurifyTransform(index_offset=0, num_threads=1)"
 
 
-def test_bad_input(colour, grey):
+def test_transform_repr_names_its_settings(colour):
+    assert repr(PurifyTransform(colour[1])) == "PurifyTransform(index_offset=0, num_threads=1)"
+
+
+BAD_IMAGES = [
+    (lambda im: chw(im)[0].float() / 255, TypeError,
+     r"image: expected a uint8 tensor \(0-255, as PILToTensor makes\), got torch.float32; put PurifyTransform before ToTensor"),
+    (lambda im: torch.from_numpy(im[0]), ValueError,  # HWC, not CHW
+     r"image: expected a uint8 tensor \(C, H, W\) = \(3, 32, 32\) or a batch \(B, 3, 32, 32\), got shape \(32, 32, 3\)"),
+    (lambda im: chw(im)[None, :2], ValueError, r"or a batch \(B, 3, 32, 32\), got shape \(1, 2, 3, 32, 32\)"),
+    (lambda im: im[0], TypeError, "image: expected a torch.Tensor or a PIL image, got ndarray"),
+    (lambda im: Image.fromarray(im[0, ..., 0]), ValueError,
+     "image: expected a 32x32 PIL image of mode 'RGB' for this purifier, got 32x32 mode 'L'"),
+]
+
+
+@pytest.mark.parametrize(("make", "error", "message"), BAD_IMAGES,
+                         ids=["float", "channels-last", "5-d", "ndarray", "grey-pil"])
+def test_bad_images_are_refused(colour, make, error, message):
     images, purifier, _ = colour
-    transform = PurifyTransform(purifier)
-    with pytest.raises(TypeError, match=r"uint8 tensor .* got torch.float32; put PurifyTransform before ToTensor"):
-        transform(chw(images)[0].float() / 255)
-    with pytest.raises(ValueError, match=r"expected a uint8 tensor \(C, H, W\) = \(3, 32, 32\)"):
-        transform(torch.from_numpy(images[0]))  # HWC, not CHW
-    with pytest.raises(ValueError, match=r"\(3, 32, 32\)"):
-        transform(chw(images)[None, :2])  # 5-D
-    with pytest.raises(TypeError, match="torch.Tensor or a PIL image, got ndarray"):
-        transform(images[0])
-    with pytest.raises(ValueError, match="32x32 PIL image of mode 'RGB'.* got 32x32 mode 'L'"):
-        transform(Image.fromarray(images[0, ..., 0]))
-    with pytest.raises(ValueError, match="28x28 PIL image of mode 'L'.* got 32x32"):
+    with pytest.raises(error, match=message):
+        PurifyTransform(purifier)(make(images))
+
+
+def test_a_pil_image_of_another_size_is_refused(colour, grey):
+    images = colour[0]
+    with pytest.raises(ValueError, match="image: expected a 28x28 PIL image of mode 'L' for this purifier, got 32x32"):
         PurifyTransform(grey[1])(Image.fromarray(images[0, ..., 0]))
-    with pytest.raises(ValueError, match="index_offset"):
-        PurifyTransform(purifier, index_offset=-1)
-    with pytest.raises(ValueError, match="num_threads"):
-        PurifyTransform(purifier, num_threads=0)
-    with pytest.raises(RuntimeError, match="not fitted"):
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [({"index_offset": -1}, ValueError, "index_offset: expected a non-negative int, got -1"),
+     ({"index_offset": True}, ValueError, "index_offset: expected a non-negative int, got True"),
+     ({"num_threads": 0}, ValueError, "num_threads: expected a positive count, -1 or None, got 0")],
+    ids=["negative-offset", "bool-offset", "threads"],
+)
+def test_bad_transform_settings_are_refused(colour, options, error, message):
+    with pytest.raises(error, match=message):
+        PurifyTransform(colour[1], **options)
+
+
+def test_an_unfitted_purifier_is_refused():
+    with pytest.raises(RuntimeError, match=r"not fitted yet: call fit\(seed_images\)"):
         PurifyTransform(SifterNet())
+
+
+def test_a_dataset_refuses_something_else_than_a_purifier(colour):
     with pytest.raises(TypeError, match="purifier: expected a fitted SifterNet, got str"):
-        PurifiedDataset(Pairs(images), "model.npz")
+        PurifiedDataset(Pairs(colour[0]), "model.npz")
 
 
 class Pairs(torch.utils.data.Dataset):
@@ -130,17 +175,27 @@ class Pairs(torch.utils.data.Dataset):
         return self.images[index], index
 
 
+@pytest.mark.parametrize("index", [0, 17, 63, -1])
 @pytest.mark.parametrize("case", ["colour", "grey"])
-def test_dataset_keys_items_by_index(case, request):
+def test_dataset_keys_items_by_index(case, index, request):
     images, purifier, expected = request.getfixturevalue(case)
-    dataset = PurifiedDataset(Pairs(images), purifier)
-    assert len(dataset) == len(images)
-    for index in (0, 17, 63, -1):
-        image, label = dataset[index]
-        np.testing.assert_array_equal(image.numpy(), chw(expected)[index].numpy())
-        assert label == index % len(images)
-    with pytest.raises(IndexError, match="out of range"):
-        dataset[64]
+    image, label = PurifiedDataset(Pairs(images), purifier)[index]
+    np.testing.assert_array_equal(image.numpy(), chw(expected)[index].numpy())
+    assert label == index % len(images)
+
+
+def test_dataset_has_the_wrapped_length(colour):
+    assert len(PurifiedDataset(Pairs(colour[0]), colour[1])) == len(colour[0])
+
+
+def test_dataset_index_out_of_range(colour):
+    with pytest.raises(IndexError, match="index 64 is out of range for a dataset of 64 items"):
+        PurifiedDataset(Pairs(colour[0]), colour[1])[64]
+
+
+@pytest.mark.parametrize("case", ["colour", "grey"])
+def test_dataset_of_bare_tensors_applies_the_transform_after_purifying(case, request):
+    images, purifier, expected = request.getfixturevalue(case)
     bare = PurifiedDataset(chw(images), purifier, transform=lambda t: t.flip(-1))
     np.testing.assert_array_equal(bare[5].numpy(), chw(expected)[5].flip(-1).numpy())
 

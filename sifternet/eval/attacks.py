@@ -25,6 +25,8 @@ def _check_batch(images: np.ndarray) -> None:
         raise TypeError(f"images: expected a uint8 numpy array, got {getattr(images, 'dtype', type(images).__name__)}")
     if images.ndim not in (3, 4):
         raise ValueError(f"images: expected a batch (B, H, W) or (B, H, W, C), got shape {images.shape}")
+    if 0 in images.shape[1:]:
+        raise ValueError(f"images: expected images with at least one pixel and channel, got shape {images.shape}")
 
 
 def patch_origin(shape: tuple[int, ...], size: int, position: Position) -> tuple[int, int]:
