@@ -20,10 +20,11 @@ def check_int(name: str, value: Any, *, low: int, high: Optional[int] = None) ->
     """``value`` as an int in [low, high]: TypeError unless an integer, ValueError outside."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
+    number = int(value)
+    if number < low or (high is not None and number > high):
         upper = "" if high is None else f" and <= {high}"
-        raise ValueError(f"{name}: expected an int >= {low}{upper}, got {value}")
-    return int(value)
+        raise ValueError(f"{name}: expected an int >= {low}{upper}, got {number}")
+    return number
 
 
 def check_finite(name: str, value: Any) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, get_args
+from typing import Literal, Optional, get_args
 
 import cv2
 import numpy as np
@@ -27,7 +27,9 @@ METHODS: tuple[str, ...] = get_args(Binarization)
 BORDERS: tuple[str, ...] = get_args(Border)
 
 # Each border mode as np.pad mode (rows, padded per image) and OpenCV border (columns).
-_NP_PAD_MODE = {"zero": "constant", "replicate": "edge", "reflect": "reflect"}
+_NP_PAD_MODE: dict[str, Literal["constant", "edge", "reflect"]] = {
+    "zero": "constant", "replicate": "edge", "reflect": "reflect"
+}
 _CV_BORDER = {
     "zero": cv2.BORDER_CONSTANT,
     "replicate": cv2.BORDER_REPLICATE,
@@ -157,14 +159,15 @@ def _local_mean(
     top = k // 2
     padded_height = height + k - 1
     # Source row of each padded row; zero padding needs none (those rows stay zero).
-    row_map = None
+    row_map: Optional[np.ndarray] = None
     if border != "zero":
         row_map = np.pad(np.arange(height), (top, k - 1 - top), mode=_NP_PAD_MODE[border])
+    sum_type: type[np.integer]
     if 255 * k * k < np.iinfo(np.uint16).max:
         sum_type, sum_depth = np.uint16, cv2.CV_16U
     else:
         sum_type, sum_depth = np.int32, cv2.CV_32S
-    limits = _window_sum_limits(k, offset).astype(sum_type)
+    limits: np.ndarray = _window_sum_limits(k, offset).astype(sum_type)
     states = np.empty(batch.shape, np.int8)
     per_chunk = max(1, _CHUNK_BYTES // (padded_height * width * n_channels))
 

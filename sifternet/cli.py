@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -33,7 +33,7 @@ from sifternet.triggers import stamp_patch
 
 
 DATA = Path(__file__).parent / "data"
-DEMOS = {
+DEMOS: dict[str, tuple[int, dict[str, Any]]] = {
     # data set: (seeds per class, purifier options inside the paper's ranges)
     "mnist": (1, {"binarize": "global", "steps": 800}),
     "gtsrb": (2, {"binarize": "local_mean", "block_size": 11, "steps": 500}),
@@ -94,7 +94,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     print(f"fitted {purifier!r}\n  on {len(seeds)} seeds from {args.source} -> {out}")
 
 
-def purifier_options(args: argparse.Namespace) -> dict:
+def purifier_options(args: argparse.Namespace) -> dict[str, Any]:
     """The purifier options given on the command line (``--steps none`` included: None)."""
     given = vars(args)
     return {name: given[name] for name in PurifierConfig.__dataclass_fields__
@@ -127,7 +127,7 @@ def _progress(total: int, what: str) -> tqdm:
     return tqdm(total=total, unit="img", desc=what, disable=None, file=sys.stderr)
 
 
-def _purify_folder(purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace):
+def _purify_folder(purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace) -> Union[np.ndarray, list[np.ndarray]]:
     files = list_images(source)
     outputs = [(target / f.relative_to(source)).with_suffix(".png") for f in files]
     # Outputs are written atomically, so an existing one is complete: --resume skips it.
@@ -152,7 +152,7 @@ def _purify_folder(purifier: SifterNet, source: Path, target: Path, args: argpar
     return [read_image(f) for f in files[: args.preview_count]]
 
 
-def _purify_array(purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace):
+def _purify_array(purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace) -> Union[np.ndarray, list[np.ndarray]]:
     if target.suffix not in (".npy", ".npz"):
         raise CliError(f"{target}: the output of an array input must be .npy or .npz")
     if args.resume:

@@ -73,7 +73,8 @@ def purify(images: da.Array, purifier: SifterNet, *, num_threads: Optional[int] 
         purifier, name=f"sifternet-model-{tokenize(purifier.to_bytes())}", traverse=False
     )
     return images.map_blocks(
-        _purify_block, model, num_threads=num_threads, dtype=np.uint8,
+        _purify_block,  # type: ignore[arg-type]  # dask's annotation of map_blocks is Array-only
+        model, num_threads=num_threads, dtype=np.uint8,
         meta=np.empty((0,) * images.ndim, np.uint8), token="sifternet-purify",
     )
 

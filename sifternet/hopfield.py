@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union, get_args
+from typing import Any, Literal, Optional, Union, cast, get_args
 
 import numpy as np
 
@@ -297,7 +297,7 @@ class HopfieldNetwork:
         check_choice("rule", rule, RULES)
         network._patterns = _core.check_patterns(state.get("patterns")).copy()
         network._patterns.flags.writeable = False
-        network._rule = rule
+        network._rule = cast(Rule, rule)
         if rule != "hebbian":
             weights = state.get("weights")
             n = network.n_neurons

@@ -117,7 +117,7 @@ def recall(
     theta = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     rows = np.arange(len(states)) if indices is None else np.asarray(indices)
 
-    def field(s: np.ndarray, i: int):
+    def field(s: np.ndarray, i: int) -> float:
         if integral:
             return int(weights[i].astype(np.int64) @ s) - int(weights[i, i]) * int(s[i])
         return float(np.cumsum(weights[i] * s)[-1]) - float(weights[i, i]) * s[i]
@@ -129,6 +129,7 @@ def recall(
         centre = 0.0 if theta is None else theta[i] * scale
         extra = 0.0
         if agreement > 0.0:
+            assert patterns is not None, "the agreement gate needs the patterns"
             overlaps = patterns.astype(np.int64) @ s.astype(np.int64)
             extra = agreement * float(np.abs(overlaps).sum())
         if s[i] > 0:  # +1 stays unless the field is below theta by more than the gates
