@@ -122,7 +122,8 @@ def sig(images: np.ndarray, *, delta: float = 40.0, frequency: float = 6.0) -> n
     return np.clip(np.rint(images + wave), 0, 255).astype(np.uint8)
 
 
-def warp_field(height: int, width: int, *, grid: int = 4, strength: float = 0.5, seed: int = 0):
+def warp_field(height: int, width: int, *, grid: int = 4, strength: float = 0.5,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """WaNet's fixed warp (Nguyen and Tran 2021) as OpenCV remap maps (map_x, map_y).
 
     A ``grid`` x ``grid`` field of random 2-D offsets in [-1, 1], scaled to mean absolute

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from sifternet.cli import EVAL_COMMANDS, CliError, add_purifier_options, purifier_options, refuse_existing
 from sifternet.eval import evaluate as ev
-from sifternet.eval.attacks import Attack, make_attack
+from sifternet.eval.attacks import Attack, Position, make_attack
 from sifternet.eval.defenses import DEFAULT_DEFENSES, DEFENSES, MODEL_QUERYING
 from sifternet.eval.detectors import DETECTORS, make_detectors
 from sifternet.eval.finetune import evaluate_finetuned
@@ -246,7 +246,7 @@ def _integers(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 50,100,200, got {text!r}") from None
 
 
-def _position(text: str):
+def _position(text: str) -> Position:
     if "," in text:
         row, col = text.split(",")
         return int(row), int(col)

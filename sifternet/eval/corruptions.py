@@ -21,7 +21,7 @@ OpenCV's JPEG coder replaces PIL's; results are rounded, not truncated, to uint8
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -40,7 +40,7 @@ SEVERITIES = 5
 
 #: images float32 (B, H, W, C) in [0, 1], severity 1..5, one random generator per image
 #: -> corrupted images float32 of the same shape (clipped to [0, 1] by the caller)
-CorruptionFunction = Callable[[np.ndarray, int, list], np.ndarray]
+CorruptionFunction = Callable[[np.ndarray, int, Sequence[np.random.Generator]], np.ndarray]
 
 _CV_MAX_CHANNELS = 128  # channels per OpenCV filter call (OpenCV 5's limit; 4.x allows 512)
 
@@ -80,7 +80,8 @@ def _zoom(image: np.ndarray, factor: float) -> np.ndarray:
     h, w = image.shape[:2]
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     # output pixel p samples the input at centre + (p - centre) / factor
-    matrix = np.float32([[1 / factor, 0, cx * (1 - 1 / factor)], [0, 1 / factor, cy * (1 - 1 / factor)]])
+    matrix = np.array([[1 / factor, 0, cx * (1 - 1 / factor)], [0, 1 / factor, cy * (1 - 1 / factor)]],
+                      np.float32)
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE).reshape(image.shape)
 
@@ -99,25 +100,26 @@ def _motion_blur(image: np.ndarray, radius: int, sigma: float, angle: float) -> 
                         borderType=cv2.BORDER_REPLICATE).reshape(image.shape)
 
 
-def _draw(rngs: list, draw: Callable[[np.random.Generator], np.ndarray]) -> np.ndarray:
+def _draw(rngs: Sequence[np.random.Generator],
+          draw: Callable[[np.random.Generator], np.ndarray]) -> np.ndarray:
     """One draw per image, stacked."""
     return np.stack([draw(rng) for rng in rngs])
 
 
 # -- noise ---------------------------------------------------------------------------
-def gaussian_noise(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def gaussian_noise(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """Additive Gaussian noise of standard deviation 0.04 .. 0.10."""
     c = (0.04, 0.06, 0.08, 0.09, 0.10)[severity - 1]
     return x + c * _draw(rngs, lambda rng: rng.standard_normal(x.shape[1:], np.float32))
 
 
-def shot_noise(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def shot_noise(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """Poisson noise: Poisson(c x) / c with c = 500 .. 50 photons at full intensity."""
     c = (500, 250, 100, 75, 50)[severity - 1]
     return np.stack([rng.poisson(image * c) / c for image, rng in zip(x, rngs)]).astype(np.float32)
 
 
-def impulse_noise(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def impulse_noise(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """Salt and pepper: a fraction 0.01 .. 0.07 of the values (each channel on its own),
     half set to 0, half to 1."""
     c = (0.01, 0.02, 0.03, 0.05, 0.07)[severity - 1]
@@ -126,7 +128,7 @@ def impulse_noise(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
 
 
 # -- blur ----------------------------------------------------------------------------
-def defocus_blur(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def defocus_blur(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """Convolution with a disk of radius 0.3 .. 1.5 pixels, anti-aliased by a 3x3
     Gaussian of sigma 0.1 .. 0.6."""
     radius, alias = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))[severity - 1]
@@ -138,7 +140,7 @@ def defocus_blur(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
     return _planewise(lambda p: cv2.filter2D(p, -1, kernel), x)
 
 
-def glass_blur(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def glass_blur(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """Gaussian blur (sigma 0.05 .. 0.4), then 1 or 2 passes that swap each interior pixel
     with a random neighbour at offset in [-d, d) (d = 1), bottom-right to top-left, then
     the blur again."""
@@ -158,14 +160,14 @@ def glass_blur(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
     return _gaussian_blur(y.astype(np.float32), sigma)
 
 
-def motion_blur(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def motion_blur(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """Motion blur of radius 6 .. 9 and sigma 1 .. 2.5 at a random angle in [-45, 45)."""
     radius, sigma = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))[severity - 1]
     angles = [rng.uniform(-45, 45) for rng in rngs]
     return np.stack([_motion_blur(image, radius, sigma, angle) for image, angle in zip(x, angles)])
 
 
-def zoom_blur(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def zoom_blur(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """The mean of the image and its central zooms by 1.00, 1.01, ... up to 1.05 .. 1.25."""
     count = (6, 11, 16, 21, 26)[severity - 1]
     factors = 1.0 + 0.01 * np.arange(count)
@@ -173,14 +175,14 @@ def zoom_blur(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
 
 
 # -- weather -------------------------------------------------------------------------
-def snow(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def snow(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """Snow: a Gaussian layer (mean, sd) zoomed, thresholded and motion-blurred at a random
     angle in [-135, -45), added with its 180-degree rotation to the image, which is first
     lightened towards 1.5 x grey + 0.5."""
     mean, sd, zoom, threshold, radius, sigma, keep = (
         (0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
         (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8))[severity - 1]
-    grey = x if x.shape[3] == 1 else (x @ np.float32([0.299, 0.587, 0.114]))[..., None]
+    grey = x if x.shape[3] == 1 else (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
     lightened = keep * x + (1 - keep) * np.maximum(x, 1.5 * grey + 0.5)
     out = np.empty_like(x)
     for b, rng in enumerate(rngs):
@@ -192,7 +194,7 @@ def snow(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
     return out
 
 
-def _plasma(rngs: list, size: int, decay: float) -> np.ndarray:
+def _plasma(rngs: Sequence[np.random.Generator], size: int, decay: float) -> np.ndarray:
     """Plasma fractals (B, size, size) in [0, 1], size a power of two: diamond-square
     midpoint displacement on a torus, the displacement shrinking by decay^2 a level."""
     levels = size.bit_length() - 1
@@ -215,7 +217,7 @@ def _plasma(rngs: list, size: int, decay: float) -> np.ndarray:
     return grid / np.maximum(grid.max(axis=(1, 2), keepdims=True), 1e-12)
 
 
-def fog(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def fog(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """Fog: a plasma fractal of strength 0.2 .. 1.5 (decay 3 .. 1.75) added, then the
     image rescaled by max / (max + strength)."""
     strength, decay = ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75))[severity - 1]
@@ -226,7 +228,7 @@ def fog(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
     return (x + strength * plasma) * peak / (peak + strength)
 
 
-def brightness(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def brightness(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """HSV value + 0.05 .. 0.3 (for grey images the value is the intensity)."""
     c = (0.05, 0.1, 0.15, 0.2, 0.3)[severity - 1]
     if x.shape[3] == 1:
@@ -238,14 +240,14 @@ def brightness(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
 
 
 # -- digital -------------------------------------------------------------------------
-def contrast(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def contrast(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """Each channel pulled towards its mean: (x - mean) * 0.75 .. 0.15 + mean."""
     c = (0.75, 0.5, 0.4, 0.3, 0.15)[severity - 1]
     mean = x.mean(axis=(1, 2), keepdims=True)
     return (x - mean) * c + mean
 
 
-def elastic_transform(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def elastic_transform(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """A random affine warp (three control points moved by up to a fraction of the side),
     then a displacement field: uniform noise smoothed by a Gaussian (sigma a fraction of
     the side, truncated at 3 sigma) times alpha (a fraction of the side); bilinear,
@@ -253,8 +255,8 @@ def elastic_transform(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
     b, h, w, _ = x.shape
     alpha, sigma, shift = (min(h, w) * fraction for fraction in (
         (0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))[severity - 1])
-    centre, third = np.float32([w // 2, h // 2]), min(h, w) // 3
-    source = np.float32([centre + third, [centre[0] + third, centre[1] - third], centre - third])
+    centre, third = np.array([w // 2, h // 2], np.float32), min(h, w) // 3
+    source = np.array([centre + third, [centre[0] + third, centre[1] - third], centre - third], np.float32)
     draws = [(rng.uniform(-shift, shift, (3, 2)), rng.uniform(-1, 1, (2, h, w))) for rng in rngs]
     fields = np.stack([field for _, field in draws]).astype(np.float32).transpose(0, 2, 3, 1)  # (B, H, W, 2)
     fields = alpha * _gaussian_blur(fields, sigma, truncate=3.0, border=cv2.BORDER_REFLECT)
@@ -268,7 +270,7 @@ def elastic_transform(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
     return out
 
 
-def pixelate(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def pixelate(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """Box-downsampled to 0.95 .. 0.65 of the side, then resized back (OpenCV's area
     interpolation both ways)."""
     c = (0.95, 0.9, 0.85, 0.75, 0.65)[severity - 1]
@@ -278,7 +280,7 @@ def pixelate(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
                                                (w, h), interpolation=cv2.INTER_AREA), x)
 
 
-def jpeg_compression(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
+def jpeg_compression(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """JPEG at quality 80 .. 40 (OpenCV's coder; colour images are taken as RGB)."""
     quality = (80, 65, 58, 50, 40)[severity - 1]
 
@@ -287,6 +289,8 @@ def jpeg_compression(x: np.ndarray, severity: int, rngs: list) -> np.ndarray:
         pixels = pixels[..., ::-1] if pixels.shape[2] == 3 else pixels[..., 0]  # OpenCV codes BGR
         _, data = cv2.imencode(".jpg", np.ascontiguousarray(pixels), [cv2.IMWRITE_JPEG_QUALITY, quality])
         decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if decoded is None:  # pragma: no cover - OpenCV decodes the JPEG it has just encoded
+            raise RuntimeError("jpeg_compression: OpenCV could not decode its own JPEG")
         decoded = decoded[..., ::-1] if decoded.ndim == 3 else decoded
         return decoded.astype(np.float32) / 255
 
@@ -305,8 +309,8 @@ CORRUPTIONS: dict[str, CorruptionFunction] = {
 }
 
 
-def corrupt(images: np.ndarray, name: str, severity: int, *, indices: Optional[Sequence[int]] = None,
-            seed: int = 0) -> np.ndarray:
+def corrupt(images: np.ndarray, name: str, severity: int, *,
+            indices: Optional[Union[Sequence[int], np.ndarray]] = None, seed: int = 0) -> np.ndarray:
     """``images`` under corruption ``name`` at ``severity`` (1..5).
 
     Parameters
@@ -331,13 +335,13 @@ def corrupt(images: np.ndarray, name: str, severity: int, *, indices: Optional[S
         raise ValueError(
             f"images: expected uint8 (B, H, W) or (B, H, W, C) with C = 1 or 3, got {images.dtype} {images.shape}"
         )
-    indices = np.arange(len(images)) if indices is None else np.asarray(indices)
-    if indices.shape != (len(images),) or not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(f"indices: expected {len(images)} integers, got {indices.dtype} {indices.shape}")
+    keys = np.arange(len(images)) if indices is None else np.asarray(indices)
+    if keys.shape != (len(images),) or not np.issubdtype(keys.dtype, np.integer):
+        raise ValueError(f"indices: expected {len(images)} integers, got {keys.dtype} {keys.shape}")
     if len(images) == 0:
         return images.copy()
     code = IMAGENET_C.index(name)
-    rngs = [np.random.default_rng([seed, code, int(index)]) for index in indices]
+    rngs = [np.random.default_rng([seed, code, int(index)]) for index in keys]
     x = images.reshape(images.shape[:3] + (-1,)).astype(np.float32) / 255
     out = CORRUPTIONS[name](x, int(severity), rngs)
     return np.clip(np.rint(out * 255), 0, 255).astype(np.uint8).reshape(images.shape)

@@ -22,7 +22,7 @@ Random choices are keyed by each image's global index and a seed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import numpy as np
 
@@ -73,6 +73,16 @@ def _indices(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return indices
 
 
+def _require_probabilities(model: Classifier) -> ProbabilisticClassifier:
+    """``model``, refused with a TypeError unless it has ``predict_proba`` (STRIP needs it)."""
+    if not callable(getattr(model, "predict_proba", None)):
+        raise TypeError(
+            f"strip: the model ({type(model).__name__}) has no predict_proba(images) -> (B, K) "
+            "probabilities; STRIP needs them (TorchClassifier has them)"
+        )
+    return cast(ProbabilisticClassifier, model)
+
+
 def strip(model: ProbabilisticClassifier, pool: np.ndarray, *, copies: int = 100, blend: str = "add",
           seed: int = 0, images_per_call: int = 0) -> Detector:
     """STRIP: minus the mean prediction entropy over ``copies`` superimposed copies.
@@ -90,11 +100,7 @@ def strip(model: ProbabilisticClassifier, pool: np.ndarray, *, copies: int = 100
     images_per_call : inputs whose copies go to the model at once (default: about 4096
         copies per call)
     """
-    if not callable(getattr(model, "predict_proba", None)):
-        raise TypeError(
-            f"strip: the model ({type(model).__name__}) has no predict_proba(images) -> (B, K) "
-            "probabilities; STRIP needs them (TorchClassifier has them)"
-        )
+    _require_probabilities(model)  # untyped callers may pass a labels-only model
     pool = np.asarray(pool)
     if pool.dtype != np.uint8 or pool.ndim not in (3, 4) or len(pool) == 0:
         raise ValueError(f"strip: pool: expected uint8 images (P, H, W[, C]), P > 0, got {pool.dtype} {pool.shape}")
@@ -172,7 +178,8 @@ DetectorFactory = Callable[[Classifier, np.ndarray, int, int], Detector]
 
 #: The detectors ``sifternet evaluate --detectors`` knows by name.
 DETECTORS: dict[str, DetectorFactory] = {
-    "strip": lambda model, pool, seed, copies: strip(model, pool, seed=seed, copies=copies),
+    "strip": lambda model, pool, seed, copies: strip(_require_probabilities(model), pool, seed=seed,
+                                                     copies=copies),
     "teco": lambda model, pool, seed, copies: teco(model, seed=seed),
 }
 

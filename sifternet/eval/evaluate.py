@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -53,7 +53,8 @@ def split_data(count: int, train_fraction: float, seed: int) -> Split:
     return Split(np.sort(order[:cut]), np.sort(order[cut:]))
 
 
-def poison(images: np.ndarray, labels: np.ndarray, attack: Attack, target: int, seed: int):
+def poison(images: np.ndarray, labels: np.ndarray, attack: Attack, target: int,
+           seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, labels, poisoned indices) of a training set under ``attack``'s protocol:
     a ``poison_ratio`` of non-target images triggered and relabelled to ``target``; or,
     clean-label (SIG), that many target-class images triggered with labels unchanged."""
@@ -182,7 +183,7 @@ def evaluate(
     triggered = attack.apply(clean)
     report = Report(settings={**(settings or {}), "target": target, "n_eval": len(clean),
                               "purifier": repr(purifier)})
-    outputs = {}
+    outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for defense in tqdm(defenses, desc="defenses", unit="defense", disable=not progress or None):
         start = time.perf_counter()
         purified_clean = defense.purify(clean, split.evaluation)
@@ -225,8 +226,9 @@ def _evenly(positions: np.ndarray, count: Optional[int]) -> np.ndarray:
 REPORT_FILES = ("report.md", "report.json", "examples.png", "metrics.png")
 
 
-def write_report(report: Report, outputs, clean: np.ndarray, triggered: np.ndarray, folder: PathLike,
-                 *, examples: int = 6, overwrite: bool = False) -> list[Path]:
+def write_report(report: Report, outputs: Mapping[str, tuple[np.ndarray, np.ndarray]], clean: np.ndarray,
+                 triggered: np.ndarray, folder: PathLike, *, examples: int = 6,
+                 overwrite: bool = False) -> list[Path]:
     """report.md, report.json, examples.png (clean | triggered | each defense on the
     triggered images) and, when matplotlib is installed, metrics.png (Acc and ASR bars)."""
     folder = Path(folder)
@@ -287,7 +289,8 @@ def default_defenses(
     return [DEFENSES[name](purifier, seeds) for name in names]
 
 
-def seeds_from(images: np.ndarray, labels: np.ndarray, split: Split, per_class: int, seed: int):
+def seeds_from(images: np.ndarray, labels: np.ndarray, split: Split, per_class: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seed images and labels drawn from the CLEAN training part."""
     chosen = split.train[seed_indices(labels[split.train], per_class, seed=seed)]
     return images[chosen], labels[chosen]

@@ -12,13 +12,17 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
 from sifternet._threads import resolve_num_threads
 from sifternet.modelfile import PathLike, write_atomically
+
+if TYPE_CHECKING:  # for annotations only: torch is an optional extra, imported by _torch()
+    import torch
 
 
 class Classifier(Protocol):
@@ -27,7 +31,7 @@ class Classifier(Protocol):
     def predict(self, images: np.ndarray) -> np.ndarray: ...
 
 
-def _torch():
+def _torch() -> ModuleType:
     try:
         import torch
     except ImportError:  # pragma: no cover - depends on the environment
@@ -37,7 +41,7 @@ def _torch():
     return torch
 
 
-def small_cnn(in_channels: int, height: int, width: int, n_classes: int):
+def small_cnn(in_channels: int, height: int, width: int, n_classes: int) -> torch.nn.Sequential:
     """conv3x3(32)-ReLU-conv3x3(64)-ReLU-maxpool2-dropout(0.25)-dense(128)-ReLU-dropout(0.5)-dense."""
     nn = _torch().nn
     return nn.Sequential(
@@ -49,7 +53,7 @@ def small_cnn(in_channels: int, height: int, width: int, n_classes: int):
     )
 
 
-def _as_tensor(images: np.ndarray):
+def _as_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W[, C]) -> float32 (B, C, H, W) in [0, 1]."""
     torch = _torch()
     batch = images[..., None] if images.ndim == 3 else images

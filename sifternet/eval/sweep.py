@@ -170,7 +170,7 @@ def sweep(
         for count in per_class:
             seeds = seeds_from(images, labels, split, count, seed)
             for block in blocks:
-                sized = {} if block is None else {"block_size": block}
+                sized: dict[str, Any] = {} if block is None else {"block_size": block}
                 fitted = SifterNet(num_threads=num_threads, **options, **sized).fit(*seeds)
                 for value in steps:
                     purifier = fitted.with_options(steps=value)
