@@ -18,7 +18,19 @@ import numpy as np
 with atheris.instrument_imports():
     from sifternet import _core
 
-DTYPES = [np.int8, np.uint8, np.int32, np.int64, np.uint64, np.float32, np.float64, np.bool_, ">i1", ">i4", ">f8"]
+DTYPES = [
+    np.int8,
+    np.uint8,
+    np.int32,
+    np.int64,
+    np.uint64,
+    np.float32,
+    np.float64,
+    np.bool_,
+    ">i1",
+    ">i4",
+    ">f8",
+]
 DOCUMENTED = (TypeError, ValueError, MemoryError)
 
 
@@ -66,9 +78,14 @@ def one_input(data: bytes) -> None:
         lambda: _core.recall_dense(patterns, states, indices, **options),
         lambda: _core.recall_dense(third, states, indices, **options),
         lambda: _core.repair(
-            four(patterns), four(states), four(third), output=["binary", "restore", "inpaint", "x"][
-                fdp.ConsumeIntInRange(0, 3)], fill_size=fdp.ConsumeIntInRange(-1, 9),
-            joint_channels=fdp.ConsumeBool(), num_threads=options["num_threads"]),
+            four(patterns),
+            four(states),
+            four(third),
+            output=["binary", "restore", "inpaint", "x"][fdp.ConsumeIntInRange(0, 3)],
+            fill_size=fdp.ConsumeIntInRange(-1, 9),
+            joint_channels=fdp.ConsumeBool(),
+            num_threads=options["num_threads"],
+        ),
     ]
     for call in calls:
         try:

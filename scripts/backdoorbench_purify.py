@@ -107,7 +107,9 @@ def _pixels(image: Any, where: str) -> np.ndarray:
         image = image.convert("RGB")
     pixels = np.asarray(image)
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
-        raise ResultFormatError(f"{where}: expected an 8-bit grey or RGB image, got {pixels.dtype} {pixels.shape}")
+        raise ResultFormatError(
+            f"{where}: expected an 8-bit grey or RGB image, got {pixels.dtype} {pixels.shape}"
+        )
     return pixels
 
 
@@ -120,7 +122,9 @@ def image_batch(images: Any, where: str) -> np.ndarray:
         if batch.ndim == 4 and batch.shape[1] in (1, 3) and batch.shape[3] not in (1, 3):
             batch = batch.transpose(0, 2, 3, 1)
         if batch.size and (batch.min() < 0 or batch.max() > 255):
-            raise ResultFormatError(f"{where}: expected pixel values in 0..255, got {batch.min()}..{batch.max()}")
+            raise ResultFormatError(
+                f"{where}: expected pixel values in 0..255, got {batch.min()}..{batch.max()}"
+            )
         batch = np.rint(batch).astype(np.uint8) if batch.dtype != np.uint8 else batch
     if batch.ndim == 4 and batch.shape[3] == 1:
         batch = batch[..., 0]
@@ -158,22 +162,38 @@ def backdoor_test_set(bd_test: Any, record: Path) -> BackdoorTestSet:
         for index in order:
             where = f"bd_test['bd_data_container']['data_dict'][{index}]"
             if int(index) not in stored:
-                raise ResultFormatError(f"{where}: missing; original_index_array lists it but no image is stored")
+                raise ResultFormatError(
+                    f"{where}: missing; original_index_array lists it but no image is stored"
+                )
             rows.append(_stored_image(stored[int(index)], record, where))
         if not rows:
             raise ResultFormatError("bd_test: the backdoor test set is empty")
         images = np.stack([row[0] for row in rows])
-        return BackdoorTestSet(image_batch(images, "bd_test images"), _labels([r[1] for r in rows]),
-                               _labels([r[2] for r in rows]), order)
+        return BackdoorTestSet(
+            image_batch(images, "bd_test images"),
+            _labels([r[1] for r in rows]),
+            _labels([r[2] for r in rows]),
+            order,
+        )
     if isinstance(bd_test, Mapping) and "x" in bd_test:
         x, y, index, targets = (_require(bd_test, key, "bd_test") for key in V1_KEYS)
         if any(value is None for value in (x, y, index, targets)):
-            raise ResultFormatError(f"bd_test: entries {', '.join(V1_KEYS)} must all be present, some are None")
-        test_set = BackdoorTestSet(image_batch(x, "bd_test['x']"), _labels(y), _labels(targets), _labels(index))
-        lengths = {len(test_set.images), len(test_set.backdoor_labels), len(test_set.original_labels),
-                   len(test_set.original_index)}
+            raise ResultFormatError(
+                f"bd_test: entries {', '.join(V1_KEYS)} must all be present, some are None"
+            )
+        test_set = BackdoorTestSet(
+            image_batch(x, "bd_test['x']"), _labels(y), _labels(targets), _labels(index)
+        )
+        lengths = {
+            len(test_set.images),
+            len(test_set.backdoor_labels),
+            len(test_set.original_labels),
+            len(test_set.original_index),
+        }
         if len(lengths) != 1:
-            raise ResultFormatError(f"bd_test: x, y, original_targets and original_index differ in length {sorted(lengths)}")
+            raise ResultFormatError(
+                f"bd_test: x, y, original_targets and original_index differ in length {sorted(lengths)}"
+            )
         return test_set
     found = ", ".join(map(str, bd_test)) if isinstance(bd_test, Mapping) else type(bd_test).__name__
     raise ResultFormatError(
@@ -191,7 +211,9 @@ def load_attack_result(path: Path, *, allow_pickle: bool) -> dict:
         )
     result = torch.load(str(path), map_location="cpu", weights_only=False)
     if not isinstance(result, Mapping):
-        raise ResultFormatError(f"{path}: expected a dict (BackdoorBench's attack_result.pt), got {type(result).__name__}")
+        raise ResultFormatError(
+            f"{path}: expected a dict (BackdoorBench's attack_result.pt), got {type(result).__name__}"
+        )
     return dict(result)
 
 
@@ -226,28 +248,44 @@ class Normalised(torch.nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-def target_model(spec: str, result: Mapping, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]) -> Classifier:
+def target_model(
+    spec: str, result: Mapping, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]
+) -> Classifier:
     """The model of ``--model`` (a TorchScript file or a factory), normalised if asked."""
     if Path(spec).is_file() or ":" not in spec:
         try:
             module = load_torchscript(spec).module
         except RuntimeError as error:
-            raise ValueError(f"--model {spec}: not a TorchScript file from torch.jit.save ({error})") from None
+            raise ValueError(
+                f"--model {spec}: not a TorchScript file from torch.jit.save ({error})"
+            ) from None
     else:
-        state = {key: _require(result, key, "attack result") for key in ("model_name", "num_classes", "model")}
-        module = _factory(spec)(model_name=state["model_name"], num_classes=state["num_classes"],
-                                state_dict=state["model"])
+        state = {
+            key: _require(result, key, "attack result") for key in ("model_name", "num_classes", "model")
+        }
+        module = _factory(spec)(
+            model_name=state["model_name"], num_classes=state["num_classes"], state_dict=state["model"]
+        )
         if not isinstance(module, torch.nn.Module):
-            raise TypeError(f"--model {spec}: expected the function to return a torch.nn.Module, got {type(module).__name__}")
+            raise TypeError(
+                f"--model {spec}: expected the function to return a torch.nn.Module, got {type(module).__name__}"
+            )
     if mean is not None or std is not None:
         if mean is None or std is None or len(mean) != len(std) or 0 in std:
-            raise ValueError(f"--mean and --std: expected one non-zero std per mean, got mean={mean}, std={std}")
+            raise ValueError(
+                f"--mean and --std: expected one non-zero std per mean, got mean={mean}, std={std}"
+            )
         module = Normalised(module, mean, std)
     return TorchClassifier(module)
 
 
-def backdoor_metrics(model: Classifier, clean: np.ndarray, clean_labels: np.ndarray, triggered: BackdoorTestSet,
-                     triggered_images: np.ndarray) -> dict[str, float]:
+def backdoor_metrics(
+    model: Classifier,
+    clean: np.ndarray,
+    clean_labels: np.ndarray,
+    triggered: BackdoorTestSet,
+    triggered_images: np.ndarray,
+) -> dict[str, float]:
     """ACC on the clean images; ASR and RA on the triggered ones whose original label
     differs from their backdoor label (see the module docstring)."""
     predicted = model.predict(triggered_images)
@@ -263,8 +301,9 @@ def _purifier(args: argparse.Namespace) -> SifterNet:
     if args.purifier:
         return SifterNet.load(args.purifier, num_threads=args.threads)
     images, labels = load_array(args.clean_train, "images"), load_array(args.clean_train, "labels")
-    seeds, seed_labels = select_seeds(image_batch(images, str(args.clean_train)), labels, args.per_class,
-                                      seed=args.selection_seed)
+    seeds, seed_labels = select_seeds(
+        image_batch(images, str(args.clean_train)), labels, args.per_class, seed=args.selection_seed
+    )
     if args.mode == "paper":
         return SifterNet(num_threads=args.threads).fit(seeds, seed_labels)
     return SifterNet.repairing(num_threads=args.threads).fit(seeds, seed_labels)
@@ -280,36 +319,58 @@ def run(args: argparse.Namespace) -> dict:
     clean = image_batch(load_array(args.clean_test, "images"), str(args.clean_test))
     clean_labels = _labels(load_array(args.clean_test, "labels"))
     if clean.shape[1:] != triggered.images.shape[1:]:
-        raise ValueError(f"{args.clean_test}: images of shape {clean.shape[1:]}, but the backdoor test set's are "
-                         f"{triggered.images.shape[1:]}")
+        raise ValueError(
+            f"{args.clean_test}: images of shape {clean.shape[1:]}, but the backdoor test set's are "
+            f"{triggered.images.shape[1:]}"
+        )
     index = triggered.original_index
     if index.min() < 0 or index.max() >= len(clean):
-        raise ValueError(f"bd_test: original indices {index.min()}..{index.max()} exceed the {len(clean)} clean test images")
+        raise ValueError(
+            f"bd_test: original indices {index.min()}..{index.max()} exceed the {len(clean)} clean test images"
+        )
     disagree = int((clean_labels[index] != triggered.original_labels).sum())
     if disagree:
-        raise ValueError(f"{args.clean_test}: labels disagree with bd_test's original labels at {disagree} of "
-                         f"{len(index)} original indices; is it the clean test split in BackdoorBench's order?")
+        raise ValueError(
+            f"{args.clean_test}: labels disagree with bd_test's original labels at {disagree} of "
+            f"{len(index)} original indices; is it the clean test split in BackdoorBench's order?"
+        )
     model = target_model(args.model, result, args.mean, args.std)
     purifier = _purifier(args)
     rows = [
         {"defense": "none", **backdoor_metrics(model, clean, clean_labels, triggered, triggered.images)},
-        {"defense": "sifternet", **backdoor_metrics(model, purifier.purify(clean), clean_labels, triggered,
-                                                    purifier.purify(triggered.images, indices=index))},
+        {
+            "defense": "sifternet",
+            **backdoor_metrics(
+                model,
+                purifier.purify(clean),
+                clean_labels,
+                triggered,
+                purifier.purify(triggered.images, indices=index),
+            ),
+        },
     ]
     targets = np.unique(triggered.backdoor_labels).tolist()
     report = {
-        "attack_result": str(path), "clean_data": result.get("clean_data"), "model_name": result.get("model_name"),
-        "n_clean": len(clean), "n_triggered": len(index),
+        "attack_result": str(path),
+        "clean_data": result.get("clean_data"),
+        "model_name": result.get("model_name"),
+        "n_clean": len(clean),
+        "n_triggered": len(index),
         "n_victims": int((triggered.backdoor_labels != triggered.original_labels).sum()),
         "backdoor_labels": targets,
-        "purifier": repr(purifier), "rows": rows,
+        "purifier": repr(purifier),
+        "rows": rows,
     }
-    print(f"{path}: {report['clean_data'] or 'unnamed data set'}, {len(clean)} clean test images, {len(index)} "
-          f"triggered ({report['n_victims']} with a true label other than their backdoor label; backdoor labels "
-          f"{report['backdoor_labels']})\n"
-          f"purifier: {report['purifier']}\n\n| defense | ACC % | ASR % | RA % |\n| --- | ---: | ---: | ---: |")
+    print(
+        f"{path}: {report['clean_data'] or 'unnamed data set'}, {len(clean)} clean test images, {len(index)} "
+        f"triggered ({report['n_victims']} with a true label other than their backdoor label; backdoor labels "
+        f"{report['backdoor_labels']})\n"
+        f"purifier: {report['purifier']}\n\n| defense | ACC % | ASR % | RA % |\n| --- | ---: | ---: | ---: |"
+    )
     for row in rows:
-        print(f"| {row['defense']} | {100 * row['acc']:.2f} | {100 * row['asr']:.2f} | {100 * row['ra']:.2f} |")
+        print(
+            f"| {row['defense']} | {100 * row['acc']:.2f} | {100 * row['asr']:.2f} | {100 * row['ra']:.2f} |"
+        )
     if args.json:
         write_atomically(args.json, json.dumps(report, indent=2).encode(), overwrite=args.force)
     return report
@@ -317,25 +378,54 @@ def run(args: argparse.Namespace) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Purify a BackdoorBench attack result's clean and backdoor test sets with "
-        "sifternet and report ACC / ASR / RA before and after. The result file is a pickle: see --allow-pickle.")
-    parser.add_argument("attack_result", help="BackdoorBench's attack_result.pt (a pickle: runs code when loaded)")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="required: confirm that you trust the result file (loading a pickle runs code)")
-    parser.add_argument("--model", required=True, help="TorchScript file, or module:function / file.py:function "
-                        "called with model_name=, num_classes=, state_dict= that returns a torch.nn.Module")
-    parser.add_argument("--clean-test", required=True, type=Path,
-                        help=".npz with 'images' and 'labels': the clean test split in BackdoorBench's order")
+        prog=PROG,
+        description="Purify a BackdoorBench attack result's clean and backdoor test sets with "
+        "sifternet and report ACC / ASR / RA before and after. The result file is a pickle: see --allow-pickle.",
+    )
+    parser.add_argument(
+        "attack_result", help="BackdoorBench's attack_result.pt (a pickle: runs code when loaded)"
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="required: confirm that you trust the result file (loading a pickle runs code)",
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="TorchScript file, or module:function / file.py:function "
+        "called with model_name=, num_classes=, state_dict= that returns a torch.nn.Module",
+    )
+    parser.add_argument(
+        "--clean-test",
+        required=True,
+        type=Path,
+        help=".npz with 'images' and 'labels': the clean test split in BackdoorBench's order",
+    )
     seeds = parser.add_mutually_exclusive_group(required=True)
-    seeds.add_argument("--clean-train", type=Path, help=".npz with 'images' and 'labels' to draw clean seeds from")
-    seeds.add_argument("--purifier", type=Path, help="a model file from 'sifternet fit' instead of --clean-train")
-    parser.add_argument("--per-class", type=int, default=2, help="seeds per class from --clean-train (default 2)")
-    parser.add_argument("--selection-seed", type=int, default=0, help="seed of the random seed selection (default 0)")
-    parser.add_argument("--mode", choices=("repair", "paper"), default="repair",
-                        help="with --clean-train: SifterNet.repairing() (default) or the paper's defaults")
+    seeds.add_argument(
+        "--clean-train", type=Path, help=".npz with 'images' and 'labels' to draw clean seeds from"
+    )
+    seeds.add_argument(
+        "--purifier", type=Path, help="a model file from 'sifternet fit' instead of --clean-train"
+    )
+    parser.add_argument(
+        "--per-class", type=int, default=2, help="seeds per class from --clean-train (default 2)"
+    )
+    parser.add_argument(
+        "--selection-seed", type=int, default=0, help="seed of the random seed selection (default 0)"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("repair", "paper"),
+        default="repair",
+        help="with --clean-train: SifterNet.repairing() (default) or the paper's defaults",
+    )
     parser.add_argument("--mean", type=float, nargs="+", help="per-channel mean to subtract before the model")
     parser.add_argument("--std", type=float, nargs="+", help="per-channel std to divide by before the model")
-    parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores)"
+    )
     parser.add_argument("--json", help="also write the report to this JSON file")
     parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     return parser
@@ -346,8 +436,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (ResultFormatError, ModelFileError, PermissionError, FileExistsError, FileNotFoundError,
-            ValueError, TypeError, ModuleNotFoundError) as error:
+    except (
+        ResultFormatError,
+        ModelFileError,
+        PermissionError,
+        FileExistsError,
+        FileNotFoundError,
+        ValueError,
+        TypeError,
+        ModuleNotFoundError,
+    ) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
     return 0

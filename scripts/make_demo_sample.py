@@ -21,8 +21,15 @@ def main() -> None:
     for name, (filename, per_class) in SAMPLES.items():
         with np.load(source / filename, allow_pickle=False) as data:
             labels = data["labels"]
-            index = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)]))
-            np.savez_compressed(target / f"{name}_sample.npz", images=data["images"][index], labels=labels[index], source_index=index)
+            index = np.sort(
+                np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+            )
+            np.savez_compressed(
+                target / f"{name}_sample.npz",
+                images=data["images"][index],
+                labels=labels[index],
+                source_index=index,
+            )
         print(f"{name}: {len(index)} images -> {(target / f'{name}_sample.npz').stat().st_size:,} bytes")
 
 

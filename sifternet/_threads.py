@@ -30,9 +30,7 @@ def resolve_num_threads(num_threads: int | None) -> int:
     try:
         num_threads = operator.index(num_threads)
     except TypeError:
-        raise TypeError(
-            f"num_threads: expected an int or None, got {type(num_threads).__name__}"
-        ) from None
+        raise TypeError(f"num_threads: expected an int or None, got {type(num_threads).__name__}") from None
     if num_threads == -1:
         return cores
     if num_threads < 1:

@@ -84,9 +84,7 @@ class SifterNetPreprocessor(Preprocessor):
         if not np.isfinite([low, high]).all() or low >= high:
             raise ValueError(f"clip_values: expected finite min < max, got {self.clip_values!r}")
         if not isinstance(self.channels_first, bool):
-            raise TypeError(
-                f"channels_first: expected a bool, got {type(self.channels_first).__name__}"
-            )
+            raise TypeError(f"channels_first: expected a bool, got {type(self.channels_first).__name__}")
         resolve_num_threads(self.num_threads)
 
     def _sample_shapes(self) -> list[tuple[int, ...]]:

@@ -28,7 +28,9 @@ BORDERS: tuple[str, ...] = get_args(Border)
 
 # Each border mode as np.pad mode (rows, padded per image) and OpenCV border (columns).
 _NP_PAD_MODE: dict[str, Literal["constant", "edge", "reflect"]] = {
-    "zero": "constant", "replicate": "edge", "reflect": "reflect"
+    "zero": "constant",
+    "replicate": "edge",
+    "reflect": "reflect",
 }
 _CV_BORDER = {
     "zero": cv2.BORDER_CONSTANT,
@@ -93,8 +95,7 @@ def binarize(
     check_uint8("images", images)
     if images.ndim not in (3, 4):
         raise ValueError(
-            "images: expected shape (B, H, W) or (B, H, W, C), "
-            f"got {images.ndim}-D shape {images.shape}"
+            f"images: expected shape (B, H, W) or (B, H, W, C), got {images.ndim}-D shape {images.shape}"
         )
     check_choice("method", method, METHODS)
     check_choice("border", border, BORDERS)
@@ -136,9 +137,7 @@ def _global(batch: np.ndarray, threshold: float) -> np.ndarray:
     return cv2.LUT(batch.reshape(batch.shape[0], -1), table)
 
 
-def _local_mean(
-    batch: np.ndarray, k: int, offset: float, border: str, threads: int
-) -> np.ndarray:
+def _local_mean(batch: np.ndarray, k: int, offset: float, border: str, threads: int) -> np.ndarray:
     """``local_mean`` states of a (B, H, W, C) batch.
 
     The batch is split among threads; each thread takes its images a chunk at a
@@ -257,4 +256,3 @@ def _otsu(batch: np.ndarray) -> np.ndarray:
         cv2.threshold(plane, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU, dst=plane_off)
     per_channel = np.moveaxis(off.reshape(n_images, n_channels, height, width), 1, 3)
     return np.bitwise_or(per_channel, 1, order="C").view(np.int8)
-

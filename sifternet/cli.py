@@ -14,6 +14,8 @@ import numpy as np
 from tqdm import tqdm
 
 from sifternet import __version__
+from sifternet.binarize import BORDERS, METHODS
+from sifternet.hopfield import RULES
 from sifternet.io import (
     atomic_path,
     list_images,
@@ -26,11 +28,8 @@ from sifternet.io import (
 from sifternet.modelfile import ModelFileError
 from sifternet.purifier import ORDERS, PurifierConfig, SifterNet
 from sifternet.repair import OUTPUTS
-from sifternet.binarize import BORDERS, METHODS
-from sifternet.hopfield import RULES
 from sifternet.seeds import STRATEGIES, seed_indices, select_seeds
 from sifternet.triggers import stamp_patch
-
 
 DATA = Path(__file__).parent / "data"
 DEMOS: dict[str, tuple[int, dict[str, Any]]] = {
@@ -97,8 +96,11 @@ def cmd_fit(args: argparse.Namespace) -> None:
 def purifier_options(args: argparse.Namespace) -> dict[str, Any]:
     """The purifier options given on the command line (``--steps none`` included: None)."""
     given = vars(args)
-    return {name: given[name] for name in PurifierConfig.__dataclass_fields__
-            if name in given and (given[name] is not None or name == "steps")}
+    return {
+        name: given[name]
+        for name in PurifierConfig.__dataclass_fields__
+        if name in given and (given[name] is not None or name == "steps")
+    }
 
 
 # -- purify -------------------------------------------------------------------------
@@ -127,7 +129,9 @@ def _progress(total: int, what: str) -> tqdm:
     return tqdm(total=total, unit="img", desc=what, disable=None, file=sys.stderr)
 
 
-def _purify_folder(purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace) -> Union[np.ndarray, list[np.ndarray]]:
+def _purify_folder(
+    purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace
+) -> Union[np.ndarray, list[np.ndarray]]:
     files = list_images(source)
     outputs = [(target / f.relative_to(source)).with_suffix(".png") for f in files]
     # Outputs are written atomically, so an existing one is complete: --resume skips it.
@@ -147,12 +151,16 @@ def _purify_folder(purifier: SifterNet, source: Path, target: Path, args: argpar
                 write_image(outputs[k], image)
             bar.update(len(chunk))
     skipped = len(files) - len(pending)
-    print(f"purified {len(pending)} images from {source} -> {target}/ (PNG)"
-          + (f"; {skipped} finished outputs kept (--resume)" if skipped else ""))
+    print(
+        f"purified {len(pending)} images from {source} -> {target}/ (PNG)"
+        + (f"; {skipped} finished outputs kept (--resume)" if skipped else "")
+    )
     return [read_image(f) for f in files[: args.preview_count]]
 
 
-def _purify_array(purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace) -> Union[np.ndarray, list[np.ndarray]]:
+def _purify_array(
+    purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace
+) -> Union[np.ndarray, list[np.ndarray]]:
     if target.suffix not in (".npy", ".npz"):
         raise CliError(f"{target}: the output of an array input must be .npy or .npz")
     if args.resume:
@@ -202,7 +210,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     seeds, test = images[chosen], np.delete(images, chosen, axis=0)
     purifier = SifterNet(num_threads=args.threads, **options).fit(seeds)
     repairing = SifterNet.repairing(num_threads=args.threads).fit(seeds)
-    triggered = stamp_patch(test, np.full((3, 3) + test.shape[3:], 255, np.uint8))  # BadNet: bottom-right corner
+    triggered = stamp_patch(
+        test, np.full((3, 3) + test.shape[3:], 255, np.uint8)
+    )  # BadNet: bottom-right corner
     start = time.perf_counter()
     purified = purifier.purify(triggered)
     seconds = time.perf_counter() - start
@@ -216,7 +226,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     changed = 100 * float((purifier.binarize(test) != purifier.purify(test)).mean())
     kept = 100 * float((repairing.purify(test) == test).mean())
     count = min(8, len(test))
-    write_image(out, preview_grid([test[:count], triggered[:count], binarised[:count], purified[:count], repaired[:count]]))
+    write_image(
+        out,
+        preview_grid(
+            [test[:count], triggered[:count], binarised[:count], purified[:count], repaired[:count]]
+        ),
+    )
     print(
         f"sifternet {__version__} demo on {len(test)} {args.dataset.upper()} test images "
         f"(sample shipped in the package), {len(seeds)} clean seeds\n"
@@ -235,8 +250,18 @@ def cmd_demo(args: argparse.Namespace) -> None:
 # -- parser -------------------------------------------------------------------------
 def add_recall_options(parser: argparse.ArgumentParser) -> None:
     """--threads, --steps and --force."""
-    parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores; -1: all)")
-    parser.add_argument("--steps", type=_steps, default=argparse.SUPPRESS, help="update attempts per image and channel (the paper's RemoveTime); 'none' = until converged")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="kernel threads (default: OMP_NUM_THREADS or all cores; -1: all)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=_steps,
+        default=argparse.SUPPRESS,
+        help="update attempts per image and channel (the paper's RemoveTime); 'none' = until converged",
+    )
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
 
 
@@ -244,7 +269,12 @@ def add_purifier_options(parser: argparse.ArgumentParser) -> None:
     """The options of :class:`PurifierConfig` and :func:`add_recall_options`."""
     defaults = PurifierConfig()
     parser.add_argument("--binarize", choices=METHODS, help=f"binarisation (default {defaults.binarize})")
-    parser.add_argument("--block-size", dest="block_size", type=int, help=f"local-mean window, the paper's k-size (default {defaults.block_size})")
+    parser.add_argument(
+        "--block-size",
+        dest="block_size",
+        type=int,
+        help=f"local-mean window, the paper's k-size (default {defaults.block_size})",
+    )
     parser.add_argument("--offset", type=float, help="local-mean offset c (default 0)")
     parser.add_argument("--threshold", type=float, help="global threshold t on [-1, 1] (default 0)")
     parser.add_argument("--border", choices=BORDERS, help="local-mean padding (default zero, the paper's)")
@@ -252,12 +282,32 @@ def add_purifier_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--order", choices=ORDERS, help="update order (default random)")
     parser.add_argument("--seed", type=int, help="seed of the recall's random streams (default 0)")
     parser.add_argument("--output", choices=OUTPUTS, help="binary (the paper's, default), restore or inpaint")
-    parser.add_argument("--fill-size", dest="fill_size", type=int, help="inpaint's neighbourhood side (default 3)")
-    parser.add_argument("--margin", type=float, help="recall confidence gate, a fraction of the largest field in [0, 1) (default 0)")
-    parser.add_argument("--agreement", type=float, help="recall agreement gate, a fraction of the memories' vote mass in [0, 1) (default 0)")
-    parser.add_argument("--max-sweeps", dest="max_sweeps", type=int, help="with --steps none: at most this many sweeps (default 100)")
-    parser.add_argument("--joint-channels", dest="joint_channels", action="store_const", const=True,
-                        help="restore/inpaint: a pixel flipped in any colour channel is replaced in all of them")
+    parser.add_argument(
+        "--fill-size", dest="fill_size", type=int, help="inpaint's neighbourhood side (default 3)"
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        help="recall confidence gate, a fraction of the largest field in [0, 1) (default 0)",
+    )
+    parser.add_argument(
+        "--agreement",
+        type=float,
+        help="recall agreement gate, a fraction of the memories' vote mass in [0, 1) (default 0)",
+    )
+    parser.add_argument(
+        "--max-sweeps",
+        dest="max_sweeps",
+        type=int,
+        help="with --steps none: at most this many sweeps (default 100)",
+    )
+    parser.add_argument(
+        "--joint-channels",
+        dest="joint_channels",
+        action="store_const",
+        const=True,
+        help="restore/inpaint: a pixel flipped in any colour channel is replaced in all of them",
+    )
     add_recall_options(parser)
 
 
@@ -265,34 +315,68 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The ``sifternet`` parser. The evaluation command ``command`` gets its options from
     :mod:`sifternet.eval.cli`; the other evaluation commands are placeholders with their
     help line, so that the core never imports the evaluation package for them."""
-    parser = argparse.ArgumentParser(prog="sifternet", description="Black-box backdoor-trigger purification with Hopfield networks (SifterNet).")
+    parser = argparse.ArgumentParser(
+        prog="sifternet",
+        description="Black-box backdoor-trigger purification with Hopfield networks (SifterNet).",
+    )
     parser.add_argument("--version", action="version", version=f"sifternet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    fit = commands.add_parser("fit", help="memorise clean seed images into a model file", description="Select seeds per class and fit a SifterNet model file.")
-    fit.add_argument("source", help=".npz with 'images' and 'labels', or a folder with one sub-folder of images per class")
+    fit = commands.add_parser(
+        "fit",
+        help="memorise clean seed images into a model file",
+        description="Select seeds per class and fit a SifterNet model file.",
+    )
+    fit.add_argument(
+        "source", help=".npz with 'images' and 'labels', or a folder with one sub-folder of images per class"
+    )
     fit.add_argument("--out", required=True, help="model file to write (.npz)")
     fit.add_argument("--per-class", type=int, default=2, help="seeds per class (default 2)")
-    fit.add_argument("--selection", choices=STRATEGIES, default="random", help="how seeds are chosen (default random)")
+    fit.add_argument(
+        "--selection", choices=STRATEGIES, default="random", help="how seeds are chosen (default random)"
+    )
     fit.add_argument("--selection-seed", type=int, default=0, help="seed of the random selection")
     add_purifier_options(fit)
     fit.set_defaults(run=cmd_fit)
 
-    purify = commands.add_parser("purify", help="purify a folder of images or an .npy/.npz array", description="Purify images with a model file, in chunks, never overwriting the input.")
+    purify = commands.add_parser(
+        "purify",
+        help="purify a folder of images or an .npy/.npz array",
+        description="Purify images with a model file, in chunks, never overwriting the input.",
+    )
     purify.add_argument("model", help="model file from 'sifternet fit'")
     purify.add_argument("input", help="folder of images, or .npy / .npz ('images' array)")
     purify.add_argument("output", help="output folder (PNG files, same relative paths) or .npy / .npz")
-    purify.add_argument("--chunk", type=int, default=4096, help="images per chunk (bounds memory; results do not depend on it)")
+    purify.add_argument(
+        "--chunk",
+        type=int,
+        default=4096,
+        help="images per chunk (bounds memory; results do not depend on it)",
+    )
     purify.add_argument("--seed", type=int, default=None, help="override the model's recall seed")
-    purify.add_argument("--resume", action="store_true", help="folder output: keep outputs already written (each is written atomically) and purify the rest")
-    purify.add_argument("--preview", help="write a PNG grid original | binarised | purified of the first images")
+    purify.add_argument(
+        "--resume",
+        action="store_true",
+        help="folder output: keep outputs already written (each is written atomically) and purify the rest",
+    )
+    purify.add_argument(
+        "--preview", help="write a PNG grid original | binarised | purified of the first images"
+    )
     purify.add_argument("--preview-count", type=int, default=8, help="images in the preview (default 8)")
     add_recall_options(purify)
     purify.set_defaults(run=cmd_purify)
 
-    demo = commands.add_parser("demo", help="purify BadNet-triggered images of a sample shipped in the package", description="Fit seeds of a shipped sample, stamp a BadNet trigger on its test images, purify them and write a preview grid.")
-    demo.add_argument("--dataset", choices=sorted(DEMOS), default="mnist", help="shipped sample (default mnist)")
-    demo.add_argument("--out", default="sifternet-demo.png", help="preview grid to write (default sifternet-demo.png)")
+    demo = commands.add_parser(
+        "demo",
+        help="purify BadNet-triggered images of a sample shipped in the package",
+        description="Fit seeds of a shipped sample, stamp a BadNet trigger on its test images, purify them and write a preview grid.",
+    )
+    demo.add_argument(
+        "--dataset", choices=sorted(DEMOS), default="mnist", help="shipped sample (default mnist)"
+    )
+    demo.add_argument(
+        "--out", default="sifternet-demo.png", help="preview grid to write (default sifternet-demo.png)"
+    )
     add_recall_options(demo)
     demo.set_defaults(run=cmd_demo)
 
@@ -321,7 +405,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         args.run(args)
-    except (CliError, ModelFileError, FileExistsError, FileNotFoundError, ValueError, TypeError, OSError) as error:
+    except (
+        CliError,
+        ModelFileError,
+        FileExistsError,
+        FileNotFoundError,
+        ValueError,
+        TypeError,
+        OSError,
+    ) as error:
         print(f"sifternet: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -69,13 +69,14 @@ def purify(images: da.Array, purifier: SifterNet, *, num_threads: Optional[int] 
         )
     resolve_num_threads(num_threads)  # validates before any task runs
     images = images.rechunk({axis: -1 for axis in range(1, images.ndim)})
-    model = dask.delayed(
-        purifier, name=f"sifternet-model-{tokenize(purifier.to_bytes())}", traverse=False
-    )
+    model = dask.delayed(purifier, name=f"sifternet-model-{tokenize(purifier.to_bytes())}", traverse=False)
     return images.map_blocks(
         _purify_block,  # type: ignore[arg-type]  # dask's annotation of map_blocks is Array-only
-        model, num_threads=num_threads, dtype=np.uint8,
-        meta=np.empty((0,) * images.ndim, np.uint8), token="sifternet-purify",
+        model,
+        num_threads=num_threads,
+        dtype=np.uint8,
+        meta=np.empty((0,) * images.ndim, np.uint8),
+        token="sifternet-purify",
     )
 
 

@@ -256,9 +256,7 @@ class HopfieldNetwork:
             agreement=float(agreement),
             max_sweeps=max_sweeps,
             stats=stats,
-            num_threads=resolve_num_threads(
-                self.num_threads if num_threads is None else num_threads
-            ),
+            num_threads=resolve_num_threads(self.num_threads if num_threads is None else num_threads),
         )
         memory = patterns if representation == "overlap" else self._dense_weights()
         kernel = _core.recall_overlap if representation == "overlap" else _core.recall_dense
@@ -266,9 +264,7 @@ class HopfieldNetwork:
             memory, states, global_indices(count, index_offset, indices), **options
         )
         known = stats or steps is None
-        return RecallResult(
-            out, flips, done, converged if known else None, energy if stats else None
-        )
+        return RecallResult(out, flips, done, converged if known else None, energy if stats else None)
 
     def energy(self, states: np.ndarray, *, thresholds: Optional[np.ndarray] = None) -> np.ndarray:
         """E(s) = -1/2 s^T W s + theta^T s for each row of ``states`` (B, N) int8."""
@@ -288,9 +284,7 @@ class HopfieldNetwork:
         return state
 
     @classmethod
-    def from_dict(
-        cls, state: dict[str, Any], *, num_threads: Optional[int] = None
-    ) -> HopfieldNetwork:
+    def from_dict(cls, state: dict[str, Any], *, num_threads: Optional[int] = None) -> HopfieldNetwork:
         """Rebuild a network from :meth:`to_dict`'s output, validating it."""
         network = cls(num_threads=num_threads)
         rule = state.get("rule")
@@ -301,7 +295,11 @@ class HopfieldNetwork:
         if rule != "hebbian":
             weights = state.get("weights")
             n = network.n_neurons
-            if not isinstance(weights, np.ndarray) or weights.dtype.newbyteorder("=") != np.float64 or weights.shape != (n, n):
+            if (
+                not isinstance(weights, np.ndarray)
+                or weights.dtype.newbyteorder("=") != np.float64
+                or weights.shape != (n, n)
+            ):
                 raise ValueError(f"weights: expected a float64 array of shape ({n}, {n})")
             if not np.isfinite(weights).all():
                 raise ValueError("weights: expected finite values")

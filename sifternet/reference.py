@@ -184,7 +184,11 @@ def recall(
 
 
 def repair(
-    output: str, images: np.ndarray, binarised: np.ndarray, recalled: np.ndarray, fill_size: int,
+    output: str,
+    images: np.ndarray,
+    binarised: np.ndarray,
+    recalled: np.ndarray,
+    fill_size: int,
     joint_channels: bool = False,
 ) -> np.ndarray:
     """The output modes of ``sifternet.repair.repair`` (docs/method.md, Output modes), one hole at a time."""

@@ -20,8 +20,13 @@ OUTPUTS: tuple[str, ...] = get_args(Output)
 
 
 def repair(
-    output: Output, images: np.ndarray, binarised: np.ndarray, recalled: np.ndarray, fill_size: int,
-    joint_channels: bool = False, num_threads: Optional[int] = None,
+    output: Output,
+    images: np.ndarray,
+    binarised: np.ndarray,
+    recalled: np.ndarray,
+    fill_size: int,
+    joint_channels: bool = False,
+    num_threads: Optional[int] = None,
 ) -> np.ndarray:
     """The purified pixels (B, H, W, C) uint8 for an ``output`` mode, from the input
     images (uint8) and their binarised and recalled states (int8), all (B, H, W, C).
@@ -35,6 +40,11 @@ def repair(
     channel counts as flipped in every channel (a colour trigger is one object).
     """
     return _core.repair(
-        images, binarised, recalled, output=output, fill_size=fill_size,
-        joint_channels=joint_channels, num_threads=resolve_num_threads(num_threads),
+        images,
+        binarised,
+        recalled,
+        output=output,
+        fill_size=fill_size,
+        joint_channels=joint_channels,
+        num_threads=resolve_num_threads(num_threads),
     )

@@ -23,9 +23,7 @@ def select_seeds(
     """The seed images and their labels: ``images[idx], labels[idx]`` for the indices
     :func:`seed_indices` chooses with the same arguments."""
     if len(images) != len(labels):
-        raise ValueError(
-            f"images and labels differ in length: {len(images)} images, {len(labels)} labels"
-        )
+        raise ValueError(f"images and labels differ in length: {len(images)} images, {len(labels)} labels")
     idx = seed_indices(labels, per_class, strategy=strategy, seed=seed, n_classes=n_classes)
     return images[idx], np.asarray(labels)[idx]
 
@@ -76,9 +74,7 @@ def seed_indices(
     for cls in classes:
         members = np.flatnonzero(labels == cls)
         if members.size < per_class:
-            raise ValueError(
-                f"class {cls} has {members.size} image(s); {per_class} seed(s) per class needed"
-            )
+            raise ValueError(f"class {cls} has {members.size} image(s); {per_class} seed(s) per class needed")
         if strategy == "random":
             members = rng.choice(members, per_class, replace=False)
         chosen.append(members[:per_class])

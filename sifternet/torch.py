@@ -32,8 +32,11 @@ try:  # torchvision is optional: without it the transform is a plain callable
 except ImportError:
     v2 = None
 except (OSError, RuntimeError) as error:  # installed for another torch build (e.g. CUDA vs CPU)
-    warnings.warn(f"torchvision is installed but does not load ({error}); PurifyTransform "
-                  "works as a plain callable, not as a transforms.v2 Transform", stacklevel=2)
+    warnings.warn(
+        f"torchvision is installed but does not load ({error}); PurifyTransform "
+        "works as a plain callable, not as a transforms.v2 Transform",
+        stacklevel=2,
+    )
     v2 = None
 
 __all__ = ["PurifiedDataset", "PurifyTransform", "purify_image"]
@@ -64,9 +67,7 @@ def purify_image(
         )
         return Image.fromarray(pixels.reshape((height, width) if channels == 1 else shape))
     if not isinstance(image, torch.Tensor):
-        raise TypeError(
-            f"image: expected a torch.Tensor or a PIL image, got {type(image).__name__}"
-        )
+        raise TypeError(f"image: expected a torch.Tensor or a PIL image, got {type(image).__name__}")
     if image.dtype != torch.uint8:
         raise TypeError(
             f"image: expected a uint8 tensor (0-255, as PILToTensor makes), got {image.dtype}; "
@@ -82,7 +83,8 @@ def purify_image(
     channels_last = image.detach().cpu().movedim(-3, -1).numpy()
     pixels = purifier.purify(
         np.ascontiguousarray(channels_last).reshape(lead + shape),
-        index_offset=index_offset, num_threads=num_threads,
+        index_offset=index_offset,
+        num_threads=num_threads,
     )
     out = torch.from_numpy(pixels.reshape(lead + (height, width, channels))).movedim(-1, -3)
     out = out.contiguous().to(image.device)
@@ -124,9 +126,7 @@ class PurifyTransform(v2.Transform if v2 is not None else object):  # type: igno
     if v2 is not None:
         _transformed_types = (tv_tensors.Image, Image.Image, _is_plain_tensor)
 
-    def __init__(
-        self, purifier: SifterNet, *, index_offset: int = 0, num_threads: Optional[int] = 1
-    ) -> None:
+    def __init__(self, purifier: SifterNet, *, index_offset: int = 0, num_threads: Optional[int] = 1) -> None:
         super().__init__()
         _check_fitted(purifier)
         resolve_num_threads(num_threads)
@@ -138,9 +138,7 @@ class PurifyTransform(v2.Transform if v2 is not None else object):  # type: igno
 
     def transform(self, inpt: ImageLike, params: dict[str, Any]) -> ImageLike:
         """The v2 hook (also the plain path's body): purify one image or batch."""
-        return purify_image(
-            self.purifier, inpt, index_offset=self.index_offset, num_threads=self.num_threads
-        )
+        return purify_image(self.purifier, inpt, index_offset=self.index_offset, num_threads=self.num_threads)
 
     _transform = transform  # the name of the v2 hook before torchvision 0.21
 
@@ -200,9 +198,7 @@ class PurifiedDataset(torch.utils.data.Dataset):
         index %= len(self)
         item = self.dataset[index]
         sample = item[0] if isinstance(item, (tuple, list)) else item
-        image = purify_image(
-            self.purifier, sample, index_offset=index, num_threads=self.num_threads
-        )
+        image = purify_image(self.purifier, sample, index_offset=index, num_threads=self.num_threads)
         if self.transform is not None:
             image = self.transform(image)
         if isinstance(item, (tuple, list)):

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("art", reason="the art extra is not installed (pip install 'sifternet[art]')")
-torch = pytest.importorskip("torch", reason="the ART classifier test wraps a PyTorch model (pip install torch==2.13.0)")
+torch = pytest.importorskip(
+    "torch", reason="the ART classifier test wraps a PyTorch model (pip install torch==2.13.0)"
+)
 
 from art.estimators.classification import PyTorchClassifier  # noqa: E402
 
@@ -80,12 +82,21 @@ def with_nan(x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("change", "error", "message"),
-    [(lambda x: np.moveaxis(x, 1, -1), ValueError,
-      r"x: expected a batch \(B, 3, 32, 32\), got shape \(40, 32, 32, 3\)"),
-     (lambda x: x * 255, ValueError, r"x: expected finite values in clip_values \[0.0, 1.0\], found \[\d.*, 255.0\]"),
-     (with_nan, ValueError, r"x: expected finite values in clip_values \[0.0, 1.0\], found"),
-     (torch.from_numpy, TypeError, "x: expected a real-valued numpy array, got Tensor"),
-     (lambda x: x.astype(np.complex64), TypeError, "x: expected a real-valued numpy array, got complex64")],
+    [
+        (
+            lambda x: np.moveaxis(x, 1, -1),
+            ValueError,
+            r"x: expected a batch \(B, 3, 32, 32\), got shape \(40, 32, 32, 3\)",
+        ),
+        (
+            lambda x: x * 255,
+            ValueError,
+            r"x: expected finite values in clip_values \[0.0, 1.0\], found \[\d.*, 255.0\]",
+        ),
+        (with_nan, ValueError, r"x: expected finite values in clip_values \[0.0, 1.0\], found"),
+        (torch.from_numpy, TypeError, "x: expected a real-valued numpy array, got Tensor"),
+        (lambda x: x.astype(np.complex64), TypeError, "x: expected a real-valued numpy array, got complex64"),
+    ],
     ids=["channels-last", "out-of-range", "nan", "tensor", "complex"],
 )
 def test_bad_input_is_refused(colour, change, error, message):
@@ -97,10 +108,16 @@ def test_bad_input_is_refused(colour, change, error, message):
 
 @pytest.mark.parametrize(
     ("options", "error", "message"),
-    [({"clip_values": (1, 0)}, ValueError, r"clip_values: expected finite min < max, got \(1, 0\)"),
-     ({"clip_values": (0, np.inf)}, ValueError, r"clip_values: expected finite min < max, got \(0, inf\)"),
-     ({"clip_values": (0, 1, 2)}, ValueError, r"clip_values: expected two numbers \(min, max\), got \(0, 1, 2\)"),
-     ({"channels_first": 1}, TypeError, "channels_first: expected a bool, got int")],
+    [
+        ({"clip_values": (1, 0)}, ValueError, r"clip_values: expected finite min < max, got \(1, 0\)"),
+        ({"clip_values": (0, np.inf)}, ValueError, r"clip_values: expected finite min < max, got \(0, inf\)"),
+        (
+            {"clip_values": (0, 1, 2)},
+            ValueError,
+            r"clip_values: expected two numbers \(min, max\), got \(0, 1, 2\)",
+        ),
+        ({"channels_first": 1}, TypeError, "channels_first: expected a bool, got int"),
+    ],
     ids=["reversed", "infinite", "three", "channels-first-int"],
 )
 def test_bad_settings_are_refused(colour, options, error, message):
@@ -127,15 +144,25 @@ def test_repr_names_the_settings(colour):
 def classifier(colour):
     _, purifier, _ = colour
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 5))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 5)
+    )
     defended = PyTorchClassifier(
-        model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=5,
-        clip_values=(0.0, 1.0), channels_first=True,
+        model,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(3, 32, 32),
+        nb_classes=5,
+        clip_values=(0.0, 1.0),
+        channels_first=True,
         preprocessing_defences=[SifterNetPreprocessor(purifier, channels_first=True)],
     )
     bare = PyTorchClassifier(
-        model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=5,
-        clip_values=(0.0, 1.0), channels_first=True,
+        model,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(3, 32, 32),
+        nb_classes=5,
+        clip_values=(0.0, 1.0),
+        channels_first=True,
     )
     return model, defended, bare
 
@@ -158,4 +185,6 @@ def test_gradient_is_the_identity_bpda(colour, classifier):
     x = as_input(images[:8], low=0, high=1, channels_first=True)
     y = np.eye(5, dtype=np.float32)[np.arange(8) % 5]
     purified = as_input(expected[:8], low=0, high=1, channels_first=True)
-    np.testing.assert_allclose(defended.loss_gradient(x, y), bare.loss_gradient(purified, y), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        defended.loss_gradient(x, y), bare.loss_gradient(purified, y), rtol=1e-5, atol=1e-7
+    )

@@ -27,7 +27,7 @@ TARGET = 0
 
 # A nearest-class-mean classifier that answers TARGET whenever the bottom-right 3x3 patch
 # is white (BadNet's trigger); `build` is the model factory the script accepts.
-MODEL_SOURCE = '''
+MODEL_SOURCE = """
 import torch
 
 
@@ -46,7 +46,7 @@ def build(model_name, num_classes, state_dict):
     model = Backdoored(state_dict["means"].shape[1], num_classes)
     model.load_state_dict(state_dict)
     return model
-'''
+"""
 
 
 def _import(name: str, path: Path):
@@ -80,8 +80,15 @@ def bench(tmp_path_factory):
     # every test image, in a shuffled order: the original indices key the purification,
     # and the target class's own images must not count towards ASR and RA
     index = np.random.default_rng(0).permutation(len(test[1]))
-    return dict(folder=folder, test=test, train=train, net=net, state=state, index=index,
-                triggered=badnet(test[0][index]))
+    return dict(
+        folder=folder,
+        test=test,
+        train=train,
+        net=net,
+        state=state,
+        index=index,
+        triggered=badnet(test[0][index]),
+    )
 
 
 def write_result(bench, folder: Path, layout: str) -> Path:
@@ -95,20 +102,44 @@ def write_result(bench, folder: Path, layout: str) -> Path:
                 moved = folder / "bd_test_dataset" / str(label) / f"{i}.png"
                 moved.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(image).save(moved)
-                stored[int(i)] = {"path": f"/gone/record/bd_test_dataset/{label}/{i}.png",
-                                  "other_info": [TARGET, int(label)]}
+                stored[int(i)] = {
+                    "path": f"/gone/record/bd_test_dataset/{label}/{i}.png",
+                    "other_info": [TARGET, int(label)],
+                }
         else:
-            stored = {int(i): (Image.fromarray(im), TARGET, int(y)) for i, im, y in zip(index, images, originals)}
-        bd_test = {"bd_data_container": {"save_folder_path": None, "data_dict": stored, "save_file_format": ".png"},
-                   "getitem_all": True, "getitem_all_switch": False, "original_index_array": index,
-                   "poison_indicator": np.ones(len(index)), "save_folder_path": None}
+            stored = {
+                int(i): (Image.fromarray(im), TARGET, int(y)) for i, im, y in zip(index, images, originals)
+            }
+        bd_test = {
+            "bd_data_container": {"save_folder_path": None, "data_dict": stored, "save_file_format": ".png"},
+            "getitem_all": True,
+            "getitem_all_switch": False,
+            "original_index_array": index,
+            "poison_indicator": np.ones(len(index)),
+            "save_folder_path": None,
+        }
     else:
-        x = ([Image.fromarray(im) for im in images] if layout == "v1-pil"
-             else torch.from_numpy(images[:, None]).float())  # 1.x's early NCHW float tensors
-        bd_test = {"x": x, "y": torch.full((len(index),), TARGET), "original_index": index,
-                   "original_targets": torch.from_numpy(originals)}
-    result = {"model_name": "backdoored-mean", "num_classes": 10, "model": bench["state"], "data_path": "data/mnist",
-              "img_size": [28, 28, 1], "clean_data": "mnist", "bd_train": None, "bd_test": bd_test}
+        x = (
+            [Image.fromarray(im) for im in images]
+            if layout == "v1-pil"
+            else torch.from_numpy(images[:, None]).float()
+        )  # 1.x's early NCHW float tensors
+        bd_test = {
+            "x": x,
+            "y": torch.full((len(index),), TARGET),
+            "original_index": index,
+            "original_targets": torch.from_numpy(originals),
+        }
+    result = {
+        "model_name": "backdoored-mean",
+        "num_classes": 10,
+        "model": bench["state"],
+        "data_path": "data/mnist",
+        "img_size": [28, 28, 1],
+        "clean_data": "mnist",
+        "bd_train": None,
+        "bd_test": bd_test,
+    }
     path = folder / "attack_result.pt"
     torch.save(result, path)
     return path
@@ -131,9 +162,14 @@ def expected_rows(bench, mode="repair", normalise=lambda x: x) -> list[dict]:
         ("sifternet", purifier.purify(clean), purifier.purify(bench["triggered"], indices=index)),
     ):
         on_triggered = predict(triggered_in)
-        rows.append({"defense": name, "acc": accuracy(predict(clean_in), labels),
-                     "asr": attack_success_rate(on_triggered, labels[index], TARGET),
-                     "ra": robust_accuracy(on_triggered, labels[index], TARGET)})
+        rows.append(
+            {
+                "defense": name,
+                "acc": accuracy(predict(clean_in), labels),
+                "asr": attack_success_rate(on_triggered, labels[index], TARGET),
+                "ra": robust_accuracy(on_triggered, labels[index], TARGET),
+            }
+        )
     return rows
 
 
@@ -147,12 +183,31 @@ def assert_rows(report: Path, want: list[dict]) -> None:
 
 def run_script(bench, result: Path, *extra: str) -> int:
     folder = bench["folder"]
-    return script.main([str(result), "--allow-pickle", "--clean-test", str(folder / "test.npz"),
-                        "--clean-train", str(folder / "train.npz"), "--per-class", "1", *extra])
+    return script.main(
+        [
+            str(result),
+            "--allow-pickle",
+            "--clean-test",
+            str(folder / "test.npz"),
+            "--clean-train",
+            str(folder / "train.npz"),
+            "--per-class",
+            "1",
+            *extra,
+        ]
+    )
 
 
-@pytest.mark.parametrize(("layout", "mode"), [("v2-memory", "repair"), ("v2-disk", "repair"), ("v1-array", "repair"),
-                                             ("v1-pil", "repair"), ("v2-memory", "paper")])
+@pytest.mark.parametrize(
+    ("layout", "mode"),
+    [
+        ("v2-memory", "repair"),
+        ("v2-disk", "repair"),
+        ("v1-array", "repair"),
+        ("v1-pil", "repair"),
+        ("v2-memory", "paper"),
+    ],
+)
 def test_metrics_match_an_independent_computation(bench, tmp_path, layout, mode, capsys):
     result = write_result(bench, tmp_path, layout)
     report = tmp_path / "report.json"
@@ -169,7 +224,10 @@ def test_model_factory_with_normalisation(bench, tmp_path):
     result = write_result(bench, tmp_path, "v2-memory")
     report = tmp_path / "report.json"
     factory = f"{bench['folder'] / 'bb_backdoored.py'}:build"
-    assert run_script(bench, result, "--model", factory, "--mean", "0.5", "--std", "0.25", "--json", str(report)) == 0
+    assert (
+        run_script(bench, result, "--model", factory, "--mean", "0.5", "--std", "0.25", "--json", str(report))
+        == 0
+    )
     want = expected_rows(bench, normalise=lambda x: (x - 0.5) / 0.25)
     assert_rows(report, want)
     assert want != expected_rows(bench)  # the normalisation changes the answers
@@ -179,9 +237,20 @@ def test_purifier_model_file_instead_of_clean_train(bench, tmp_path):
     result = write_result(bench, tmp_path, "v2-memory")
     SifterNet.repairing().fit(*select_seeds(*bench["train"], 1, seed=0)).save(tmp_path / "purifier.npz")
     report = tmp_path / "report.json"
-    status = script.main([str(result), "--allow-pickle", "--model", str(bench["folder"] / "model.pt"),
-                          "--clean-test", str(bench["folder"] / "test.npz"), "--purifier", str(tmp_path / "purifier.npz"),
-                          "--json", str(report)])
+    status = script.main(
+        [
+            str(result),
+            "--allow-pickle",
+            "--model",
+            str(bench["folder"] / "model.pt"),
+            "--clean-test",
+            str(bench["folder"] / "test.npz"),
+            "--purifier",
+            str(tmp_path / "purifier.npz"),
+            "--json",
+            str(report),
+        ]
+    )
     assert status == 0
     assert_rows(report, expected_rows(bench))
 
@@ -189,8 +258,17 @@ def test_purifier_model_file_instead_of_clean_train(bench, tmp_path):
 def test_refuses_the_pickle_without_consent(bench, tmp_path, capsys):
     result = write_result(bench, tmp_path, "v2-memory")
     folder = bench["folder"]
-    status = script.main([str(result), "--model", str(folder / "model.pt"), "--clean-test", str(folder / "test.npz"),
-                          "--clean-train", str(folder / "train.npz")])
+    status = script.main(
+        [
+            str(result),
+            "--model",
+            str(folder / "model.pt"),
+            "--clean-test",
+            str(folder / "test.npz"),
+            "--clean-train",
+            str(folder / "train.npz"),
+        ]
+    )
     assert status == 1
     assert "is a Python pickle" in capsys.readouterr().err
 
@@ -218,8 +296,17 @@ def test_clean_labels_that_disagree_are_refused_in_one_line(bench, tmp_path, cap
     result = write_result(bench, tmp_path, "v1-array")
     images, labels = bench["test"]
     np.savez(tmp_path / "shuffled.npz", images=images, labels=np.roll(labels, 1))
-    status = script.main([str(result), "--allow-pickle", *model_args(bench), "--clean-test",
-                          str(tmp_path / "shuffled.npz"), "--clean-train", str(bench["folder"] / "train.npz")])
+    status = script.main(
+        [
+            str(result),
+            "--allow-pickle",
+            *model_args(bench),
+            "--clean-test",
+            str(tmp_path / "shuffled.npz"),
+            "--clean-train",
+            str(bench["folder"] / "train.npz"),
+        ]
+    )
     assert status == 1
     assert "labels disagree with bd_test's original labels" in one_line(capsys.readouterr().err)
 

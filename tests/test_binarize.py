@@ -34,9 +34,7 @@ def ref_local_mean(plane: np.ndarray, k: int, c: float, border: str) -> np.ndarr
     widths = ((before, after), (before, after))
     padded = np.pad(plane.astype(np.int64), widths, mode=NP_PAD_MODE[border])
     height, width = plane.shape
-    sums = np.array(
-        [[padded[i : i + k, j : j + k].sum() for j in range(width)] for i in range(height)]
-    )
+    sums = np.array([[padded[i : i + k, j : j + k].sum() for j in range(width)] for i in range(height)])
     p = plane.astype(np.int64)
     return np.where(k * k * p > sums - k * k * c, 1, -1).astype(np.int8)
 

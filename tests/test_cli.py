@@ -87,15 +87,49 @@ def test_purify_npy_with_overrides(data, model, tmp_path):
         np.save(tmp_path / "in.npy", source["images"])
         images = source["images"]
     out = tmp_path / "out.npy"
-    assert main(["purify", str(model), str(tmp_path / "in.npy"), str(out), "--steps", "9", "--seed", "4", "--chunk", "7"]) == 0
+    assert (
+        main(
+            [
+                "purify",
+                str(model),
+                str(tmp_path / "in.npy"),
+                str(out),
+                "--steps",
+                "9",
+                "--seed",
+                "4",
+                "--chunk",
+                "7",
+            ]
+        )
+        == 0
+    )
     want = SifterNet.load(model).with_options(steps=9, seed=4).purify(images)
     np.testing.assert_array_equal(np.load(out), want)
 
 
 def test_fit_steps_none_reaches_the_model_with_its_sweep_cap(data, tmp_path):
     model = tmp_path / "sweeps.npz"
-    assert main(["fit", str(data), "--out", str(model), "--steps", "none", "--max-sweeps", "3", "--order", "sweep",
-                 "--output", "inpaint", "--joint-channels"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(data),
+                "--out",
+                str(model),
+                "--steps",
+                "none",
+                "--max-sweeps",
+                "3",
+                "--order",
+                "sweep",
+                "--output",
+                "inpaint",
+                "--joint-channels",
+            ]
+        )
+        == 0
+    )
     config = SifterNet.load(model).config
     assert (config.steps, config.max_sweeps, config.joint_channels) == (None, 3, True)
 
@@ -183,7 +217,9 @@ def test_purify_refuses_a_corrupt_model(data, model, tmp_path):
 
 def test_main_reports_an_error_in_one_line_with_status_1(data, model, capsys):
     assert main(["fit", str(data), "--out", str(model)]) == 1
-    assert capsys.readouterr().err == f"sifternet: error: {model} already exists: pass --force to replace it\n"
+    assert (
+        capsys.readouterr().err == f"sifternet: error: {model} already exists: pass --force to replace it\n"
+    )
 
 
 def test_command_help_exits_0(capsys):
@@ -213,7 +249,9 @@ def test_demo_refuses_to_replace_its_preview(tmp_path):
 def evaluation_modules_after(code: str, cwd: Path) -> list[str]:
     """The sifternet.eval modules a fresh interpreter has imported after running ``code``."""
     probe = f"{code}\nimport sys\nprint('imported:', *sorted(m for m in sys.modules if m.startswith('sifternet.eval')))"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=cwd, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=cwd, check=True
+    )
     return result.stdout.splitlines()[-1].split()[1:]
 
 
@@ -223,11 +261,15 @@ def test_importing_the_core_cli_imports_no_evaluation_module(tmp_path):
 
 @pytest.mark.parametrize("command", ["fit", "purify", "demo", "help"])
 def test_core_commands_import_no_evaluation_module(command, data, model, tmp_path):
-    argv = {"fit": ["fit", str(data), "--out", str(tmp_path / "new.npz")],
-            "purify": ["purify", str(model), str(data), str(tmp_path / "out.npz")],
-            "demo": ["demo", "--out", str(tmp_path / "demo.png")],
-            "help": ["--help"]}[command]
-    code = f"from sifternet.cli import main\ntry:\n    assert main({argv!r}) == 0\nexcept SystemExit:\n    pass"
+    argv = {
+        "fit": ["fit", str(data), "--out", str(tmp_path / "new.npz")],
+        "purify": ["purify", str(model), str(data), str(tmp_path / "out.npz")],
+        "demo": ["demo", "--out", str(tmp_path / "demo.png")],
+        "help": ["--help"],
+    }[command]
+    code = (
+        f"from sifternet.cli import main\ntry:\n    assert main({argv!r}) == 0\nexcept SystemExit:\n    pass"
+    )
     assert evaluation_modules_after(code, tmp_path) == []
 
 
@@ -239,8 +281,10 @@ def test_top_level_help_lists_the_evaluation_commands(capsys):
         assert f"{name} {line}" in listed
 
 
-@pytest.mark.parametrize("command, option", [("evaluate", "--finetune-defenses"), ("sweep", "comma-separated steps"),
-                                             ("report", "--datasets")])
+@pytest.mark.parametrize(
+    "command, option",
+    [("evaluate", "--finetune-defenses"), ("sweep", "comma-separated steps"), ("report", "--datasets")],
+)
 def test_evaluation_command_help_shows_its_options(command, option, capsys):
     with pytest.raises(SystemExit) as stop:
         main([command, "--help"])
@@ -256,7 +300,9 @@ def script() -> str:
         importlib.metadata.distribution("sifternet")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("sifternet is not installed as a distribution (pip install -e .)")
-    found = shutil.which("sifternet", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    found = shutil.which(
+        "sifternet", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
     if found is None:
         pytest.skip("the sifternet console script is neither beside this Python nor on PATH")
     return found
@@ -268,6 +314,8 @@ def test_console_script_prints_its_version(script, tmp_path):
 
 
 def test_console_script_reports_an_error_in_one_line(script, tmp_path):
-    result = subprocess.run([script, "purify", "missing.npz", "a", "b"], capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [script, "purify", "missing.npz", "a", "b"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert result.returncode == 1 and result.stderr.startswith("sifternet: error: ")
     assert len(result.stderr.strip().splitlines()) == 1

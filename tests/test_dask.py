@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-da = pytest.importorskip("dask.array", reason="the dask extra is not installed (pip install 'sifternet[dask]')")
+da = pytest.importorskip(
+    "dask.array", reason="the dask extra is not installed (pip install 'sifternet[dask]')"
+)
 
 import sifternet  # noqa: E402
 from sifternet import SifterNet, select_seeds  # noqa: E402
@@ -77,12 +79,24 @@ def test_model_enters_the_graph_once(images, purifier):
 
 @pytest.mark.parametrize(
     ("make", "error", "message"),
-    [(lambda im: im, TypeError, "images: expected a dask.array.Array, got ndarray"),
-     (lambda im: da.from_array(im.astype(np.float32)), TypeError, "images: expected dtype uint8, got float32"),
-     (lambda im: da.from_array(im[..., :1]), ValueError,
-      r"images: expected a batch \(B, 32, 32, 3\) for this purifier, got shape \(516, 32, 32, 1\)"),
-     (lambda im: da.from_array(im[0]), ValueError,
-      r"images: expected a batch \(B, 32, 32, 3\) for this purifier, got shape \(32, 32, 3\)")],
+    [
+        (lambda im: im, TypeError, "images: expected a dask.array.Array, got ndarray"),
+        (
+            lambda im: da.from_array(im.astype(np.float32)),
+            TypeError,
+            "images: expected dtype uint8, got float32",
+        ),
+        (
+            lambda im: da.from_array(im[..., :1]),
+            ValueError,
+            r"images: expected a batch \(B, 32, 32, 3\) for this purifier, got shape \(516, 32, 32, 1\)",
+        ),
+        (
+            lambda im: da.from_array(im[0]),
+            ValueError,
+            r"images: expected a batch \(B, 32, 32, 3\) for this purifier, got shape \(32, 32, 3\)",
+        ),
+    ],
     ids=["numpy", "float", "one-channel", "one-image"],
 )
 def test_bad_images_are_refused(images, purifier, make, error, message):
@@ -122,9 +136,12 @@ def test_core_package_imports_no_adapter_dependency(tmp_path):
 
 def test_process_cluster_matches_one_shot(images, purifier, expected):
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         assert set(client.run(os.getpid).values()).isdisjoint({os.getpid()})
         assert set(client.run(os.environ.get, "OMP_NUM_THREADS").values()) == {"1"}
         for chunks in (100, (1, 515), (200, 16, 300)):

@@ -11,7 +11,13 @@ import pytest
 import sifternet
 from sifternet.eval.corruptions import CORRUPTIONS, IMAGENET_C, LEFT_OUT, corrupt
 from sifternet.eval.detectors import (
-    DETECTORS, entropy, first_change_severities, make_detectors, strip, superimpose, teco,
+    DETECTORS,
+    entropy,
+    first_change_severities,
+    make_detectors,
+    strip,
+    superimpose,
+    teco,
 )
 from sifternet.eval.metrics import roc_auc
 from sifternet.eval.models import CallableClassifier
@@ -50,7 +56,8 @@ def corrupted(name: str, dataset: str) -> np.ndarray:
 
 
 each_corruption = pytest.mark.parametrize(
-    ("name", "dataset"), [(name, dataset) for name in CORRUPTIONS for dataset in ("gtsrb", "mnist")])
+    ("name", "dataset"), [(name, dataset) for name in CORRUPTIONS for dataset in ("gtsrb", "mnist")]
+)
 
 
 @each_corruption
@@ -69,7 +76,10 @@ def test_corruption_is_deterministic(name, dataset):
 @each_corruption
 def test_corruption_is_chunk_independent(name, dataset):
     x = sample(dataset, 8)
-    parts = [corrupt(x[s], name, 3, indices=CORRUPTION_INDICES[s], seed=5) for s in (slice(0, 3), slice(3, 4), slice(4, 8))]
+    parts = [
+        corrupt(x[s], name, 3, indices=CORRUPTION_INDICES[s], seed=5)
+        for s in (slice(0, 3), slice(3, 4), slice(4, 8))
+    ]
     np.testing.assert_array_equal(np.concatenate(parts), corrupted(name, dataset))
 
 
@@ -85,8 +95,16 @@ def test_corruption_of_an_empty_batch_is_empty(name, dataset):
     assert corrupt(x[:0], name, 3).shape == (0,) + x.shape[1:]
 
 
-RANDOM = {"gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "snow", "fog",
-          "elastic_transform"}
+RANDOM = {
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "glass_blur",
+    "motion_blur",
+    "snow",
+    "fog",
+    "elastic_transform",
+}
 
 
 TWICE = np.repeat(sample("gtsrb", 1), 2, axis=0)  # one image, twice
@@ -106,7 +124,9 @@ def test_random_corruption_differs_per_index(name):
 
 @pytest.mark.parametrize("name", sorted(RANDOM))
 def test_random_corruption_follows_the_seed(name):
-    assert not np.array_equal(corrupt(TWICE, name, 5, indices=[4, 4], seed=1), corrupt(TWICE, name, 5, indices=[4, 4]))
+    assert not np.array_equal(
+        corrupt(TWICE, name, 5, indices=[4, 4], seed=1), corrupt(TWICE, name, 5, indices=[4, 4])
+    )
 
 
 def mean_change(x: np.ndarray, name: str, severity: int) -> float:
@@ -116,8 +136,17 @@ def mean_change(x: np.ndarray, name: str, severity: int) -> float:
 # CIFAR-10-C's parameters grow with severity for these; glass blur, motion blur, snow and
 # pixelate are not strictly monotone in pixel change at every step, and the elastic
 # transform's table puts its largest affine part at severity 1.
-MONOTONE = ["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "zoom_blur", "fog",
-            "brightness", "contrast", "jpeg_compression"]
+MONOTONE = [
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "zoom_blur",
+    "fog",
+    "brightness",
+    "contrast",
+    "jpeg_compression",
+]
 
 
 @pytest.mark.parametrize("name", MONOTONE)
@@ -140,11 +169,13 @@ HALVES[:, :, 4:] = 200
 
 @pytest.mark.parametrize(
     ("images", "name", "severity", "want"),
-    [(GREY, "brightness", 3, 138),  # 100 + 0.15 * 255 = 138.25
-     (GREY, "contrast", 5, 100),  # a flat image has no contrast
-     (GREY, "defocus_blur", 5, 100),
-     (GREY, "pixelate", 5, 100),
-     (HALVES, "contrast", 2, np.where(HALVES == 200, 150, 50))],
+    [
+        (GREY, "brightness", 3, 138),  # 100 + 0.15 * 255 = 138.25
+        (GREY, "contrast", 5, 100),  # a flat image has no contrast
+        (GREY, "defocus_blur", 5, 100),
+        (GREY, "pixelate", 5, 100),
+        (HALVES, "contrast", 2, np.where(HALVES == 200, 150, 50)),
+    ],
     ids=["brightness", "flat-contrast", "flat-defocus", "flat-pixelate", "halves-contrast"],
 )
 def test_known_corruption_values(images, name, severity, want):
@@ -154,18 +185,51 @@ def test_known_corruption_values(images, name, severity, want):
 @pytest.mark.parametrize(
     ("images", "name", "severity", "indices", "message"),
     [
-        (np.zeros((1, 8, 8), np.uint8), "frost", 1, None, r"corruption: unknown 'frost' \(overlays ImageNet-C's frost photographs"),
+        (
+            np.zeros((1, 8, 8), np.uint8),
+            "frost",
+            1,
+            None,
+            r"corruption: unknown 'frost' \(overlays ImageNet-C's frost photographs",
+        ),
         (np.zeros((1, 8, 8), np.uint8), "blur", 1, None, "corruption: unknown 'blur'; expected one of"),
         (np.zeros((1, 8, 8), np.uint8), "contrast", 0, None, r"severity: expected an int in 1\.\.5, got 0"),
         (np.zeros((1, 8, 8), np.uint8), "contrast", 6, None, r"severity: expected an int in 1\.\.5, got 6"),
-        (np.zeros((1, 8, 8), np.uint8), "contrast", True, None, r"severity: expected an int in 1\.\.5, got True"),
-        (np.zeros((1, 8, 8), np.float32), "contrast", 1, None,
-         r"images: expected uint8 \(B, H, W\) or \(B, H, W, C\) with C = 1 or 3, got float32 \(1, 8, 8\)"),
+        (
+            np.zeros((1, 8, 8), np.uint8),
+            "contrast",
+            True,
+            None,
+            r"severity: expected an int in 1\.\.5, got True",
+        ),
+        (
+            np.zeros((1, 8, 8), np.float32),
+            "contrast",
+            1,
+            None,
+            r"images: expected uint8 \(B, H, W\) or \(B, H, W, C\) with C = 1 or 3, got float32 \(1, 8, 8\)",
+        ),
         (np.zeros((1, 8, 8, 2), np.uint8), "contrast", 1, None, r"with C = 1 or 3, got uint8 \(1, 8, 8, 2\)"),
         (np.zeros((8, 8), np.uint8), "contrast", 1, None, r"with C = 1 or 3, got uint8 \(8, 8\)"),
-        (np.zeros((2, 8, 8), np.uint8), "contrast", 1, [0], r"indices: expected 2 integers, got int64 \(1,\)"),
+        (
+            np.zeros((2, 8, 8), np.uint8),
+            "contrast",
+            1,
+            [0],
+            r"indices: expected 2 integers, got int64 \(1,\)",
+        ),
     ],
-    ids=["frost", "unknown", "severity-0", "severity-6", "severity-bool", "float", "two-channels", "2d", "indices"],
+    ids=[
+        "frost",
+        "unknown",
+        "severity-0",
+        "severity-6",
+        "severity-bool",
+        "float",
+        "two-channels",
+        "2d",
+        "indices",
+    ],
 )
 def test_corrupt_rejects_bad_input(images, name, severity, indices, message):
     with pytest.raises(ValueError, match=message):
@@ -184,7 +248,9 @@ def test_superimpose_refuses_an_unknown_blend():
 
 
 def test_entropy_by_hand():
-    np.testing.assert_allclose(entropy([[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0.25] * 4]), [0, np.log(2), np.log(4)])
+    np.testing.assert_allclose(
+        entropy([[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0.25] * 4]), [0, np.log(2), np.log(4)]
+    )
 
 
 @pytest.mark.parametrize("classes", [2, 10])
@@ -245,9 +311,11 @@ def test_strip_needs_probabilities():
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"copies": 0}, "strip: copies: expected a positive int, got 0"),
-     ({"pool": STRIP_POOL[:0]}, r"strip: pool: expected uint8 images \(P, H, W\[, C\]\), P > 0"),
-     ({"blend": "max"}, "strip: blend: expected one of .*, got 'max'")],
+    [
+        ({"copies": 0}, "strip: copies: expected a positive int, got 0"),
+        ({"pool": STRIP_POOL[:0]}, r"strip: pool: expected uint8 images \(P, H, W\[, C\]\), P > 0"),
+        ({"blend": "max"}, "strip: blend: expected one of .*, got 'max'"),
+    ],
     ids=["copies", "empty-pool", "blend"],
 )
 def test_strip_refuses_bad_settings(options, message):
@@ -257,8 +325,14 @@ def test_strip_refuses_bad_settings(options, message):
 
 @pytest.mark.parametrize(
     ("images", "indices", "message"),
-    [(sample("mnist", 2), np.arange(2), r"strip: images of shape \(28, 28\) do not match the pool's \(32, 32, 3\)"),
-     (STRIP_IMAGES, np.arange(5), r"indices: expected 6 integers, got int64 \(5,\)")],
+    [
+        (
+            sample("mnist", 2),
+            np.arange(2),
+            r"strip: images of shape \(28, 28\) do not match the pool's \(32, 32, 3\)",
+        ),
+        (STRIP_IMAGES, np.arange(5), r"indices: expected 6 integers, got int64 \(5,\)"),
+    ],
     ids=["image-shape", "indices"],
 )
 def test_strip_score_refuses_bad_input(strip_scores, images, indices, message):
@@ -274,19 +348,25 @@ PIXEL_IMAGES = np.stack([np.full((8, 8), 100, np.uint8), np.full((8, 8), 20, np.
 def test_teco_first_change_severities_on_a_pixel_model():
     # brightness: 100 + 0.15 * 255 > 127 first at severity 3; 20 needs + 0.45 (never); a flat
     # image keeps its value under contrast (never): 6 = no severity changed the label
-    first = first_change_severities(PIXEL_MODEL, PIXEL_IMAGES, np.arange(2), corruptions=["brightness", "contrast"])
+    first = first_change_severities(
+        PIXEL_MODEL, PIXEL_IMAGES, np.arange(2), corruptions=["brightness", "contrast"]
+    )
     np.testing.assert_array_equal(first, [[3, 6], [6, 6]])
 
 
 def test_teco_score_is_the_deviation_of_first_change_severities():
     detector = teco(PIXEL_MODEL, corruptions=["brightness", "contrast"])
-    np.testing.assert_allclose(detector.score(PIXEL_IMAGES, np.arange(2)), [1.5, 0])  # std of (3, 6) and of (6, 6)
+    np.testing.assert_allclose(
+        detector.score(PIXEL_IMAGES, np.arange(2)), [1.5, 0]
+    )  # std of (3, 6) and of (6, 6)
 
 
 @pytest.mark.parametrize(
     ("corruptions", "message"),
-    [(["frost", "contrast"], r"teco: corruptions: unknown \['frost'\] \(.*frost photographs"),
-     (["contrast", "contrast"], r"teco: corruptions: expected at least two different ones")],
+    [
+        (["frost", "contrast"], r"teco: corruptions: unknown \['frost'\] \(.*frost photographs"),
+        (["contrast", "contrast"], r"teco: corruptions: expected at least two different ones"),
+    ],
     ids=["frost", "one-kind"],
 )
 def test_teco_rejects_bad_corruptions(corruptions, message):
@@ -328,8 +408,10 @@ def white_patch():
     indices = np.arange(len(clean))
     victims = indices % 4 != 0
     detectors = {d.name: d for d in make_detectors(["strip", "teco"], model, pool, seed=0)}
-    scores = {name: (d.score(clean, indices), d.score(triggered[victims], indices[victims]))
-              for name, d in detectors.items()}
+    scores = {
+        name: (d.score(clean, indices), d.score(triggered[victims], indices[victims]))
+        for name, d in detectors.items()
+    }
     return scores, detectors, triggered[victims], indices[victims]
 
 
@@ -389,7 +471,9 @@ def test_torch_classifier_on_an_empty_batch(torch_classifier):
 
 
 def test_strip_on_a_torch_classifier(torch_classifier):
-    scores = strip(torch_classifier, sample("mnist", 30)[12:], copies=3).score(sample("mnist", 12), np.arange(12))
+    scores = strip(torch_classifier, sample("mnist", 30)[12:], copies=3).score(
+        sample("mnist", 12), np.arange(12)
+    )
     assert scores.shape == (12,) and (scores <= 0).all() and (scores >= -np.log(10) - 1e-6).all()
 
 
@@ -404,10 +488,23 @@ def test_evaluate_scores_detectors_on_clean_and_victim_images():
     split = ev.split_data(40, 0.5, seed=0)
     purifier = SifterNet(binarize="global", steps=10).fit(clean[split.train[:4]])
     report, _, _ = ev.evaluate(
-        clean, labels, attack=make_attack("badnet"), model=model, purifier=purifier, defenses=[no_defense()],
-        split=split, detectors=make_detectors(["strip", "teco"], model, pool, seed=0), progress=False,
-        settings={"data": "toy.npz", "attack": "badnet", "attack_params": {}, "n_train": 20, "n_poisoned": 0,
-                  "n_seeds": 4},
+        clean,
+        labels,
+        attack=make_attack("badnet"),
+        model=model,
+        purifier=purifier,
+        defenses=[no_defense()],
+        split=split,
+        detectors=make_detectors(["strip", "teco"], model, pool, seed=0),
+        progress=False,
+        settings={
+            "data": "toy.npz",
+            "attack": "badnet",
+            "attack_params": {},
+            "n_train": 20,
+            "n_poisoned": 0,
+            "n_seeds": 4,
+        },
     )
     assert report.rows[0].asr == 1.0
     aucs = {row.detector: row.auc for row in report.detectors}

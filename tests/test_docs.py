@@ -73,7 +73,9 @@ def parse(path: Path) -> tuple[list[Block], list[str]]:
             continue
         fence, language = opening.groups()
         end = k + 1
-        while end < len(lines) and not (lines[end].startswith(fence[0] * len(fence)) and not lines[end].strip(fence[0]).strip()):
+        while end < len(lines) and not (
+            lines[end].startswith(fence[0] * len(fence)) and not lines[end].strip(fence[0]).strip()
+        ):
             end += 1
         if end == len(lines):
             problems.append(f"{where}:{k + 1}: unclosed fence")
@@ -173,10 +175,17 @@ def _run_shell(block: Block, run: DocumentRun) -> None:
             f"{block.name}: {bad[0]!r} is not a command test_docs runs (only {RUNNABLE_COMMANDS}); "
             "mark the block with '<!-- not run: reason -->' on the line before it"
         )
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    env = dict(
+        os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
     script = "set -e\n" + "\n".join(commands) + "\n"
     result = subprocess.run(
-        ["bash", "-c", script], cwd=run.workdir, env=env, capture_output=True, text=True, timeout=SHELL_TIMEOUT,
+        ["bash", "-c", script],
+        cwd=run.workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SHELL_TIMEOUT,
         check=False,
     )
     run.done.add(block.line)
@@ -200,8 +209,12 @@ def test_example(block: Block, runs, tmp_path_factory, monkeypatch):
     for earlier in PARSED[block.path][0]:
         if earlier.line >= block.line:
             break
-        if (earlier.language == "python" and earlier.line not in run.done and earlier.not_run is None
-                and _missing(earlier.requires) is None):
+        if (
+            earlier.language == "python"
+            and earlier.line not in run.done
+            and earlier.not_run is None
+            and _missing(earlier.requires) is None
+        ):
             _exec(earlier, run, monkeypatch)
     if run.failed is not None:
         pytest.fail(f"{block.name} continues {run.failed}, which failed")
@@ -259,11 +272,21 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     command = next(line for line in readme.splitlines() if line.endswith("&& pytest"))
-    installed = {arg for part in command.split("&&") if part.split()[:2] == ["pip", "install"]
-                 for arg in shlex.split(part)[2:]}
-    ci_installed = {arg for line in ci.splitlines() if line.split()[:2] == ["pip", "install"]
-                    for arg in shlex.split(line)[2:]}
-    assert installed and installed <= ci_installed, f"README installs {sorted(installed - ci_installed)}, CI does not"
+    installed = {
+        arg
+        for part in command.split("&&")
+        if part.split()[:2] == ["pip", "install"]
+        for arg in shlex.split(part)[2:]
+    }
+    ci_installed = {
+        arg
+        for line in ci.splitlines()
+        if line.split()[:2] == ["pip", "install"]
+        for arg in shlex.split(line)[2:]
+    }
+    assert installed and installed <= ci_installed, (
+        f"README installs {sorted(installed - ci_installed)}, CI does not"
+    )
     assert re.search(r"^pytest$", ci, re.MULTILINE), ".ci/run no longer runs plain `pytest`"
 
 
@@ -274,7 +297,9 @@ def _slug(heading: str) -> str:
 
 
 def _headings(path: Path) -> list[str]:
-    text = re.sub(r"^(`{3,}|~{3,}).*?^\1\s*$", "", path.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
+    text = re.sub(
+        r"^(`{3,}|~{3,}).*?^\1\s*$", "", path.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL
+    )
     return [match.group(1).strip() for match in re.finditer(r"^#{1,6} (.+)$", text, re.MULTILINE)]
 
 
@@ -289,15 +314,24 @@ def test_links_between_documents_resolve():
             if not linked.exists():
                 problems.append(f"{path.relative_to(ROOT)}: link to missing {target}")
             elif anchor and anchor not in {_slug(h) for h in _headings(linked)}:
-                problems.append(f"{path.relative_to(ROOT)}: no heading for #{anchor} in {target or path.name}")
+                problems.append(
+                    f"{path.relative_to(ROOT)}: no heading for #{anchor} in {target or path.name}"
+                )
     assert not problems, "\n".join(problems)
 
 
 def test_code_points_at_existing_sections():
     pointer = re.compile(r"docs/(\w+)\.md(?:, ([A-Z][\w ]*\w)|#([\w-]+))?")
     problems = []
-    sources = [ROOT / "setup.py", *(p for d in ("sifternet", "csrc", "tests", "benchmarks", "scripts", "fuzz")
-                                    for p in sorted((ROOT / d).rglob("*")) if p.suffix in (".py", ".hpp", ".cpp", ".md", ".sh"))]
+    sources = [
+        ROOT / "setup.py",
+        *(
+            p
+            for d in ("sifternet", "csrc", "tests", "benchmarks", "scripts", "fuzz")
+            for p in sorted((ROOT / d).rglob("*"))
+            if p.suffix in (".py", ".hpp", ".cpp", ".md", ".sh")
+        ),
+    ]
     for source in sources:
         for name, heading, anchor in pointer.findall(source.read_text(encoding="utf-8", errors="replace")):
             document = ROOT / "docs" / f"{name}.md"

@@ -32,8 +32,12 @@ def batch(*shape, seed=0):
 
 @pytest.mark.parametrize(
     ("position", "rows", "cols"),
-    [("bottom_right", slice(7, 10), slice(9, 12)), ("top_left", slice(0, 3), slice(0, 3)),
-     ("interior", slice(3, 6), slice(5, 8)), ((2, 4), slice(2, 5), slice(4, 7))],
+    [
+        ("bottom_right", slice(7, 10), slice(9, 12)),
+        ("top_left", slice(0, 3), slice(0, 3)),
+        ("interior", slice(3, 6), slice(5, 8)),
+        ((2, 4), slice(2, 5), slice(4, 7)),
+    ],
 )
 def test_badnet_changes_exactly_the_patch(position, rows, cols):
     x = batch(4, 10, 12, 3) // 2  # no pixel is 255 yet
@@ -70,12 +74,24 @@ def test_badnet_checkerboard_alternates_colour_and_black():
 
 @pytest.mark.parametrize(
     ("images", "options", "error", "message"),
-    [(np.zeros((1, 8, 8), np.uint8), {"position": "middle"}, ValueError, "position: expected one of"),
-     (np.zeros((1, 8, 8), np.uint8), {"position": (7, 7)}, ValueError, r"patch at \(7, 7\) leaves the 8x8 image"),
-     (np.zeros((1, 8, 8), np.uint8), {"value": 300}, ValueError, r"value: expected levels in 0 \.\. 255, got 300"),
-     (np.zeros((1, 8, 8), np.uint8), {"pattern": "stripes"}, ValueError, "pattern: expected one of"),
-     (np.zeros((1, 8, 8), np.uint8), {"size": 9}, ValueError, r"size: expected 1 \.\. 8, got 9"),
-     (np.zeros((1, 8, 8)), {}, TypeError, "images: expected a uint8 numpy array, got float64")],
+    [
+        (np.zeros((1, 8, 8), np.uint8), {"position": "middle"}, ValueError, "position: expected one of"),
+        (
+            np.zeros((1, 8, 8), np.uint8),
+            {"position": (7, 7)},
+            ValueError,
+            r"patch at \(7, 7\) leaves the 8x8 image",
+        ),
+        (
+            np.zeros((1, 8, 8), np.uint8),
+            {"value": 300},
+            ValueError,
+            r"value: expected levels in 0 \.\. 255, got 300",
+        ),
+        (np.zeros((1, 8, 8), np.uint8), {"pattern": "stripes"}, ValueError, "pattern: expected one of"),
+        (np.zeros((1, 8, 8), np.uint8), {"size": 9}, ValueError, r"size: expected 1 \.\. 8, got 9"),
+        (np.zeros((1, 8, 8)), {}, TypeError, "images: expected a uint8 numpy array, got float64"),
+    ],
 )
 def test_badnet_refuses_bad_input(images, options, error, message):
     with pytest.raises(error, match=message):
@@ -147,14 +163,20 @@ def test_accuracy_by_hand():
 @pytest.mark.parametrize(
     ("clean", "poisoned", "auc"),
     # 6 pairs: 0.8 beats all 3 clean scores; 0.4 beats 0.1 and 0.35 and ties 0.4.
-    [([0.1, 0.4, 0.35], [0.8, 0.4], 5.5 / 6), ([1, 1], [1], 0.5), ([0, 1], [2, 3], 1.0), ([2, 3], [0, 1], 0.0)],
+    [
+        ([0.1, 0.4, 0.35], [0.8, 0.4], 5.5 / 6),
+        ([1, 1], [1], 0.5),
+        ([0, 1], [2, 3], 1.0),
+        ([2, 3], [0, 1], 0.0),
+    ],
 )
 def test_roc_auc_by_hand(clean, poisoned, auc):
     assert roc_auc(clean, poisoned) == pytest.approx(auc)
 
 
-@pytest.mark.parametrize("metric", [accuracy, lambda p, y: attack_success_rate(p, y, 0),
-                                    lambda p, y: robust_accuracy(p, y, 0)])
+@pytest.mark.parametrize(
+    "metric", [accuracy, lambda p, y: attack_success_rate(p, y, 0), lambda p, y: robust_accuracy(p, y, 0)]
+)
 def test_metrics_refuse_arrays_of_two_lengths(metric):
     with pytest.raises(ValueError, match=r"expected two 1-D arrays of one length, got \(3,\) and \(4,\)"):
         metric(np.zeros(3), np.zeros(4))
@@ -202,7 +224,9 @@ def test_seeds_come_from_the_training_split_only():
     seeds, seed_labels = ev.seeds_from(images, labels, split, 20, seed=0)
     drawn = seeds[:, 0, 0].astype(int) * 256 + seeds[:, 0, 1]
     assert len(np.unique(drawn)) == 60
-    assert np.isin(drawn, split.train).all(), f"seeds outside the training split: {np.setdiff1d(drawn, split.train)}"
+    assert np.isin(drawn, split.train).all(), (
+        f"seeds outside the training split: {np.setdiff1d(drawn, split.train)}"
+    )
     assert not np.isin(drawn, split.evaluation).any(), "seeds drawn from the evaluation split"
     np.testing.assert_array_equal(seed_labels, labels[drawn])
     np.testing.assert_array_equal(np.bincount(seed_labels), [20, 20, 20])
@@ -233,7 +257,9 @@ def test_sig_poisoning_is_clean_label():
 @pytest.fixture(scope="module")
 def purifier():
     rng = np.random.default_rng(0)
-    return SifterNet(binarize="global", steps=150, seed=2).fit(rng.integers(0, 256, (3, 10, 10), dtype=np.uint8))
+    return SifterNet(binarize="global", steps=150, seed=2).fit(
+        rng.integers(0, 256, (3, 10, 10), dtype=np.uint8)
+    )
 
 
 def test_erase_visited_erases_exactly_the_visited_pixels(purifier):
@@ -287,7 +313,9 @@ def test_ifmv_votes_one_valid_label_per_image():
 def test_ifmv_votes_do_not_depend_on_the_batch():
     defense = ifmv(copies=4, sigma=0.2, seed=1)
     votes = defense.classify(Brightness(), IFMV_IMAGES, IFMV_INDICES)
-    np.testing.assert_array_equal(defense.classify(Brightness(), IFMV_IMAGES[2:], IFMV_INDICES[2:]), votes[2:])
+    np.testing.assert_array_equal(
+        defense.classify(Brightness(), IFMV_IMAGES[2:], IFMV_INDICES[2:]), votes[2:]
+    )
 
 
 def test_ifmv_copies_do_not_depend_on_the_batch():
@@ -302,12 +330,16 @@ def test_ifmv_passes_a_unanimous_model_through():
 
 
 def test_ifmv_majority_wins():
-    np.testing.assert_array_equal(ifmv(copies=5).classify(Cycle([4, 1, 4, 1, 4]), IFMV_IMAGES, IFMV_INDICES), [4] * 4)
+    np.testing.assert_array_equal(
+        ifmv(copies=5).classify(Cycle([4, 1, 4, 1, 4]), IFMV_IMAGES, IFMV_INDICES), [4] * 4
+    )
 
 
 def test_ifmv_tie_goes_to_the_smallest_label():
     # copies 0, 2 vote 3; copies 1, 3 vote 1: a 2-2 tie
-    np.testing.assert_array_equal(ifmv(copies=4).classify(Cycle([3, 1]), IFMV_IMAGES, IFMV_INDICES), [1, 1, 1, 1])
+    np.testing.assert_array_equal(
+        ifmv(copies=4).classify(Cycle([3, 1]), IFMV_IMAGES, IFMV_INDICES), [1, 1, 1, 1]
+    )
 
 
 def test_model_querying_names_exactly_the_defenses_that_classify():
@@ -326,7 +358,9 @@ def test_repair_both_removes_a_white_and_a_black_patch_one_pass_each():
     images[:, 7:10, 7:10] = 0
     purifier = SifterNet(binarize="global", steps=10).fit(seeds[0])
     names = ["sifternet-repair", "sifternet-repair-dark", "sifternet-repair-both"]
-    bright, dark, both = (d.purify(images, np.arange(4, 12)) for d in ev.default_defenses(purifier, names, seeds))
+    bright, dark, both = (
+        d.purify(images, np.arange(4, 12)) for d in ev.default_defenses(purifier, names, seeds)
+    )
     assert bright.max() < 243 and bright.min() == 0  # the white patch filled, the black one kept
     assert dark.min() > 12 and dark.max() == 255
     assert 12 < both.min() and both.max() < 243
@@ -361,14 +395,29 @@ def black_box_run():
     seeds, seed_labels = ev.seeds_from(images, labels, split, 2, seed=0)
     purifier = SifterNet(binarize="global", steps=50).fit(seeds)
     defenses = ev.default_defenses(
-        purifier, ["none", "binarise-only", "median-3x3", "sifternet-repair", "ifmv"], (seeds, seed_labels))
+        purifier, ["none", "binarise-only", "median-3x3", "sifternet-repair", "ifmv"], (seeds, seed_labels)
+    )
     report, outputs, triggered = ev.evaluate(
-        images, labels, attack=attacks.make_attack("badnet"), model=CallableClassifier(predict),
-        purifier=purifier, defenses=defenses, split=split, progress=False,
-        settings={"data": "toy.npz", "attack": "badnet", "attack_params": {}, "n_train": 30,
-                  "n_poisoned": 0, "n_seeds": 6},
-        detectors=[Detector("corner", lambda x, indices: x[:, -1, -1].astype(float), "corner brightness"),
-                   Detector("blind", lambda x, indices: np.zeros(len(x)), "constant score")],
+        images,
+        labels,
+        attack=attacks.make_attack("badnet"),
+        model=CallableClassifier(predict),
+        purifier=purifier,
+        defenses=defenses,
+        split=split,
+        progress=False,
+        settings={
+            "data": "toy.npz",
+            "attack": "badnet",
+            "attack_params": {},
+            "n_train": 30,
+            "n_poisoned": 0,
+            "n_seeds": 6,
+        },
+        detectors=[
+            Detector("corner", lambda x, indices: x[:, -1, -1].astype(float), "corner brightness"),
+            Detector("blind", lambda x, indices: np.zeros(len(x)), "constant score"),
+        ],
     )
     return images, split, report, outputs, triggered
 
@@ -393,7 +442,13 @@ def test_evaluate_defenses_that_keep_the_corner_trigger(black_box_run, defense):
 
 def test_evaluate_has_a_row_per_defense_in_order(black_box_run):
     report = black_box_run[2]
-    assert [r.defense for r in report.rows] == ["none", "binarise-only", "median-3x3", "sifternet-repair", "ifmv"]
+    assert [r.defense for r in report.rows] == [
+        "none",
+        "binarise-only",
+        "median-3x3",
+        "sifternet-repair",
+        "ifmv",
+    ]
 
 
 def test_evaluate_triggers_the_evaluation_part(black_box_run):
@@ -452,8 +507,22 @@ def mnist_cli(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("mnist_cli")
     cache = folder / "model.pt"
-    args = ["evaluate", str(SHARED / "mnist_test.npz"), "--limit", "1500", "--epochs", "3",
-            "--binarize", "global", "--steps", "800", "--per-class", "2", "--model-cache", str(cache)]
+    args = [
+        "evaluate",
+        str(SHARED / "mnist_test.npz"),
+        "--limit",
+        "1500",
+        "--epochs",
+        "3",
+        "--binarize",
+        "global",
+        "--steps",
+        "800",
+        "--per-class",
+        "2",
+        "--model-cache",
+        str(cache),
+    ]
     assert main([*args, "--out", str(folder / "a")]) == 0
     first = json.loads((folder / "a" / "report.json").read_text())
     return main, args, folder, cache, {r["defense"]: r for r in first["rows"]}
@@ -470,7 +539,9 @@ def test_cli_evaluate_seed_consensus_masks_the_corner_patch(mnist_cli):
 
 def test_cli_evaluate_repair_removes_the_trigger_and_beats_plain_sifternet(mnist_cli):
     rows = mnist_cli[4]
-    assert rows["sifternet-repair"]["asr"] < 0.2 and rows["sifternet-repair"]["acc"] > rows["sifternet"]["acc"]
+    assert (
+        rows["sifternet-repair"]["asr"] < 0.2 and rows["sifternet-repair"]["acc"] > rows["sifternet"]["acc"]
+    )
 
 
 def test_cli_evaluate_reuses_the_cached_model(mnist_cli):

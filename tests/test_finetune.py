@@ -34,8 +34,9 @@ def trained():
     from sifternet.eval.models import train_small_cnn
 
     images, labels = brightness_data()
-    model = train_small_cnn(images, labels, n_classes=2, epochs=4, batch_size=16, seed=0, num_threads=1,
-                            progress=False)
+    model = train_small_cnn(
+        images, labels, n_classes=2, epochs=4, batch_size=16, seed=0, num_threads=1, progress=False
+    )
     return images, labels, model
 
 
@@ -54,7 +55,9 @@ def tuned(trained):
 
     images, labels, model = trained
     before = weights(model)
-    return before, fine_tune(model, 255 - images, labels, epochs=8, batch_size=16, seed=1, num_threads=1, progress=False)
+    return before, fine_tune(
+        model, 255 - images, labels, epochs=8, batch_size=16, seed=1, num_threads=1, progress=False
+    )
 
 
 def test_the_trained_model_reads_images_but_not_inverted_ones(trained):
@@ -77,7 +80,9 @@ def test_fine_tune_is_deterministic(trained, tuned):
     from sifternet.eval.models import fine_tune
 
     images, labels, model = trained
-    again = fine_tune(model, 255 - images, labels, epochs=8, batch_size=16, seed=1, num_threads=1, progress=False)
+    again = fine_tune(
+        model, 255 - images, labels, epochs=8, batch_size=16, seed=1, num_threads=1, progress=False
+    )
     assert same_weights(weights(again), weights(tuned[1]))
 
 
@@ -85,7 +90,9 @@ def test_fine_tune_follows_the_seed(trained, tuned):
     from sifternet.eval.models import fine_tune
 
     images, labels, model = trained
-    other = fine_tune(model, 255 - images, labels, epochs=8, batch_size=16, seed=2, num_threads=1, progress=False)
+    other = fine_tune(
+        model, 255 - images, labels, epochs=8, batch_size=16, seed=2, num_threads=1, progress=False
+    )
     assert not same_weights(weights(other), weights(tuned[1]))
 
 
@@ -99,10 +106,12 @@ def test_fine_tune_refuses_a_black_box_model(trained):
 
 @pytest.mark.parametrize(
     ("epochs", "count", "labels_count", "message"),
-    [(0, 240, 240, "fine_tune: epochs: expected an integer >= 1, got 0"),
-     (True, 240, 240, "fine_tune: epochs: expected an integer >= 1, got True"),
-     (1, 240, 3, "expected as many labels as images .*, got 240 images and 3 labels"),
-     (1, 0, 0, "expected as many labels as images \\(at least one\\), got 0 images and 0 labels")],
+    [
+        (0, 240, 240, "fine_tune: epochs: expected an integer >= 1, got 0"),
+        (True, 240, 240, "fine_tune: epochs: expected an integer >= 1, got True"),
+        (1, 240, 3, "expected as many labels as images .*, got 240 images and 3 labels"),
+        (1, 0, 0, "expected as many labels as images \\(at least one\\), got 0 images and 0 labels"),
+    ],
     ids=["zero-epochs", "bool-epochs", "labels", "empty"],
 )
 def test_fine_tune_refuses_bad_input(trained, epochs, count, labels_count, message):
@@ -122,8 +131,19 @@ def finetuned_rows(trained):
     split = ev.split_data(len(images), 0.5, seed=0)
     triggered = make_attack("badnet").apply(images[split.evaluation])
     before = weights(model)
-    rows = evaluate_finetuned(images, labels, model=model, defenses=[no_defense(), INVERT], split=split,
-                              triggered=triggered, epochs=16, seed=3, batch_size=16, num_threads=1, progress=False)
+    rows = evaluate_finetuned(
+        images,
+        labels,
+        model=model,
+        defenses=[no_defense(), INVERT],
+        split=split,
+        triggered=triggered,
+        epochs=16,
+        seed=3,
+        batch_size=16,
+        num_threads=1,
+        progress=False,
+    )
     return split, before, rows
 
 
@@ -134,7 +154,9 @@ def test_evaluate_finetuned_leaves_the_model_untouched(trained, finetuned_rows):
 def test_evaluate_finetuned_has_a_row_per_defense_with_its_training_size(finetuned_rows):
     split, _, rows = finetuned_rows
     assert [(r.defense, r.epochs, r.n_images) for r in rows] == [
-        ("none", 16, len(split.train)), ("invert", 16, len(split.train))]
+        ("none", 16, len(split.train)),
+        ("invert", 16, len(split.train)),
+    ]
 
 
 def test_without_purification_purified_and_raw_figures_agree(finetuned_rows):
@@ -159,8 +181,16 @@ def test_evaluate_finetuned_trains_on_purified_clean_training_images(trained, fi
 
     images, labels, model = trained
     split, _, (_, invert) = finetuned_rows
-    by_hand = fine_tune(model, 255 - images[split.train], labels[split.train], epochs=16, seed=3, batch_size=16,
-                        num_threads=1, progress=False)
+    by_hand = fine_tune(
+        model,
+        255 - images[split.train],
+        labels[split.train],
+        epochs=16,
+        seed=3,
+        batch_size=16,
+        num_threads=1,
+        progress=False,
+    )
     assert invert.acc == accuracy(by_hand.predict(255 - images[split.evaluation]), labels[split.evaluation])
     assert invert.raw_acc == accuracy(by_hand.predict(images[split.evaluation]), labels[split.evaluation])
 
@@ -171,9 +201,18 @@ def test_evaluate_finetuned_refuses_model_querying_defenses():
     images, labels = brightness_data(20)
     split = ev.split_data(20, 0.5, seed=0)
     model = CallableClassifier(lambda x: np.zeros(len(x)))
-    with pytest.raises(ValueError, match=r"fine-tuning: \['ifmv'\] query the model instead of purifying images"):
-        evaluate_finetuned(images, labels, model=model, defenses=[ifmv()], split=split,
-                           triggered=images[split.evaluation], epochs=1)
+    with pytest.raises(
+        ValueError, match=r"fine-tuning: \['ifmv'\] query the model instead of purifying images"
+    ):
+        evaluate_finetuned(
+            images,
+            labels,
+            model=model,
+            defenses=[ifmv()],
+            split=split,
+            triggered=images[split.evaluation],
+            epochs=1,
+        )
 
 
 def test_evaluate_finetuned_refuses_triggered_images_of_another_count():
@@ -183,12 +222,25 @@ def test_evaluate_finetuned_refuses_triggered_images_of_another_count():
     split = ev.split_data(20, 0.5, seed=0)
     model = CallableClassifier(lambda x: np.zeros(len(x)))
     with pytest.raises(ValueError, match=r"triggered: expected one image per evaluation index \(10\), got 3"):
-        evaluate_finetuned(images, labels, model=model, defenses=[INVERT], split=split, triggered=images[:3], epochs=1)
+        evaluate_finetuned(
+            images, labels, model=model, defenses=[INVERT], split=split, triggered=images[:3], epochs=1
+        )
 
 
 def report(*finetuned):
-    result = ev.Report(settings={"data": "toy.npz", "attack": "badnet", "attack_params": {}, "n_train": 10,
-                                 "n_poisoned": 1, "n_eval": 5, "target": 0, "n_seeds": 2, "purifier": "p"})
+    result = ev.Report(
+        settings={
+            "data": "toy.npz",
+            "attack": "badnet",
+            "attack_params": {},
+            "n_train": 10,
+            "n_poisoned": 1,
+            "n_eval": 5,
+            "target": 0,
+            "n_seeds": 2,
+            "purifier": "p",
+        }
+    )
     result.finetuned.extend(finetuned)
     return result
 
@@ -209,8 +261,22 @@ def test_report_json_holds_the_finetuned_rows():
     assert json.loads(report(FINETUNE_ROW).to_json())["finetuned"][0]["raw_asr"] == 0.875
 
 
-EVALUATE = ["evaluate", str(SAMPLE), "--epochs", "1", "--binarize", "global", "--steps", "100",
-            "--per-class", "1", "--defenses", "none,sifternet", "--threads", "1"]
+EVALUATE = [
+    "evaluate",
+    str(SAMPLE),
+    "--epochs",
+    "1",
+    "--binarize",
+    "global",
+    "--steps",
+    "100",
+    "--per-class",
+    "1",
+    "--defenses",
+    "none,sifternet",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture
@@ -222,7 +288,10 @@ def cli_main():
 
 
 def test_cli_evaluate_finetunes_sifternet_and_binarise_only_always(cli_main, tmp_path):
-    assert cli_main([*EVALUATE, "--finetune-epochs", "1", "--finetune-defenses", "none", "--out", str(tmp_path)]) == 0
+    assert (
+        cli_main([*EVALUATE, "--finetune-epochs", "1", "--finetune-defenses", "none", "--out", str(tmp_path)])
+        == 0
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     assert [f["defense"] for f in report["finetuned"]] == ["none", "sifternet", "binarise-only"]
     assert report["settings"]["finetune_epochs"] == 1
@@ -236,12 +305,30 @@ def test_cli_evaluate_does_not_fine_tune_by_default(cli_main, tmp_path):
 
 def test_cli_evaluate_refuses_to_fine_tune_on_ifmv_before_training(cli_main, tmp_path):
     out = tmp_path / "c"
-    assert cli_main([*EVALUATE, "--finetune-epochs", "1", "--finetune-defenses", "ifmv", "--out", str(out)]) == 1
+    assert (
+        cli_main([*EVALUATE, "--finetune-epochs", "1", "--finetune-defenses", "ifmv", "--out", str(out)]) == 1
+    )
     assert not out.exists()
 
 
-PATCH_LEVEL = ["evaluate", str(SAMPLE), "--epochs", "1", "--binarize", "global", "--steps", "100", "--per-class", "1",
-               "--defenses", "none,sifternet-repair-dark", "--threads", "1", "--position", "interior"]
+PATCH_LEVEL = [
+    "evaluate",
+    str(SAMPLE),
+    "--epochs",
+    "1",
+    "--binarize",
+    "global",
+    "--steps",
+    "100",
+    "--per-class",
+    "1",
+    "--defenses",
+    "none,sifternet-repair-dark",
+    "--threads",
+    "1",
+    "--position",
+    "interior",
+]
 
 
 def test_cli_evaluate_takes_the_patch_level(cli_main, tmp_path):

@@ -21,7 +21,9 @@ from sifternet.repair import OUTPUTS
 
 DOCUMENTED = (TypeError, ValueError, MemoryError)
 DTYPES = st.one_of(
-    hnp.scalar_dtypes(), hnp.byte_string_dtypes(max_len=3), hnp.unicode_string_dtypes(max_len=3),
+    hnp.scalar_dtypes(),
+    hnp.byte_string_dtypes(max_len=3),
+    hnp.unicode_string_dtypes(max_len=3),
     st.just(np.dtype(object)),
 )
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -144,14 +146,20 @@ def test_recall_takes_anything(network, representation, array):
     hnp.arrays(np.int8, st.tuples(st.integers(0, 5), st.integers(1, 9)), elements=st.sampled_from([-1, 1])),
     st.one_of(st.none(), st.integers(-3, 50)),
     st.sampled_from(["random", "sweep", "", "RANDOM"]),
-    st.one_of(st.none(), hnp.arrays(np.float64, st.integers(0, 10), elements=st.floats(allow_nan=True, allow_infinity=True))),
+    st.one_of(
+        st.none(),
+        hnp.arrays(np.float64, st.integers(0, 10), elements=st.floats(allow_nan=True, allow_infinity=True)),
+    ),
     st.floats(allow_nan=True, allow_infinity=True, width=64),
     st.integers(-(2**65), 2**65),
 )
 def test_recall_options_fuzz(states, steps, order, thresholds, margin, seed):
     network = HopfieldNetwork().fit(np.ones((3, states.shape[1]), np.int8))
-    result = result_or_none(lambda: network.recall(
-        states, steps=steps, order=order, thresholds=thresholds, margin=margin, seed=seed, max_sweeps=3))
+    result = result_or_none(
+        lambda: network.recall(
+            states, steps=steps, order=order, thresholds=thresholds, margin=margin, seed=seed, max_sweeps=3
+        )
+    )
     if result is not None:
         assert_recall_result(result, states)
 
@@ -161,9 +169,17 @@ def test_recall_options_fuzz(states, steps, order, thresholds, margin, seed):
 def test_repair_takes_anything(array, output, fill_size, joint):
     for candidate in layouts(array):
         states = np.ones(candidate.shape, np.int8)
-        result = result_or_none(lambda: _core.repair(
-            candidate, states, -states, output=output, fill_size=fill_size,
-            joint_channels=joint, num_threads=2))
+        result = result_or_none(
+            lambda: _core.repair(
+                candidate,
+                states,
+                -states,
+                output=output,
+                fill_size=fill_size,
+                joint_channels=joint,
+                num_threads=2,
+            )
+        )
         valid = is_array(candidate, np.uint8, (4,)) and output in OUTPUTS and fill_size >= 1
         assert (result is not None) == valid
         if valid:
@@ -187,7 +203,9 @@ def test_binarize_takes_anything(array, method, block_size):
 def test_purify_takes_anything(purifier, array):
     for candidate in layouts(array):
         out = result_or_none(lambda: purifier.purify(candidate))
-        valid = is_array(candidate, np.uint8, (3, 4, 5)) and candidate.shape[-3:] == IMAGE and candidate.ndim <= 4
+        valid = (
+            is_array(candidate, np.uint8, (3, 4, 5)) and candidate.shape[-3:] == IMAGE and candidate.ndim <= 4
+        )
         assert (out is not None) == valid
         if valid:
             assert out.shape == candidate.shape and out.dtype == np.uint8
@@ -231,8 +249,12 @@ def test_valid_patterns_are_accepted(patterns):
 
 @VALID
 @given(
-    st.integers(1, 40).flatmap(lambda n: st.tuples(
-        spin_arrays(st.tuples(st.integers(1, 6), st.just(n))), spin_arrays(st.tuples(st.integers(0, 5), st.just(n))))),
+    st.integers(1, 40).flatmap(
+        lambda n: st.tuples(
+            spin_arrays(st.tuples(st.integers(1, 6), st.just(n))),
+            spin_arrays(st.tuples(st.integers(0, 5), st.just(n))),
+        )
+    ),
     st.sampled_from(["hebbian", "storkey", "projection"]),
     st.booleans(),
 )
@@ -241,7 +263,9 @@ def test_valid_spins_are_fitted_and_recalled(patterns_and_states, rule, stats):
     network = HopfieldNetwork().fit(patterns, rule=rule)
     assert (network.n_patterns, network.n_neurons, network.rule) == (*patterns.shape, rule)
     for candidate in layouts(states):
-        assert_recall_result(network.recall(candidate, steps=10, stats=stats), states, converged=stats, energy=stats)
+        assert_recall_result(
+            network.recall(candidate, steps=10, stats=stats), states, converged=stats, energy=stats
+        )
 
 
 @st.composite
@@ -270,9 +294,13 @@ def recall_options(draw, n: int):
 
 @VALID
 @given(
-    st.integers(1, 12).flatmap(lambda n: st.tuples(
-        spin_arrays(st.tuples(st.integers(1, 5), st.just(n))), spin_arrays(st.tuples(st.integers(0, 4), st.just(n))),
-        recall_options(n))),
+    st.integers(1, 12).flatmap(
+        lambda n: st.tuples(
+            spin_arrays(st.tuples(st.integers(1, 5), st.just(n))),
+            spin_arrays(st.tuples(st.integers(0, 4), st.just(n))),
+            recall_options(n),
+        )
+    ),
 )
 def test_valid_recall_options_are_accepted(case):
     patterns, states, options = case
@@ -284,7 +312,8 @@ def test_valid_recall_options_are_accepted(case):
 @VALID
 @given(
     st.tuples(st.integers(0, 3), st.integers(0, 7), st.integers(0, 7), st.integers(0, 4)).flatmap(
-        lambda shape: st.tuples(uint8_arrays(shape), spin_arrays(shape), spin_arrays(shape))),
+        lambda shape: st.tuples(uint8_arrays(shape), spin_arrays(shape), spin_arrays(shape))
+    ),
     st.sampled_from(OUTPUTS),
     st.integers(1, 12),
     st.booleans(),
@@ -293,8 +322,15 @@ def test_valid_repair_batches_are_accepted(arrays3, output, fill_size, joint):
     images, binarised, recalled = arrays3
     want = ref.repair(output, images, binarised, recalled, fill_size, joint)
     for candidate in layouts(images):
-        out = _core.repair(candidate, binarised, recalled, output=output, fill_size=fill_size,
-                           joint_channels=joint, num_threads=2)
+        out = _core.repair(
+            candidate,
+            binarised,
+            recalled,
+            output=output,
+            fill_size=fill_size,
+            joint_channels=joint,
+            num_threads=2,
+        )
         assert out.shape == images.shape and out.dtype == np.uint8
         np.testing.assert_array_equal(out, want)
 
@@ -310,13 +346,17 @@ def test_valid_repair_batches_are_accepted(arrays3, output, fill_size, joint):
 )
 def test_valid_images_are_binarised(images, method, block_size, offset, threshold, border):
     for candidate in layouts(images):
-        out = binarize(candidate, method, block_size=block_size, offset=offset, threshold=threshold, border=border)
+        out = binarize(
+            candidate, method, block_size=block_size, offset=offset, threshold=threshold, border=border
+        )
         assert out.shape == images.shape and out.dtype == np.int8
         assert np.isin(out, (-1, 1)).all()
 
 
 @VALID
-@given(st.one_of(uint8_arrays(st.just(IMAGE)), uint8_arrays(st.tuples(st.integers(1, 6), *map(st.just, IMAGE)))))
+@given(
+    st.one_of(uint8_arrays(st.just(IMAGE)), uint8_arrays(st.tuples(st.integers(1, 6), *map(st.just, IMAGE))))
+)
 def test_valid_batches_are_purified(purifier, images):
     for candidate in layouts(images):
         out = purifier.purify(candidate)
@@ -337,7 +377,9 @@ def test_empty_batch_is_purified(shape):
 
 @VALID
 @given(
-    batch_shapes(min_side=1, min_channels=1).map(lambda shape: (max(shape[0], 1),) + shape[1:]).flatmap(uint8_arrays),
+    batch_shapes(min_side=1, min_channels=1)
+    .map(lambda shape: (max(shape[0], 1),) + shape[1:])
+    .flatmap(uint8_arrays),
     st.booleans(),
 )
 def test_valid_seed_images_are_fitted(seeds, with_labels):
@@ -351,7 +393,10 @@ def test_valid_seed_images_are_fitted(seeds, with_labels):
 
 
 @VALID
-@given(batch_shapes(min_side=3, max_side=9, min_channels=1).flatmap(uint8_arrays), st.sampled_from(sorted(attacks.ATTACKS)))
+@given(
+    batch_shapes(min_side=3, max_side=9, min_channels=1).flatmap(uint8_arrays),
+    st.sampled_from(sorted(attacks.ATTACKS)),
+)
 def test_valid_batches_are_attacked(images, name):
     for candidate in layouts(images):
         out = attacks.make_attack(name).apply(candidate)
@@ -361,7 +406,9 @@ def test_valid_batches_are_attacked(images, name):
 # -- inputs the fuzzers hit rarely ---------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", [(2, 0, 5), (2, 5, 0, 3), (2, 5, 5, 0)], ids=["no-rows", "no-columns", "no-channels"])
+@pytest.mark.parametrize(
+    "shape", [(2, 0, 5), (2, 5, 0, 3), (2, 5, 5, 0)], ids=["no-rows", "no-columns", "no-channels"]
+)
 def test_wanet_on_images_without_pixels_gives_a_result_or_a_documented_error(shape):
     out = result_or_none(lambda: attacks.wanet(np.zeros(shape, np.uint8)))
     assert out is None or (out.shape == shape and out.dtype == np.uint8)

@@ -75,8 +75,19 @@ def assert_matches_reference(network, states, *, representation="auto", **option
     data=st.randoms(use_true_random=False),
 )
 def test_kernel_equals_reference(
-    n, p, b, steps, order, seed, offset, rule, representation, with_thresholds, margin,
-    agreement, data,
+    n,
+    p,
+    b,
+    steps,
+    order,
+    seed,
+    offset,
+    rule,
+    representation,
+    with_thresholds,
+    margin,
+    agreement,
+    data,
 ):
     rng = np.random.default_rng(data.getrandbits(32))
     network = HopfieldNetwork(num_threads=2).fit(spins(rng, p, n), rule=rule)
@@ -118,8 +129,16 @@ def test_sparse_memories_equal_reference(n, p, plus, steps, agreement, data):
     network = HopfieldNetwork().fit(patterns)
     states = np.where(rng.random((4, n)) < plus, 1, -1).astype(np.int8)
     states[:, rng.integers(0, n, 3)] *= -1
-    assert_matches_reference(network, states, representation="overlap", steps=steps, order="sweep", seed=5,
-                             agreement=agreement, max_sweeps=4)
+    assert_matches_reference(
+        network,
+        states,
+        representation="overlap",
+        steps=steps,
+        order="sweep",
+        seed=5,
+        agreement=agreement,
+        max_sweeps=4,
+    )
 
 
 @pytest.mark.parametrize("n", [784, 1024])
@@ -130,7 +149,11 @@ def test_image_sizes_equal_reference(n, p, representation):
     network = HopfieldNetwork().fit(spins(rng, p, n))
     for order in ("random", "sweep"):
         assert_matches_reference(
-            network, spins(rng, 2, n), representation=representation, steps=1200, order=order,
+            network,
+            spins(rng, 2, n),
+            representation=representation,
+            steps=1200,
+            order=order,
             seed=7,
         )
 
@@ -153,8 +176,10 @@ def test_hebbian_kernel_weights_equal_reference():
 
 def test_storkey_kernel_weights_equal_reference():
     np.testing.assert_allclose(
-        _core.storkey_weights(LEARNING_PATTERNS, 2), ref.storkey_weights(LEARNING_PATTERNS),
-        rtol=1e-12, atol=1e-12,
+        _core.storkey_weights(LEARNING_PATTERNS, 2),
+        ref.storkey_weights(LEARNING_PATTERNS),
+        rtol=1e-12,
+        atol=1e-12,
     )
 
 
@@ -271,7 +296,12 @@ def test_batch_split_does_not_change_results(serial_run, representation):
     cuts = [0, 1, 77, 200, 601]
     chunks = [
         network.recall(
-            states[a:z], steps=500, seed=11, representation=representation, index_offset=1000 + a, num_threads=2
+            states[a:z],
+            steps=500,
+            seed=11,
+            representation=representation,
+            index_offset=1000 + a,
+            num_threads=2,
         ).states
         for a, z in zip(cuts, cuts[1:])
     ]
@@ -282,7 +312,9 @@ def test_batch_split_does_not_change_results(serial_run, representation):
 def test_shuffled_rows_with_their_indices_give_the_same_rows(serial_run, representation):
     network, states, one = serial_run
     order = np.random.default_rng(8).permutation(601)
-    shuffled = network.recall(states[order], steps=500, seed=11, representation=representation, indices=1000 + order)
+    shuffled = network.recall(
+        states[order], steps=500, seed=11, representation=representation, indices=1000 + order
+    )
     np.testing.assert_array_equal(shuffled.states, one[representation].states[order])
 
 
@@ -365,7 +397,9 @@ def byte_order_case():
     thresholds = rng.normal(0.0, 0.4, 48)
     indices = np.array([3, 2**40 + 1, 77, 2**33, 9], np.uint64)
     plain = network.recall(states, steps=200, indices=indices).states
-    assert not np.array_equal(network.recall(states, steps=200, indices=indices, thresholds=thresholds).states, plain)
+    assert not np.array_equal(
+        network.recall(states, steps=200, indices=indices, thresholds=thresholds).states, plain
+    )
     return network, states, thresholds, indices
 
 
@@ -395,14 +429,27 @@ def test_big_endian_indices_equal_native(byte_order_case, representation, dtype)
 def test_energy_takes_big_endian_thresholds(byte_order_case):
     network, states, thresholds, _ = byte_order_case
     np.testing.assert_array_equal(
-        network.energy(states, thresholds=big_endian(thresholds)), network.energy(states, thresholds=thresholds)
+        network.energy(states, thresholds=big_endian(thresholds)),
+        network.energy(states, thresholds=thresholds),
     )
 
 
 def kernel_recall(kernel, memory, states, indices, thresholds):
     return kernel(
-        memory, states, indices, steps=200, order="random", seed=3, channel=0, channels=1,
-        thresholds=thresholds, margin=0.0, agreement=0.0, max_sweeps=5, stats=True, num_threads=1,
+        memory,
+        states,
+        indices,
+        steps=200,
+        order="random",
+        seed=3,
+        channel=0,
+        channels=1,
+        thresholds=thresholds,
+        margin=0.0,
+        agreement=0.0,
+        max_sweeps=5,
+        stats=True,
+        num_threads=1,
     )
 
 
@@ -412,7 +459,9 @@ def test_dense_kernel_takes_big_endian_weights_indices_and_thresholds(byte_order
     network = HopfieldNetwork().fit(byte_order_case[0].patterns, rule=rule)
     weights = network._dense_weights()
     want = kernel_recall(_core.recall_dense, weights, states, indices, thresholds)
-    got = kernel_recall(_core.recall_dense, big_endian(weights), states, big_endian(indices), big_endian(thresholds))
+    got = kernel_recall(
+        _core.recall_dense, big_endian(weights), states, big_endian(indices), big_endian(thresholds)
+    )
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
 
@@ -420,7 +469,9 @@ def test_dense_kernel_takes_big_endian_weights_indices_and_thresholds(byte_order
 def test_overlap_kernel_takes_big_endian_indices_and_thresholds(byte_order_case):
     network, states, thresholds, indices = byte_order_case
     want = kernel_recall(_core.recall_overlap, network.patterns, states, indices, thresholds)
-    got = kernel_recall(_core.recall_overlap, network.patterns, states, big_endian(indices), big_endian(thresholds))
+    got = kernel_recall(
+        _core.recall_overlap, network.patterns, states, big_endian(indices), big_endian(thresholds)
+    )
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
 
@@ -432,7 +483,9 @@ def test_from_dict_takes_big_endian_weights(byte_order_case, rule):
     state = fitted.to_dict()
     copy = HopfieldNetwork.from_dict({**state, "weights": big_endian(state["weights"])})
     np.testing.assert_array_equal(copy.weights, fitted.weights)
-    assert_same_recall(copy.recall(states, steps=200, indices=indices), fitted.recall(states, steps=200, indices=indices))
+    assert_same_recall(
+        copy.recall(states, steps=200, indices=indices), fitted.recall(states, steps=200, indices=indices)
+    )
 
 
 def test_empty_batch():
@@ -539,7 +592,8 @@ def round_trip_case(request):
 
 
 @pytest.mark.parametrize(
-    "copy", [lambda n: pickle.loads(pickle.dumps(n)), lambda n: HopfieldNetwork.from_dict(n.to_dict())],
+    "copy",
+    [lambda n: pickle.loads(pickle.dumps(n)), lambda n: HopfieldNetwork.from_dict(n.to_dict())],
     ids=["pickle", "dict"],
 )
 def test_round_trip_keeps_the_network(round_trip_case, copy):
@@ -560,9 +614,11 @@ def test_repr_names_rule_size_and_threads(round_trip_case):
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"weights": np.zeros((5, 5))}, r"weights: expected a float64 array of shape \(6, 6\)"),
-     ({"weights": np.full((6, 6), np.inf)}, "weights: expected finite values"),
-     ({"rule": "oja"}, "rule: expected one of .*'oja'")],
+    [
+        ({"weights": np.zeros((5, 5))}, r"weights: expected a float64 array of shape \(6, 6\)"),
+        ({"weights": np.full((6, 6), np.inf)}, "weights: expected finite values"),
+        ({"rule": "oja"}, "rule: expected one of .*'oja'"),
+    ],
 )
 def test_tampered_dict_is_refused(change, message):
     state = HopfieldNetwork().fit(np.ones((2, 6), np.int8), rule="storkey").to_dict()
@@ -592,13 +648,20 @@ def test_import_without_the_compiled_kernel_gives_a_build_hint(tmp_path):
     """A source tree without the compiled kernel (what `python -m pytest` imports from the
     repository root when the package is installed non-editable) names the fix."""
     copy = tmp_path / "sifternet"
-    shutil.copytree(Path(sifternet.__file__).parent, copy,
-                    ignore=shutil.ignore_patterns("_core*", "__pycache__", "data"))
+    shutil.copytree(
+        Path(sifternet.__file__).parent, copy, ignore=shutil.ignore_patterns("_core*", "__pycache__", "data")
+    )
     assert not list(copy.glob("_core*"))
     # -S and no PYTHON* variables: no installed (or editable) kernel can be found instead
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
-    result = subprocess.run([sys.executable, "-S", "-c", IMPORT_PROBE], cwd=tmp_path, capture_output=True,
-                            text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", IMPORT_PROBE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     kinds, message = result.stdout.rstrip("\n").split("\n")
     assert kinds == "ImportError|ModuleNotFoundError"  # the hint, raised from the original error

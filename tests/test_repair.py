@@ -49,23 +49,30 @@ def batch_of_300():
 @pytest.mark.parametrize("output", OUTPUTS)
 def test_repair_is_the_same_for_any_thread_count(batch_of_300, output):
     images, binarised, recalled, one = batch_of_300
-    np.testing.assert_array_equal(repair(output, images, binarised, recalled, 7, True, num_threads=2), one[output])
+    np.testing.assert_array_equal(
+        repair(output, images, binarised, recalled, 7, True, num_threads=2), one[output]
+    )
 
 
 @pytest.mark.parametrize("output", OUTPUTS)
 def test_repair_of_one_image_is_its_row_of_the_batch(batch_of_300, output):
     images, binarised, recalled, one = batch_of_300
-    np.testing.assert_array_equal(repair(output, images[5:6], binarised[5:6], recalled[5:6], 7, True), one[output][5:6])
+    np.testing.assert_array_equal(
+        repair(output, images[5:6], binarised[5:6], recalled[5:6], 7, True), one[output][5:6]
+    )
 
 
 @pytest.mark.parametrize("output", OUTPUTS)
 def test_threaded_repair_equals_the_reference(batch_of_300, output):
     images, binarised, recalled, one = batch_of_300
-    np.testing.assert_array_equal(one[output][:4], ref.repair(output, images[:4], binarised[:4], recalled[:4], 7, True))
+    np.testing.assert_array_equal(
+        one[output][:4], ref.repair(output, images[:4], binarised[:4], recalled[:4], 7, True)
+    )
 
 
 @pytest.mark.parametrize(
-    "layout", [np.asfortranarray, lambda a: np.repeat(a, 2, axis=0)[::2], lambda a: a[::-1][::-1]],
+    "layout",
+    [np.asfortranarray, lambda a: np.repeat(a, 2, axis=0)[::2], lambda a: a[::-1][::-1]],
     ids=["fortran", "strided", "reversed-twice"],
 )
 def test_repair_takes_strided_and_fortran_inputs(layout):
@@ -79,19 +86,40 @@ BAD_ARGUMENTS = [
     (lambda i, b, r: (b, b, r, {}), TypeError, "images: expected dtype uint8, got int8"),
     (lambda i, b, r: (i, i, r, {}), TypeError, "binarised: expected dtype int8, got uint8"),
     (lambda i, b, r: ([i], b, r, {}), TypeError, "images: expected a numpy array of dtype uint8, got list"),
-    (lambda i, b, r: (i, b, r[..., :1], {}), ValueError,
-     r"recalled: expected the images' shape \(2, 4, 5, 3\), got \(2, 4, 5, 1\)"),
+    (
+        lambda i, b, r: (i, b, r[..., :1], {}),
+        ValueError,
+        r"recalled: expected the images' shape \(2, 4, 5, 3\), got \(2, 4, 5, 1\)",
+    ),
     (lambda i, b, r: (i, b[0], r, {}), ValueError, r"binarised: expected a 4-D array, got shape \(4, 5, 3\)"),
-    (lambda i, b, r: (i, b, r, {"output": "blur"}), ValueError,
-     "output: expected 'binary', 'restore' or 'inpaint', got 'blur'"),
+    (
+        lambda i, b, r: (i, b, r, {"output": "blur"}),
+        ValueError,
+        "output: expected 'binary', 'restore' or 'inpaint', got 'blur'",
+    ),
     (lambda i, b, r: (i, b, r, {"fill_size": 0}), ValueError, "fill_size: expected at least 1, got 0"),
-    (lambda i, b, r: (i, b, r, {"num_threads": 0}), ValueError, "num_threads: expected a positive count, got 0"),
+    (
+        lambda i, b, r: (i, b, r, {"num_threads": 0}),
+        ValueError,
+        "num_threads: expected a positive count, got 0",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("arguments", "error", "message"), BAD_ARGUMENTS,
-                         ids=["images-int8", "binarised-uint8", "images-list", "recalled-shape", "binarised-3d",
-                              "output", "fill-size", "threads"])
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    BAD_ARGUMENTS,
+    ids=[
+        "images-int8",
+        "binarised-uint8",
+        "images-list",
+        "recalled-shape",
+        "binarised-3d",
+        "output",
+        "fill-size",
+        "threads",
+    ],
+)
 def test_kernel_refuses_bad_arguments(arguments, error, message):
     images, binarised, recalled, changes = arguments(*case(1, (2, 4, 5, 3), 0.5))
     options = {"output": "inpaint", "fill_size": 3, "joint_channels": False, "num_threads": 1, **changes}

@@ -19,14 +19,42 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 def fake_run(folder: Path, dataset: str, attack: str, acc: float, asr: float) -> None:
     run = folder / run_name(dataset, attack)
     run.mkdir(parents=True)
-    rows = [dict(defense=name, description="", acc=acc * scale, asr=asr * scale, ra=0.5, seconds=0.25,
-                 images_per_s=4000.0) for name, scale in (("ifmv", 0.5), ("none", 1.0), ("sifternet", 0.9))]
-    (run / "report.json").write_text(json.dumps({
-        "settings": {"n_eval": 500}, "rows": rows, "notes": [],
-        "detectors": [dict(detector="strip", description="", auc=0.8125, seconds=1.5)],
-        "finetuned": [dict(defense="sifternet", description="", epochs=2, n_images=9, acc=0.7, asr=0.1,
-                           ra=0.6, raw_acc=0.75, raw_asr=0.95, seconds=3.0)],
-    }))
+    rows = [
+        dict(
+            defense=name,
+            description="",
+            acc=acc * scale,
+            asr=asr * scale,
+            ra=0.5,
+            seconds=0.25,
+            images_per_s=4000.0,
+        )
+        for name, scale in (("ifmv", 0.5), ("none", 1.0), ("sifternet", 0.9))
+    ]
+    (run / "report.json").write_text(
+        json.dumps(
+            {
+                "settings": {"n_eval": 500},
+                "rows": rows,
+                "notes": [],
+                "detectors": [dict(detector="strip", description="", auc=0.8125, seconds=1.5)],
+                "finetuned": [
+                    dict(
+                        defense="sifternet",
+                        description="",
+                        epochs=2,
+                        n_images=9,
+                        acc=0.7,
+                        asr=0.1,
+                        ra=0.6,
+                        raw_acc=0.75,
+                        raw_asr=0.95,
+                        seconds=3.0,
+                    )
+                ],
+            }
+        )
+    )
 
 
 @pytest.fixture()
@@ -64,7 +92,10 @@ def test_finetune_table_shows_each_fine_tuning(summary):
 
 def test_paper_table_stands_beside_the_run(summary):
     clean, after = PAPER_TABLE5["mnist"]
-    assert f"| MNIST | {clean[0]:.2f} / {clean[1]:.2f} | {after[0]:.2f} / {after[1]:.2f} | 50.00 / 25.00 |" in summary
+    assert (
+        f"| MNIST | {clean[0]:.2f} / {clean[1]:.2f} | {after[0]:.2f} / {after[1]:.2f} | 50.00 / 25.00 |"
+        in summary
+    )
 
 
 def test_write_summary_writes_markdown_and_json_of_every_run(runs):
@@ -85,7 +116,9 @@ def report(argv: list[str]) -> None:
 
 
 def test_report_refuses_unknown_data_set_names(tmp_path):
-    with pytest.raises(CliError, match="--datasets: expected some of mnist,fmnist,gtsrb,cifar10, got 'mnist,svhn'"):
+    with pytest.raises(
+        CliError, match="--datasets: expected some of mnist,fmnist,gtsrb,cifar10, got 'mnist,svhn'"
+    ):
         report([str(tmp_path), "--out", str(tmp_path / "r"), "--datasets", "mnist,svhn"])
 
 
@@ -97,16 +130,44 @@ def test_report_refuses_missing_data_files(tmp_path):
 def test_report_entry_is_the_evaluate_command_with_its_settings(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(eval_cli, "run_evaluate", lambda *args, **options: calls.append((args, options)))
-    common = eval_cli.Evaluation(defenses=("none", "sifternet"), detectors=("strip",), detector_images=250,
-                                 strip_copies=50)
+    common = eval_cli.Evaluation(
+        defenses=("none", "sifternet"), detectors=("strip",), detector_images=250, strip_copies=50
+    )
     eval_cli.run_report_entry(tmp_path, tmp_path / "r", "gtsrb", "badnet-interior", common, limit=800)
     (backdoor, evaluation, out), options = calls[0]
     assert out == tmp_path / "r" / "gtsrb-badnet-interior" and options["overwrite"] is True
-    args = build_parser("evaluate").parse_args([
-        "evaluate", str(tmp_path / "gtsrb.npz"), "--out", str(out), "--binarize", "local_mean", "--block-size", "15",
-        "--steps", "200", "--per-class", "10", "--epochs", "8", "--position", "interior", "--limit", "800",
-        "--model-cache", str(tmp_path / "r" / "gtsrb-badnet-interior.pt"), "--defenses", "none,sifternet",
-        "--detectors", "strip", "--detector-images", "250", "--strip-copies", "50"])
+    args = build_parser("evaluate").parse_args(
+        [
+            "evaluate",
+            str(tmp_path / "gtsrb.npz"),
+            "--out",
+            str(out),
+            "--binarize",
+            "local_mean",
+            "--block-size",
+            "15",
+            "--steps",
+            "200",
+            "--per-class",
+            "10",
+            "--epochs",
+            "8",
+            "--position",
+            "interior",
+            "--limit",
+            "800",
+            "--model-cache",
+            str(tmp_path / "r" / "gtsrb-badnet-interior.pt"),
+            "--defenses",
+            "none,sifternet",
+            "--detectors",
+            "strip",
+            "--detector-images",
+            "250",
+            "--strip-copies",
+            "50",
+        ]
+    )
     assert backdoor == eval_cli._backdoor(args)
     assert evaluation == eval_cli._evaluation(args)
 
@@ -119,8 +180,22 @@ def small_report(tmp_path_factory):
     if not (SHARED / "mnist_test.npz").exists():
         pytest.skip("the shared mnist_test.npz is not found")
     out = tmp_path_factory.mktemp("report") / "report"
-    args = ["report", str(SHARED), "--out", str(out), "--datasets", "mnist", "--attacks", "badnet",
-            "--limit", "800", "--defenses", "none,sifternet,sifternet-repair", "--detectors", "strip,teco"]
+    args = [
+        "report",
+        str(SHARED),
+        "--out",
+        str(out),
+        "--datasets",
+        "mnist",
+        "--attacks",
+        "badnet",
+        "--limit",
+        "800",
+        "--defenses",
+        "none,sifternet,sifternet-repair",
+        "--detectors",
+        "strip,teco",
+    ]
     assert main(args) == 0
     return args, out
 

@@ -45,7 +45,9 @@ def test_recall_states_leaves_its_input_alone_and_is_keyed_by_index():
     whole = purifier.recall_states(states)
     np.testing.assert_array_equal(states, before)
     np.testing.assert_array_equal(purifier.recall_states(states[2:], index_offset=2), whole[2:])
-    np.testing.assert_array_equal(purifier.recall_states(states[::-1], indices=np.arange(6)[::-1]), whole[::-1])
+    np.testing.assert_array_equal(
+        purifier.recall_states(states[::-1], indices=np.arange(6)[::-1]), whole[::-1]
+    )
 
 
 def test_thresholds_above_every_field_erase_each_visited_neuron():
@@ -58,17 +60,31 @@ def test_thresholds_above_every_field_erase_each_visited_neuron():
 def test_binarize_is_the_states_as_pixels():
     purifier = SifterNet().fit(_images(0, 3, 8, 8))
     batch = _images(1, 4, 8, 8)
-    np.testing.assert_array_equal(purifier.binarize(batch), states_to_pixels(purifier.to_states(batch))[..., 0])
+    np.testing.assert_array_equal(
+        purifier.binarize(batch), states_to_pixels(purifier.to_states(batch))[..., 0]
+    )
 
 
 @pytest.mark.parametrize(
     "call, error, match",
     [
-        (lambda p, s: p.recall_states(s.astype(np.int16)), TypeError, "states: expected an int8 numpy array, got int16"),
+        (
+            lambda p, s: p.recall_states(s.astype(np.int16)),
+            TypeError,
+            "states: expected an int8 numpy array, got int16",
+        ),
         (lambda p, s: p.recall_states(s[:, :, :7]), ValueError, r"states: expected states \(B, 8, 8, 1\)"),
         (lambda p, s: p.recall_states(s[0]), ValueError, r"states: expected states \(B, 8, 8, 1\)"),
-        (lambda p, s: p.to_images(np.zeros((3, 8, 8), np.uint8), s, s), ValueError, r"before: expected states of shape \(3, 8, 8, 1\)"),
-        (lambda p, s: p.to_images(np.zeros((2, 8, 8), np.uint8), s, [s]), TypeError, "after: expected an int8 numpy array, got list"),
+        (
+            lambda p, s: p.to_images(np.zeros((3, 8, 8), np.uint8), s, s),
+            ValueError,
+            r"before: expected states of shape \(3, 8, 8, 1\)",
+        ),
+        (
+            lambda p, s: p.to_images(np.zeros((2, 8, 8), np.uint8), s, [s]),
+            TypeError,
+            "after: expected an int8 numpy array, got list",
+        ),
         (lambda p, s: p.recall_states(s, thresholds=np.zeros((8, 8))), ValueError, "thresholds"),
     ],
 )
@@ -86,7 +102,9 @@ def test_image_shape_before_fit_is_an_error():
 def _private_members() -> set[str]:
     tree = ast.parse((ROOT / "sifternet" / "purifier.py").read_text())
     (cls,) = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "SifterNet"]
-    names = {node.attr for node in ast.walk(cls) if isinstance(node, ast.Attribute) and node.attr.startswith("_")}
+    names = {
+        node.attr for node in ast.walk(cls) if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+    }
     names |= {node.name for node in cls.body if isinstance(node, ast.FunctionDef)}
     return {name for name in names if name.startswith("_") and not name.startswith("__")}
 
@@ -95,8 +113,10 @@ def test_no_module_outside_the_purifier_touches_a_private_sifternet_member():
     private = _private_members()
     assert {"_as_batch", "_image_shape"} <= private  # the scan sees the class
     files = [
-        path for folder in ("sifternet", "benchmarks", "scripts", "tests", "fuzz")
-        for path in (ROOT / folder).rglob("*.py") if path.name != "purifier.py"
+        path
+        for folder in ("sifternet", "benchmarks", "scripts", "tests", "fuzz")
+        for path in (ROOT / folder).rglob("*.py")
+        if path.name != "purifier.py"
     ]
     offenders = [
         f"{path.relative_to(ROOT)}:{node.lineno}: .{node.attr}"

@@ -44,9 +44,11 @@ SETTINGS = {"data": "toy.npz", "attack": "badnet", "attack_params": {}}
 
 @pytest.mark.parametrize(
     ("data", "what", "want"),
-    [("../shared/data/mnist_test.npz", "steps", [(800, 1200, "self-built CNN")]),
-     ("fashion_mnist_test.npz", "steps", [(800, 1000, "self-built CNN")]),
-     ("CIFAR-10.npz", "block_size", [(15, 25, "BackdoorBench")])],
+    [
+        ("../shared/data/mnist_test.npz", "steps", [(800, 1200, "self-built CNN")]),
+        ("fashion_mnist_test.npz", "steps", [(800, 1000, "self-built CNN")]),
+        ("CIFAR-10.npz", "block_size", [(15, 25, "BackdoorBench")]),
+    ],
 )
 def test_paper_ranges_by_file_name(data, what, want):
     assert paper_ranges(data)[what] == want
@@ -68,8 +70,20 @@ def test_unknown_data_set_has_no_range():
 def grid():
     images, labels = toy_data()
     split = ev.split_data(len(images), 0.5, seed=0)
-    result = sweep(images, labels, attack=BADNET, model=MODEL, split=split, steps=[40, 0], per_class=[2, 1],
-                   block_sizes=[5, 3], options={"seed": 7}, seed=1, settings=SETTINGS, progress=False)
+    result = sweep(
+        images,
+        labels,
+        attack=BADNET,
+        model=MODEL,
+        split=split,
+        steps=[40, 0],
+        per_class=[2, 1],
+        block_sizes=[5, 3],
+        options={"seed": 7},
+        seed=1,
+        settings=SETTINGS,
+        progress=False,
+    )
     return images, labels, split, result
 
 
@@ -79,7 +93,8 @@ def test_baseline_is_the_undefended_model(grid):
 
 def test_points_follow_the_sorted_grids(grid):
     assert [(p.per_class, p.block_size, p.steps) for p in grid[3].points] == [
-        (c, k, s) for c in (1, 2) for k in (3, 5) for s in (0, 40)]
+        (c, k, s) for c in (1, 2) for k in (3, 5) for s in (0, 40)
+    ]
 
 
 def test_each_point_is_the_purifier_fitted_by_hand(grid):
@@ -107,8 +122,18 @@ def test_a_data_set_without_ranges_says_so(grid):
 def binarised_only():
     images, labels = toy_data()
     split = ev.split_data(len(images), 0.5, seed=0)
-    return sweep(images, labels, attack=BADNET, model=MODEL, split=split, steps=[0], per_class=[1],
-                 options={"binarize": "global"}, settings={**SETTINGS, "data": "mnist.npz"}, progress=False)
+    return sweep(
+        images,
+        labels,
+        attack=BADNET,
+        model=MODEL,
+        split=split,
+        steps=[0],
+        per_class=[1],
+        options={"binarize": "global"},
+        settings={**SETTINGS, "data": "mnist.npz"},
+        progress=False,
+    )
 
 
 def test_binarising_alone_keeps_a_white_corner(binarised_only):
@@ -128,17 +153,26 @@ def test_sweep_names_the_data_sets_range(binarised_only):
 
 @pytest.mark.parametrize(
     ("changes", "message"),
-    [({"steps": []}, r"steps: expected a non-empty list of integers >= 0, got \[\]"),
-     ({"per_class": [0]}, r"per_class: expected a non-empty list of integers >= 1"),
-     ({"steps": [1.5]}, r"steps: expected"),
-     ({"block_sizes": [5], "options": {"binarize": "otsu"}}, "acts on local_mean binarisation only"),
-     ({"block_sizes": [5], "options": {"block_size": 3}}, "block_size is the sweep's grid"),
-     ({"options": {"steps": 5}}, "steps is the sweep's grid")],
+    [
+        ({"steps": []}, r"steps: expected a non-empty list of integers >= 0, got \[\]"),
+        ({"per_class": [0]}, r"per_class: expected a non-empty list of integers >= 1"),
+        ({"steps": [1.5]}, r"steps: expected"),
+        ({"block_sizes": [5], "options": {"binarize": "otsu"}}, "acts on local_mean binarisation only"),
+        ({"block_sizes": [5], "options": {"block_size": 3}}, "block_size is the sweep's grid"),
+        ({"options": {"steps": 5}}, "steps is the sweep's grid"),
+    ],
 )
 def test_sweep_refuses_bad_grids(changes, message):
     images, labels = toy_data(2)
-    arguments = dict(attack=BADNET, model=MODEL, split=ev.split_data(6, 0.5, seed=0), steps=[0], per_class=[1],
-                     settings=SETTINGS, progress=False)
+    arguments = dict(
+        attack=BADNET,
+        model=MODEL,
+        split=ev.split_data(6, 0.5, seed=0),
+        steps=[0],
+        per_class=[1],
+        settings=SETTINGS,
+        progress=False,
+    )
     with pytest.raises(ValueError, match=message):
         sweep(images, labels, **{**arguments, **changes})
 
@@ -148,8 +182,18 @@ def block_grid():
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (optional extra 'eval')")
     images, labels = toy_data()
     split = ev.split_data(len(images), 0.5, seed=0)
-    return sweep(images, labels, attack=BADNET, model=MODEL, split=split, steps=[0, 20, 60], per_class=[1, 2],
-                 block_sizes=[3, 5, 7], settings={**SETTINGS, "data": "gtsrb.npz"}, progress=False)
+    return sweep(
+        images,
+        labels,
+        attack=BADNET,
+        model=MODEL,
+        split=split,
+        steps=[0, 20, 60],
+        per_class=[1, 2],
+        block_sizes=[3, 5, 7],
+        settings={**SETTINGS, "data": "gtsrb.npz"},
+        progress=False,
+    )
 
 
 @pytest.fixture
@@ -180,7 +224,9 @@ def test_write_sweep_markdown_names_the_range(written):
 
 
 def test_write_sweep_refuses_to_overwrite(block_grid, written):
-    with pytest.raises(FileExistsError, match=r"sweep\.\w+: already exists \(pass overwrite=True to replace it\)"):
+    with pytest.raises(
+        FileExistsError, match=r"sweep\.\w+: already exists \(pass overwrite=True to replace it\)"
+    ):
         write_sweep(block_grid, written[1])
 
 
@@ -194,8 +240,20 @@ def test_overwriting_removes_an_older_runs_block_figure(block_grid, written):
     assert sorted(p.name for p in folder.iterdir()) == ["sweep.json", "sweep.md", "sweep.png"]
 
 
-SWEEP = ["sweep", str(SAMPLE), "--epochs", "1", "--binarize", "global", "--steps", "0,100", "--per-class", "1,2",
-         "--threads", "1"]
+SWEEP = [
+    "sweep",
+    str(SAMPLE),
+    "--epochs",
+    "1",
+    "--binarize",
+    "global",
+    "--steps",
+    "0,100",
+    "--per-class",
+    "1,2",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")

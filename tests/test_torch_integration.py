@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="the torch extra is not installed (pip install torch==2.13.0 'sifternet[torch]')")
+torch = pytest.importorskip(
+    "torch", reason="the torch extra is not installed (pip install torch==2.13.0 'sifternet[torch]')"
+)
 Image = pytest.importorskip("PIL.Image", reason="Pillow is not installed")
 
 import sifternet  # noqa: E402
@@ -102,6 +104,7 @@ def test_transform_works_in_a_plain_compose(colour):
             for step in steps:
                 x = step(x)
             return x
+
         return run
 
     pipeline = compose(PurifyTransform(purifier, index_offset=1), lambda t: t.float() / 255)
@@ -115,19 +118,29 @@ def test_transform_repr_names_its_settings(colour):
 
 
 BAD_IMAGES = [
-    (lambda im: chw(im)[0].float() / 255, TypeError,
-     r"image: expected a uint8 tensor \(0-255, as PILToTensor makes\), got torch.float32; put PurifyTransform before ToTensor"),
-    (lambda im: torch.from_numpy(im[0]), ValueError,  # HWC, not CHW
-     r"image: expected a uint8 tensor \(C, H, W\) = \(3, 32, 32\) or a batch \(B, 3, 32, 32\), got shape \(32, 32, 3\)"),
+    (
+        lambda im: chw(im)[0].float() / 255,
+        TypeError,
+        r"image: expected a uint8 tensor \(0-255, as PILToTensor makes\), got torch.float32; put PurifyTransform before ToTensor",
+    ),
+    (
+        lambda im: torch.from_numpy(im[0]),
+        ValueError,  # HWC, not CHW
+        r"image: expected a uint8 tensor \(C, H, W\) = \(3, 32, 32\) or a batch \(B, 3, 32, 32\), got shape \(32, 32, 3\)",
+    ),
     (lambda im: chw(im)[None, :2], ValueError, r"or a batch \(B, 3, 32, 32\), got shape \(1, 2, 3, 32, 32\)"),
     (lambda im: im[0], TypeError, "image: expected a torch.Tensor or a PIL image, got ndarray"),
-    (lambda im: Image.fromarray(im[0, ..., 0]), ValueError,
-     "image: expected a 32x32 PIL image of mode 'RGB' for this purifier, got 32x32 mode 'L'"),
+    (
+        lambda im: Image.fromarray(im[0, ..., 0]),
+        ValueError,
+        "image: expected a 32x32 PIL image of mode 'RGB' for this purifier, got 32x32 mode 'L'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("make", "error", "message"), BAD_IMAGES,
-                         ids=["float", "channels-last", "5-d", "ndarray", "grey-pil"])
+@pytest.mark.parametrize(
+    ("make", "error", "message"), BAD_IMAGES, ids=["float", "channels-last", "5-d", "ndarray", "grey-pil"]
+)
 def test_bad_images_are_refused(colour, make, error, message):
     images, purifier, _ = colour
     with pytest.raises(error, match=message):
@@ -136,15 +149,19 @@ def test_bad_images_are_refused(colour, make, error, message):
 
 def test_a_pil_image_of_another_size_is_refused(colour, grey):
     images = colour[0]
-    with pytest.raises(ValueError, match="image: expected a 28x28 PIL image of mode 'L' for this purifier, got 32x32"):
+    with pytest.raises(
+        ValueError, match="image: expected a 28x28 PIL image of mode 'L' for this purifier, got 32x32"
+    ):
         PurifyTransform(grey[1])(Image.fromarray(images[0, ..., 0]))
 
 
 @pytest.mark.parametrize(
     ("options", "error", "message"),
-    [({"index_offset": -1}, ValueError, "index_offset: expected a non-negative int, got -1"),
-     ({"index_offset": True}, ValueError, "index_offset: expected a non-negative int, got True"),
-     ({"num_threads": 0}, ValueError, "num_threads: expected a positive count, -1 or None, got 0")],
+    [
+        ({"index_offset": -1}, ValueError, "index_offset: expected a non-negative int, got -1"),
+        ({"index_offset": True}, ValueError, "index_offset: expected a non-negative int, got True"),
+        ({"num_threads": 0}, ValueError, "num_threads: expected a positive count, -1 or None, got 0"),
+    ],
     ids=["negative-offset", "bool-offset", "threads"],
 )
 def test_bad_transform_settings_are_refused(colour, options, error, message):
@@ -204,8 +221,12 @@ def test_dataloader_workers_match_one_shot(colour):
     # the fixture ran a 2-thread kernel call in this process before the workers fork
     images, purifier, expected = colour
     loader = torch.utils.data.DataLoader(
-        PurifiedDataset(Pairs(images), purifier), batch_size=5, shuffle=True, num_workers=2,
-        generator=torch.Generator().manual_seed(0), timeout=60,
+        PurifiedDataset(Pairs(images), purifier),
+        batch_size=5,
+        shuffle=True,
+        num_workers=2,
+        generator=torch.Generator().manual_seed(0),
+        timeout=60,
     )
     batches = list(loader)
     indices = torch.cat([index for _, index in batches]).numpy()
@@ -214,7 +235,10 @@ def test_dataloader_workers_match_one_shot(colour):
     np.testing.assert_array_equal(purified, chw(expected)[indices].numpy())
 
 
-@pytest.mark.skipif(not HAS_TORCHVISION_V2, reason="torchvision is absent or built for another torch (PyPI's 0.28.0 needs CUDA torch)")
+@pytest.mark.skipif(
+    not HAS_TORCHVISION_V2,
+    reason="torchvision is absent or built for another torch (PyPI's 0.28.0 needs CUDA torch)",
+)
 def test_torchvision_v2_transform(colour):
     from torchvision import tv_tensors
     from torchvision.transforms import v2

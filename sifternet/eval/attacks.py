@@ -22,11 +22,15 @@ PATTERNS = ("solid", "checkerboard")
 
 def _check_batch(images: np.ndarray) -> None:
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        raise TypeError(f"images: expected a uint8 numpy array, got {getattr(images, 'dtype', type(images).__name__)}")
+        raise TypeError(
+            f"images: expected a uint8 numpy array, got {getattr(images, 'dtype', type(images).__name__)}"
+        )
     if images.ndim not in (3, 4):
         raise ValueError(f"images: expected a batch (B, H, W) or (B, H, W, C), got shape {images.shape}")
     if 0 in images.shape[1:]:
-        raise ValueError(f"images: expected images with at least one pixel and channel, got shape {images.shape}")
+        raise ValueError(
+            f"images: expected images with at least one pixel and channel, got shape {images.shape}"
+        )
 
 
 def patch_origin(shape: tuple[int, ...], size: int, position: Position) -> tuple[int, int]:
@@ -37,8 +41,7 @@ def patch_origin(shape: tuple[int, ...], size: int, position: Position) -> tuple
     if isinstance(position, str):
         if position not in CORNERS:
             raise ValueError(
-                f"position: expected one of {CORNERS}, 'interior', 'random' or (row, col), "
-                f"got {position!r}"
+                f"position: expected one of {CORNERS}, 'interior', 'random' or (row, col), got {position!r}"
             )
         row = height - size if position.startswith("bottom") else 0
         col = width - size if position.endswith("right") else 0
@@ -122,8 +125,9 @@ def sig(images: np.ndarray, *, delta: float = 40.0, frequency: float = 6.0) -> n
     return np.clip(np.rint(images + wave), 0, 255).astype(np.uint8)
 
 
-def warp_field(height: int, width: int, *, grid: int = 4, strength: float = 0.5,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def warp_field(
+    height: int, width: int, *, grid: int = 4, strength: float = 0.5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """WaNet's fixed warp (Nguyen and Tran 2021) as OpenCV remap maps (map_x, map_y).
 
     A ``grid`` x ``grid`` field of random 2-D offsets in [-1, 1], scaled to mean absolute
@@ -148,7 +152,9 @@ def wanet(images: np.ndarray, *, grid: int = 4, strength: float = 0.5, seed: int
     map_x, map_y = warp_field(images.shape[1], images.shape[2], grid=grid, strength=strength, seed=seed)
     out = np.empty_like(images)
     for b, image in enumerate(images):
-        out[b] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(image.shape)
+        out[b] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(
+            image.shape
+        )
     return out
 
 

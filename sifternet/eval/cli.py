@@ -31,8 +31,12 @@ from sifternet.modelfile import PathLike
 from sifternet.purifier import PurifierConfig, SifterNet
 
 #: Each attack's parameters, also the names of its command-line options.
-ATTACK_FLAGS = {"badnet": ("position", "size", "value"), "blended": ("alpha",), "sig": ("delta", "frequency"),
-                "wanet": ("grid", "strength")}
+ATTACK_FLAGS = {
+    "badnet": ("position", "size", "value"),
+    "blended": ("alpha",),
+    "sig": ("delta", "frequency"),
+    "wanet": ("grid", "strength"),
+}
 
 
 # -- typed runs ---------------------------------------------------------------------
@@ -96,20 +100,44 @@ def backdoored(spec: Backdoor, *, threads: Optional[int] = None, command: Option
         model = load_torchscript(spec.model)
         n_poisoned = 0
     else:
-        train_x, train_y, poisoned = ev.poison(images[split.train], labels[split.train], attack, spec.target,
-                                               spec.split_seed)
+        train_x, train_y, poisoned = ev.poison(
+            images[split.train], labels[split.train], attack, spec.target, spec.split_seed
+        )
         n_poisoned = len(poisoned)
-        model = train_small_cnn(train_x, train_y, n_classes=int(labels.max()) + 1, epochs=spec.epochs,
-                                seed=spec.split_seed, num_threads=threads, cache=spec.model_cache)
-    settings = dict(data=str(spec.data), attack=spec.attack, attack_params=params, n_train=len(split.train),
-                    n_poisoned=n_poisoned, train_fraction=spec.train_fraction,
-                    split_seed=spec.split_seed, epochs=spec.epochs, model=spec.model or "small CNN (trained here)",
-                    limit=spec.limit, command=command)
+        model = train_small_cnn(
+            train_x,
+            train_y,
+            n_classes=int(labels.max()) + 1,
+            epochs=spec.epochs,
+            seed=spec.split_seed,
+            num_threads=threads,
+            cache=spec.model_cache,
+        )
+    settings = dict(
+        data=str(spec.data),
+        attack=spec.attack,
+        attack_params=params,
+        n_train=len(split.train),
+        n_poisoned=n_poisoned,
+        train_fraction=spec.train_fraction,
+        split_seed=spec.split_seed,
+        epochs=spec.epochs,
+        model=spec.model or "small CNN (trained here)",
+        limit=spec.limit,
+        command=command,
+    )
     return Backdoored(images, labels, attack, split, model, settings)
 
 
-def run_evaluate(backdoor: Backdoor, evaluation: Evaluation, out: PathLike, *, threads: Optional[int] = None,
-                 overwrite: bool = False, command: Optional[str] = None) -> tuple[ev.Report, list[Path]]:
+def run_evaluate(
+    backdoor: Backdoor,
+    evaluation: Evaluation,
+    out: PathLike,
+    *,
+    threads: Optional[int] = None,
+    overwrite: bool = False,
+    command: Optional[str] = None,
+) -> tuple[ev.Report, list[Path]]:
     """Measure ``evaluation`` against ``backdoor`` and write report.md, report.json and the
     figures into ``out`` (existing ones replaced only with ``overwrite=True``, checked
     before the training); returns the report and the files written."""
@@ -117,40 +145,80 @@ def run_evaluate(backdoor: Backdoor, evaluation: Evaluation, out: PathLike, *, t
         for path in (Path(out) / name for name in ev.REPORT_FILES):
             if path.exists():
                 raise FileExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
-    tuned = [*evaluation.finetune_defenses, "sifternet", "binarise-only"] if evaluation.finetune_epochs else []
+    tuned = (
+        [*evaluation.finetune_defenses, "sifternet", "binarise-only"] if evaluation.finetune_epochs else []
+    )
     images, labels, attack, split, model, settings = backdoored(backdoor, threads=threads, command=command)
     seed = backdoor.split_seed
     seeds, seed_labels = ev.seeds_from(images, labels, split, evaluation.per_class, seed)
     purifier = SifterNet.from_config(evaluation.purifier, num_threads=threads).fit(seeds, seed_labels)
     settings.update(n_seeds=len(seeds), finetune_epochs=evaluation.finetune_epochs)
-    built = {d.name: d for d in ev.default_defenses(purifier, list(dict.fromkeys([*evaluation.defenses, *tuned])),
-                                                     (seeds, seed_labels))}  # each fitted once
-    detectors = make_detectors(evaluation.detectors, model, images[split.train], seed,
-                               strip_copies=evaluation.strip_copies)
-    report, outputs, triggered = ev.evaluate(images, labels, attack=attack, model=model, purifier=purifier,
-                                             defenses=[built[name] for name in evaluation.defenses],
-                                             split=split, target=backdoor.target, settings=settings,
-                                             detectors=detectors, detector_images=evaluation.detector_images)
+    built = {
+        d.name: d
+        for d in ev.default_defenses(
+            purifier, list(dict.fromkeys([*evaluation.defenses, *tuned])), (seeds, seed_labels)
+        )
+    }  # each fitted once
+    detectors = make_detectors(
+        evaluation.detectors, model, images[split.train], seed, strip_copies=evaluation.strip_copies
+    )
+    report, outputs, triggered = ev.evaluate(
+        images,
+        labels,
+        attack=attack,
+        model=model,
+        purifier=purifier,
+        defenses=[built[name] for name in evaluation.defenses],
+        split=split,
+        target=backdoor.target,
+        settings=settings,
+        detectors=detectors,
+        detector_images=evaluation.detector_images,
+    )
     if tuned:
         report.finetuned = evaluate_finetuned(
-            images, labels, model=model, defenses=[built[name] for name in dict.fromkeys(tuned)],
-            split=split, triggered=triggered, epochs=evaluation.finetune_epochs, target=backdoor.target,
-            seed=seed, num_threads=threads)
+            images,
+            labels,
+            model=model,
+            defenses=[built[name] for name in dict.fromkeys(tuned)],
+            split=split,
+            triggered=triggered,
+            epochs=evaluation.finetune_epochs,
+            target=backdoor.target,
+            seed=seed,
+            num_threads=threads,
+        )
     written = ev.write_report(report, outputs, images[split.evaluation], triggered, out, overwrite=overwrite)
     return report, written
 
 
-def run_report_entry(data_dir: PathLike, out: PathLike, dataset: str, attack: str, measured: Evaluation, *,
-                     limit: Optional[int] = None, threads: Optional[int] = None,
-                     command: Optional[str] = None) -> tuple[ev.Report, list[Path]]:
+def run_report_entry(
+    data_dir: PathLike,
+    out: PathLike,
+    dataset: str,
+    attack: str,
+    measured: Evaluation,
+    *,
+    limit: Optional[int] = None,
+    threads: Optional[int] = None,
+    command: Optional[str] = None,
+) -> tuple[ev.Report, list[Path]]:
     """One run of the report: :func:`run_evaluate` with the settings of ``DATASETS[dataset]``
     and ``ATTACKS[attack]`` (defenses and detectors from ``measured``) into
     ``out/<dataset>-<attack>``, its model cache beside it; an earlier run is replaced."""
     data, threat, name = DATASETS[dataset], ATTACKS[attack], run_name(dataset, attack)
-    backdoor = Backdoor(str(Path(data_dir) / data.file), threat.attack, threat.params, epochs=data.epochs,
-                        model_cache=str(Path(out) / f"{name}.pt"), limit=limit)
+    backdoor = Backdoor(
+        str(Path(data_dir) / data.file),
+        threat.attack,
+        threat.params,
+        epochs=data.epochs,
+        model_cache=str(Path(out) / f"{name}.pt"),
+        limit=limit,
+    )
     evaluation = replace(measured, purifier=data.purifier, per_class=data.per_class)
-    return run_evaluate(backdoor, evaluation, Path(out) / name, threads=threads, overwrite=True, command=command)
+    return run_evaluate(
+        backdoor, evaluation, Path(out) / name, threads=threads, overwrite=True, command=command
+    )
 
 
 # -- commands -----------------------------------------------------------------------
@@ -175,64 +243,117 @@ def _names(text: str, known: Mapping[str, Any], option: str) -> tuple[str, ...]:
 def _backdoor(args: argparse.Namespace) -> Backdoor:
     """evaluate's or sweep's data, attack and model options as a :class:`Backdoor`."""
     params = {k: getattr(args, k) for k in ATTACK_FLAGS[args.attack] if getattr(args, k) is not None}
-    return Backdoor(args.data, args.attack, params, target=args.target, train_fraction=args.train_fraction,
-                    split_seed=args.split_seed, epochs=args.epochs, model=args.model, model_cache=args.model_cache,
-                    limit=args.limit)
+    return Backdoor(
+        args.data,
+        args.attack,
+        params,
+        target=args.target,
+        train_fraction=args.train_fraction,
+        split_seed=args.split_seed,
+        epochs=args.epochs,
+        model=args.model,
+        model_cache=args.model_cache,
+        limit=args.limit,
+    )
 
 
 def _measured(args: argparse.Namespace, **more: Any) -> Evaluation:
     """The defenses, detectors and fine-tuning epochs of evaluate's or report's options."""
     detectors = _names(args.detectors, DETECTORS, "--detectors") if args.detectors else ()
-    return Evaluation(defenses=_names(args.defenses, DEFENSES, "--defenses"), detectors=detectors,
-                      detector_images=args.detector_images, strip_copies=args.strip_copies,
-                      finetune_epochs=args.finetune_epochs, **more)
+    return Evaluation(
+        defenses=_names(args.defenses, DEFENSES, "--defenses"),
+        detectors=detectors,
+        detector_images=args.detector_images,
+        strip_copies=args.strip_copies,
+        finetune_epochs=args.finetune_epochs,
+        **more,
+    )
 
 
 def _evaluation(args: argparse.Namespace) -> Evaluation:
     """evaluate's options as an :class:`Evaluation`."""
     tunable = {name: factory for name, factory in DEFENSES.items() if name not in MODEL_QUERYING}
     return _measured(
-        args, purifier=PurifierConfig(**purifier_options(args)), per_class=args.per_class,
-        finetune_defenses=_names(args.finetune_defenses, tunable, "--finetune-defenses (defenses that purify images)"))
+        args,
+        purifier=PurifierConfig(**purifier_options(args)),
+        per_class=args.per_class,
+        finetune_defenses=_names(
+            args.finetune_defenses, tunable, "--finetune-defenses (defenses that purify images)"
+        ),
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     for name in ev.REPORT_FILES:  # before the training, not after it
         refuse_existing(Path(args.out) / name, args.force)
-    report, written = run_evaluate(_backdoor(args), _evaluation(args), args.out, threads=args.threads,
-                                   overwrite=args.force, command=_command_line())
+    report, written = run_evaluate(
+        _backdoor(args),
+        _evaluation(args),
+        args.out,
+        threads=args.threads,
+        overwrite=args.force,
+        command=_command_line(),
+    )
     _show(report.to_markdown(), written)
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     for name in SWEEP_FILES:  # before the training, not after it
         refuse_existing(Path(args.out) / name, args.force)
-    images, labels, attack, split, model, settings = backdoored(_backdoor(args), threads=args.threads,
-                                                                command=_command_line())
+    images, labels, attack, split, model, settings = backdoored(
+        _backdoor(args), threads=args.threads, command=_command_line()
+    )
     options = {k: v for k, v in purifier_options(args).items() if k not in ("steps", "block_size")}
-    result = sweep(images, labels, attack=attack, model=model, split=split, steps=args.steps,
-                   per_class=args.per_class, block_sizes=args.block_size or (), options=options,
-                   target=args.target, seed=args.split_seed, num_threads=args.threads, settings=settings)
+    result = sweep(
+        images,
+        labels,
+        attack=attack,
+        model=model,
+        split=split,
+        steps=args.steps,
+        per_class=args.per_class,
+        block_sizes=args.block_size or (),
+        options=options,
+        target=args.target,
+        seed=args.split_seed,
+        num_threads=args.threads,
+        settings=settings,
+    )
     _show(result.to_markdown(), write_sweep(result, args.out, overwrite=args.force))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     out, data = Path(args.out), Path(args.data_dir)
-    plan = [(d, a) for d in _names(args.datasets, DATASETS, "--datasets")
-            for a in _names(args.attacks, ATTACKS, "--attacks")]
+    plan = [
+        (d, a)
+        for d in _names(args.datasets, DATASETS, "--datasets")
+        for a in _names(args.attacks, ATTACKS, "--attacks")
+    ]
     measured = _measured(args)
     missing = sorted({DATASETS[d].file for d, _ in plan if not (data / DATASETS[d].file).exists()})
     if missing:
-        raise FileNotFoundError(f"{data}: missing {', '.join(missing)} (each data set a .npz with 'images' and 'labels')")
+        raise FileNotFoundError(
+            f"{data}: missing {', '.join(missing)} (each data set a .npz with 'images' and 'labels')"
+        )
     done = [key for key in plan if (out / run_name(*key) / "report.json").exists()]
     if done and not (args.resume or args.force):
-        raise FileExistsError(f"{out / run_name(*done[0])}: already has a report (pass --resume to keep "
-                              "finished runs, or --force to redo them)")
+        raise FileExistsError(
+            f"{out / run_name(*done[0])}: already has a report (pass --resume to keep "
+            "finished runs, or --force to redo them)"
+        )
     for dataset, attack in tqdm(plan, desc="report runs", unit="run"):
         if args.resume and (dataset, attack) in done:
             continue
-        report, written = run_report_entry(data, out, dataset, attack, measured, limit=args.limit,
-                                           threads=args.threads, command=_command_line())
+        report, written = run_report_entry(
+            data,
+            out,
+            dataset,
+            attack,
+            measured,
+            limit=args.limit,
+            threads=args.threads,
+            command=_command_line(),
+        )
         _show(report.to_markdown(), written)
     written = write_summary(out, keys=plan, command=_command_line())
     _show(written[0].read_text(), written)
@@ -243,7 +364,9 @@ def _integers(text: str) -> list[int]:
     try:
         return [int(value) for value in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 50,100,200, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 50,100,200, got {text!r}"
+        ) from None
 
 
 def _position(text: str) -> Position:
@@ -256,9 +379,17 @@ def _position(text: str) -> Position:
 def _add_backdoor_options(parser: argparse.ArgumentParser) -> None:
     """The options of :class:`Backdoor`."""
     parser.add_argument("data", help=".npz with 'images' and 'labels', e.g. data/gtsrb.npz")
-    parser.add_argument("--attack", choices=sorted(ATTACK_FLAGS), default=Backdoor.attack,
-                        help=f"backdoor attack (default {Backdoor.attack})")
-    parser.add_argument("--position", type=_position, help="badnet: bottom_right (default), other corners, interior, random, or ROW,COL")
+    parser.add_argument(
+        "--attack",
+        choices=sorted(ATTACK_FLAGS),
+        default=Backdoor.attack,
+        help=f"backdoor attack (default {Backdoor.attack})",
+    )
+    parser.add_argument(
+        "--position",
+        type=_position,
+        help="badnet: bottom_right (default), other corners, interior, random, or ROW,COL",
+    )
     parser.add_argument("--size", type=int, help="badnet: patch side (default 3)")
     parser.add_argument("--value", type=int, help="badnet: patch level 0..255 (default 255, white)")
     parser.add_argument("--alpha", type=float, help="blended: blend weight (default 0.2; the paper 0.065)")
@@ -266,47 +397,100 @@ def _add_backdoor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frequency", type=float, help="sig: frequency (default 6)")
     parser.add_argument("--grid", type=int, help="wanet: control grid k (default 4)")
     parser.add_argument("--strength", type=float, help="wanet: warp strength s (default 0.5)")
-    parser.add_argument("--target", type=int, default=Backdoor.target,
-                        help=f"target class of the all-to-one backdoor (default {Backdoor.target})")
-    parser.add_argument("--train-fraction", type=float, default=Backdoor.train_fraction,
-                        help=f"training part of the data set (default {Backdoor.train_fraction})")
-    parser.add_argument("--split-seed", type=int, default=Backdoor.split_seed, help="seed of the split, poisoning, seeds and training")
-    parser.add_argument("--epochs", type=int, default=Backdoor.epochs,
-                        help=f"training epochs of the small CNN (default {Backdoor.epochs})")
-    parser.add_argument("--model-cache", help="file to keep the trained model in (reused when data and settings match)")
+    parser.add_argument(
+        "--target",
+        type=int,
+        default=Backdoor.target,
+        help=f"target class of the all-to-one backdoor (default {Backdoor.target})",
+    )
+    parser.add_argument(
+        "--train-fraction",
+        type=float,
+        default=Backdoor.train_fraction,
+        help=f"training part of the data set (default {Backdoor.train_fraction})",
+    )
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=Backdoor.split_seed,
+        help="seed of the split, poisoning, seeds and training",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=Backdoor.epochs,
+        help=f"training epochs of the small CNN (default {Backdoor.epochs})",
+    )
+    parser.add_argument(
+        "--model-cache", help="file to keep the trained model in (reused when data and settings match)"
+    )
     parser.add_argument("--model", help="evaluate this TorchScript model instead of training one")
     parser.add_argument("--limit", type=int, help="use a random subset of this many images (quick runs)")
 
 
-def _add_measure_options(parser: argparse.ArgumentParser, *, detectors: str, images: Optional[int], copies: int) -> None:
+def _add_measure_options(
+    parser: argparse.ArgumentParser, *, detectors: str, images: Optional[int], copies: int
+) -> None:
     """The defense and detector options that evaluate and report share."""
-    parser.add_argument("--defenses", default=",".join(Evaluation.defenses),
-                        help=f"comma-separated defenses of {','.join(DEFENSES)} (default: all but the dark-trigger ones)")
-    parser.add_argument("--detectors", default=detectors,
-                        help=f"comma-separated input detectors scored by ROC AUC, of {','.join(DETECTORS)}, "
-                             f"or '' for none (default {detectors or 'none'})")
-    parser.add_argument("--detector-images", type=int, default=images,
-                        help=f"detectors score at most this many clean and triggered images (default {images or 'all'})")
-    parser.add_argument("--strip-copies", type=int, default=copies, help=f"STRIP's superimposed copies per input (default {copies})")
-    parser.add_argument("--finetune-epochs", type=int, default=Evaluation.finetune_epochs,
-                        help="also fine-tune the model this many epochs on purified clean training images "
-                             "(the paper's data augmentation; default 0: off)")
+    parser.add_argument(
+        "--defenses",
+        default=",".join(Evaluation.defenses),
+        help=f"comma-separated defenses of {','.join(DEFENSES)} (default: all but the dark-trigger ones)",
+    )
+    parser.add_argument(
+        "--detectors",
+        default=detectors,
+        help=f"comma-separated input detectors scored by ROC AUC, of {','.join(DETECTORS)}, "
+        f"or '' for none (default {detectors or 'none'})",
+    )
+    parser.add_argument(
+        "--detector-images",
+        type=int,
+        default=images,
+        help=f"detectors score at most this many clean and triggered images (default {images or 'all'})",
+    )
+    parser.add_argument(
+        "--strip-copies",
+        type=int,
+        default=copies,
+        help=f"STRIP's superimposed copies per input (default {copies})",
+    )
+    parser.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=Evaluation.finetune_epochs,
+        help="also fine-tune the model this many epochs on purified clean training images "
+        "(the paper's data augmentation; default 0: off)",
+    )
 
 
 def _add_evaluate(commands: Any) -> None:
     parser = commands.add_parser(
-        "evaluate", help=EVAL_COMMANDS["evaluate"],
+        "evaluate",
+        help=EVAL_COMMANDS["evaluate"],
         description="Train (or load) a target model on a poisoned split of a data set, purify clean and triggered "
-                    "evaluation images with each defense, and write report.md, report.json and figures. The target "
-                    "model is trained on a part of the data set and evaluated on the rest: every report says so.")
+        "evaluation images with each defense, and write report.md, report.json and figures. The target "
+        "model is trained on a part of the data set and evaluated on the rest: every report says so.",
+    )
     _add_backdoor_options(parser)
-    parser.add_argument("--out", required=True, help="folder for report.md, report.json, examples.png, metrics.png")
-    _add_measure_options(parser, detectors="", images=Evaluation.detector_images, copies=Evaluation.strip_copies)
-    parser.add_argument("--per-class", type=int, default=Evaluation.per_class,
-                        help=f"seeds per class from the clean training part (default {Evaluation.per_class})")
-    parser.add_argument("--finetune-defenses", default=",".join(Evaluation.finetune_defenses),
-                        help=f"comma-separated defenses to fine-tune on (default {','.join(Evaluation.finetune_defenses)}; "
-                             "sifternet and binarise-only are always included)")
+    parser.add_argument(
+        "--out", required=True, help="folder for report.md, report.json, examples.png, metrics.png"
+    )
+    _add_measure_options(
+        parser, detectors="", images=Evaluation.detector_images, copies=Evaluation.strip_copies
+    )
+    parser.add_argument(
+        "--per-class",
+        type=int,
+        default=Evaluation.per_class,
+        help=f"seeds per class from the clean training part (default {Evaluation.per_class})",
+    )
+    parser.add_argument(
+        "--finetune-defenses",
+        default=",".join(Evaluation.finetune_defenses),
+        help=f"comma-separated defenses to fine-tune on (default {','.join(Evaluation.finetune_defenses)}; "
+        "sifternet and binarise-only are always included)",
+    )
     add_purifier_options(parser)
     parser.set_defaults(run=cmd_evaluate)
 
@@ -314,33 +498,65 @@ def _add_evaluate(commands: Any) -> None:
 def _add_sweep(commands: Any) -> None:
     # resolve: --steps and --block-size of the purifier options become comma-separated grids
     parser = commands.add_parser(
-        "sweep", conflict_handler="resolve", help=EVAL_COMMANDS["sweep"],
+        "sweep",
+        conflict_handler="resolve",
+        help=EVAL_COMMANDS["sweep"],
         description="Train (or load) a target model as evaluate does, then measure Acc / ASR / RA of SifterNet for "
-                    "every steps x seeds-per-class (x block size) setting and write sweep.md, sweep.json and "
-                    "sweep.png with the paper's recommended ranges shaded.")
+        "every steps x seeds-per-class (x block size) setting and write sweep.md, sweep.json and "
+        "sweep.png with the paper's recommended ranges shaded.",
+    )
     _add_backdoor_options(parser)
-    parser.add_argument("--out", required=True, help="folder for sweep.md, sweep.json, sweep.png (and sweep-block.png)")
+    parser.add_argument(
+        "--out", required=True, help="folder for sweep.md, sweep.json, sweep.png (and sweep-block.png)"
+    )
     add_purifier_options(parser)
-    parser.add_argument("--steps", type=_integers, default=[50, 100, 200, 500, 1000], help="comma-separated steps (RemoveTime) values (default 50,100,200,500,1000)")
-    parser.add_argument("--per-class", type=_integers, default=[1, 2, 5], help="comma-separated seeds per class (default 1,2,5)")
-    parser.add_argument("--block-size", dest="block_size", type=_integers, help="comma-separated local-mean block sizes (default: the one block size of --binarize local_mean, 11)")
+    parser.add_argument(
+        "--steps",
+        type=_integers,
+        default=[50, 100, 200, 500, 1000],
+        help="comma-separated steps (RemoveTime) values (default 50,100,200,500,1000)",
+    )
+    parser.add_argument(
+        "--per-class",
+        type=_integers,
+        default=[1, 2, 5],
+        help="comma-separated seeds per class (default 1,2,5)",
+    )
+    parser.add_argument(
+        "--block-size",
+        dest="block_size",
+        type=_integers,
+        help="comma-separated local-mean block sizes (default: the one block size of --binarize local_mean, 11)",
+    )
     parser.set_defaults(run=cmd_sweep)
 
 
 def _add_report(commands: Any) -> None:
     files = ", ".join(spec.file for spec in DATASETS.values())
     parser = commands.add_parser(
-        "report", help=EVAL_COMMANDS["report"],
+        "report",
+        help=EVAL_COMMANDS["report"],
         description="Run evaluate for every data set x attack with the paper's settings (model caches kept in the "
-                    "output folder), then write summary.md, summary.json and summary.png: Acc / ASR per defense, "
-                    "detector AUC, fine-tuning, timings, and the paper's Tables 1 and 5 beside them.")
-    parser.add_argument("data_dir", help=f"folder with {files} (each a .npz with 'images' and 'labels'), e.g. data/")
+        "output folder), then write summary.md, summary.json and summary.png: Acc / ASR per defense, "
+        "detector AUC, fine-tuning, timings, and the paper's Tables 1 and 5 beside them.",
+    )
+    parser.add_argument(
+        "data_dir", help=f"folder with {files} (each a .npz with 'images' and 'labels'), e.g. data/"
+    )
     parser.add_argument("--out", required=True, help="report folder (one sub-folder per run, plus summary.*)")
-    parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated (default {','.join(DATASETS)})")
-    parser.add_argument("--attacks", default=",".join(ATTACKS), help=f"comma-separated (default {','.join(ATTACKS)})")
+    parser.add_argument(
+        "--datasets", default=",".join(DATASETS), help=f"comma-separated (default {','.join(DATASETS)})"
+    )
+    parser.add_argument(
+        "--attacks", default=",".join(ATTACKS), help=f"comma-separated (default {','.join(ATTACKS)})"
+    )
     _add_measure_options(parser, detectors="strip,teco", images=250, copies=50)
-    parser.add_argument("--limit", type=int, help="a random subset of this many images per data set (quick runs)")
-    parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores)")
+    parser.add_argument(
+        "--limit", type=int, help="a random subset of this many images per data set (quick runs)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="kernel threads (default: OMP_NUM_THREADS or all cores)"
+    )
     parser.add_argument("--resume", action="store_true", help="keep runs that already have a report.json")
     parser.add_argument("--force", action="store_true", help="redo runs that already have a report.json")
     parser.set_defaults(run=cmd_report)

@@ -28,8 +28,20 @@ import numpy as np
 
 #: ImageNet-C's 15 corruptions, in its order
 IMAGENET_C = (
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
-    "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
     "jpeg_compression",
 )
 
@@ -50,10 +62,13 @@ def _planewise(function: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> n
     multi-channel calls."""
     b, h, w, c = x.shape
     planes = np.ascontiguousarray(x.transpose(1, 2, 0, 3).reshape(h, w, b * c))
-    out = np.concatenate([
-        function(np.ascontiguousarray(planes[:, :, start : start + _CV_MAX_CHANNELS])).reshape(h, w, -1)
-        for start in range(0, b * c, _CV_MAX_CHANNELS)
-    ], axis=2)
+    out = np.concatenate(
+        [
+            function(np.ascontiguousarray(planes[:, :, start : start + _CV_MAX_CHANNELS])).reshape(h, w, -1)
+            for start in range(0, b * c, _CV_MAX_CHANNELS)
+        ],
+        axis=2,
+    )
     return out.reshape(h, w, b, c).transpose(2, 0, 1, 3)
 
 
@@ -62,8 +77,9 @@ def _per_image(function: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> n
     return np.stack([function(image).reshape(image.shape) for image in x])
 
 
-def _gaussian_blur(x: np.ndarray, sigma: float, truncate: float = 4.0,
-                   border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+def _gaussian_blur(
+    x: np.ndarray, sigma: float, truncate: float = 4.0, border: int = cv2.BORDER_REPLICATE
+) -> np.ndarray:
     """Gaussian blur of every plane of x (B, H, W, C) with a kernel of radius
     ``int(truncate * sigma + 0.5)`` (SciPy's and scikit-image's support; their default
     border, the nearest pixel, is OpenCV's replicate)."""
@@ -80,10 +96,12 @@ def _zoom(image: np.ndarray, factor: float) -> np.ndarray:
     h, w = image.shape[:2]
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     # output pixel p samples the input at centre + (p - centre) / factor
-    matrix = np.array([[1 / factor, 0, cx * (1 - 1 / factor)], [0, 1 / factor, cy * (1 - 1 / factor)]],
-                      np.float32)
-    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE).reshape(image.shape)
+    matrix = np.array(
+        [[1 / factor, 0, cx * (1 - 1 / factor)], [0, 1 / factor, cy * (1 - 1 / factor)]], np.float32
+    )
+    return cv2.warpAffine(
+        image, matrix, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    ).reshape(image.shape)
 
 
 def _motion_blur(image: np.ndarray, radius: int, sigma: float, angle: float) -> np.ndarray:
@@ -96,12 +114,14 @@ def _motion_blur(image: np.ndarray, radius: int, sigma: float, angle: float) -> 
     kernel = np.zeros((dy.max() - dy.min() + 1, dx.max() - dx.min() + 1), np.float32)
     np.add.at(kernel, (dy - dy.min(), dx - dx.min()), np.exp(-(steps**2) / (2.0 * sigma**2)))
     kernel /= kernel.sum()
-    return cv2.filter2D(image, -1, kernel, anchor=(int(-dx.min()), int(-dy.min())),
-                        borderType=cv2.BORDER_REPLICATE).reshape(image.shape)
+    return cv2.filter2D(
+        image, -1, kernel, anchor=(int(-dx.min()), int(-dy.min())), borderType=cv2.BORDER_REPLICATE
+    ).reshape(image.shape)
 
 
-def _draw(rngs: Sequence[np.random.Generator],
-          draw: Callable[[np.random.Generator], np.ndarray]) -> np.ndarray:
+def _draw(
+    rngs: Sequence[np.random.Generator], draw: Callable[[np.random.Generator], np.ndarray]
+) -> np.ndarray:
     """One draw per image, stacked."""
     return np.stack([draw(rng) for rng in rngs])
 
@@ -134,8 +154,9 @@ def defocus_blur(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generato
     radius, alias = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))[severity - 1]
     half = int(np.ceil(radius)) + 1
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
-    kernel = cv2.GaussianBlur((yy**2 + xx**2 <= radius**2).astype(np.float32), (3, 3), alias,
-                              borderType=cv2.BORDER_CONSTANT)
+    kernel = cv2.GaussianBlur(
+        (yy**2 + xx**2 <= radius**2).astype(np.float32), (3, 3), alias, borderType=cv2.BORDER_CONSTANT
+    )
     kernel /= kernel.sum()
     return _planewise(lambda p: cv2.filter2D(p, -1, kernel), x)
 
@@ -180,8 +201,12 @@ def snow(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> n
     angle in [-135, -45), added with its 180-degree rotation to the image, which is first
     lightened towards 1.5 x grey + 0.5."""
     mean, sd, zoom, threshold, radius, sigma, keep = (
-        (0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8))[severity - 1]
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    )[severity - 1]
     grey = x if x.shape[3] == 1 else (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
     lightened = keep * x + (1 - keep) * np.maximum(x, 1.5 * grey + 0.5)
     out = np.empty_like(x)
@@ -205,13 +230,16 @@ def _plasma(rngs: Sequence[np.random.Generator], size: int, decay: float) -> np.
         half, n = step // 2, size // step
         corners = grid[:, ::step, ::step]
         right, down = np.roll(corners, -1, 2), np.roll(corners, -1, 1)
-        grid[:, half::step, half::step] = (corners + right + down + np.roll(down, -1, 2)) / 4 \
-            + amplitude * noise[:, level, 0, :n, :n]
+        grid[:, half::step, half::step] = (
+            corners + right + down + np.roll(down, -1, 2)
+        ) / 4 + amplitude * noise[:, level, 0, :n, :n]
         centres = grid[:, half::step, half::step]
-        grid[:, ::step, half::step] = (corners + right + centres + np.roll(centres, 1, 1)) / 4 \
-            + amplitude * noise[:, level, 1, :n, :n]
-        grid[:, half::step, ::step] = (corners + down + centres + np.roll(centres, 1, 2)) / 4 \
-            + amplitude * noise[:, level, 2, :n, :n]
+        grid[:, ::step, half::step] = (
+            corners + right + centres + np.roll(centres, 1, 1)
+        ) / 4 + amplitude * noise[:, level, 1, :n, :n]
+        grid[:, half::step, ::step] = (
+            corners + down + centres + np.roll(centres, 1, 2)
+        ) / 4 + amplitude * noise[:, level, 2, :n, :n]
         step, amplitude = half, amplitude / decay**2
     grid -= grid.min(axis=(1, 2), keepdims=True)
     return grid / np.maximum(grid.max(axis=(1, 2), keepdims=True), 1e-12)
@@ -253,8 +281,16 @@ def elastic_transform(x: np.ndarray, severity: int, rngs: Sequence[np.random.Gen
     the side, truncated at 3 sigma) times alpha (a fraction of the side); bilinear,
     borders reflected."""
     b, h, w, _ = x.shape
-    alpha, sigma, shift = (min(h, w) * fraction for fraction in (
-        (0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))[severity - 1])
+    alpha, sigma, shift = (
+        min(h, w) * fraction
+        for fraction in (
+            (0, 0, 0.08),
+            (0.05, 0.2, 0.07),
+            (0.08, 0.06, 0.06),
+            (0.1, 0.04, 0.05),
+            (0.1, 0.03, 0.03),
+        )[severity - 1]
+    )
     centre, third = np.array([w // 2, h // 2], np.float32), min(h, w) // 3
     source = np.array([centre + third, [centre[0] + third, centre[1] - third], centre - third], np.float32)
     draws = [(rng.uniform(-shift, shift, (3, 2)), rng.uniform(-1, 1, (2, h, w))) for rng in rngs]
@@ -265,8 +301,13 @@ def elastic_transform(x: np.ndarray, severity: int, rngs: Sequence[np.random.Gen
     for k, ((moved, _), image) in enumerate(zip(draws, x)):
         matrix = cv2.getAffineTransform(source, (source + moved).astype(np.float32))
         warped = cv2.warpAffine(image, matrix, (w, h), borderMode=cv2.BORDER_REFLECT_101).reshape(image.shape)
-        out[k] = cv2.remap(warped, gx + fields[k, ..., 0], gy + fields[k, ..., 1], cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REFLECT).reshape(image.shape)
+        out[k] = cv2.remap(
+            warped,
+            gx + fields[k, ..., 0],
+            gy + fields[k, ..., 1],
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT,
+        ).reshape(image.shape)
     return out
 
 
@@ -276,8 +317,12 @@ def pixelate(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) 
     c = (0.95, 0.9, 0.85, 0.75, 0.65)[severity - 1]
     h, w = x.shape[1:3]
     small = (int(w * c), int(h * c))
-    return _per_image(lambda image: cv2.resize(cv2.resize(image, small, interpolation=cv2.INTER_AREA),
-                                               (w, h), interpolation=cv2.INTER_AREA), x)
+    return _per_image(
+        lambda image: cv2.resize(
+            cv2.resize(image, small, interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_AREA
+        ),
+        x,
+    )
 
 
 def jpeg_compression(x: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
@@ -299,18 +344,34 @@ def jpeg_compression(x: np.ndarray, severity: int, rngs: Sequence[np.random.Gene
 
 #: The implemented corruptions by name (ImageNet-C's names), in ImageNet-C's order.
 CORRUPTIONS: dict[str, CorruptionFunction] = {
-    name: function for name, function in (
-        ("gaussian_noise", gaussian_noise), ("shot_noise", shot_noise), ("impulse_noise", impulse_noise),
-        ("defocus_blur", defocus_blur), ("glass_blur", glass_blur), ("motion_blur", motion_blur),
-        ("zoom_blur", zoom_blur), ("snow", snow), ("fog", fog), ("brightness", brightness),
-        ("contrast", contrast), ("elastic_transform", elastic_transform), ("pixelate", pixelate),
+    name: function
+    for name, function in (
+        ("gaussian_noise", gaussian_noise),
+        ("shot_noise", shot_noise),
+        ("impulse_noise", impulse_noise),
+        ("defocus_blur", defocus_blur),
+        ("glass_blur", glass_blur),
+        ("motion_blur", motion_blur),
+        ("zoom_blur", zoom_blur),
+        ("snow", snow),
+        ("fog", fog),
+        ("brightness", brightness),
+        ("contrast", contrast),
+        ("elastic_transform", elastic_transform),
+        ("pixelate", pixelate),
         ("jpeg_compression", jpeg_compression),
     )
 }
 
 
-def corrupt(images: np.ndarray, name: str, severity: int, *,
-            indices: Optional[Union[Sequence[int], np.ndarray]] = None, seed: int = 0) -> np.ndarray:
+def corrupt(
+    images: np.ndarray,
+    name: str,
+    severity: int,
+    *,
+    indices: Optional[Union[Sequence[int], np.ndarray]] = None,
+    seed: int = 0,
+) -> np.ndarray:
     """``images`` under corruption ``name`` at ``severity`` (1..5).
 
     Parameters
@@ -328,10 +389,18 @@ def corrupt(images: np.ndarray, name: str, severity: int, *,
     if name not in CORRUPTIONS:
         hint = f" ({LEFT_OUT[name]})" if name in LEFT_OUT else ""
         raise ValueError(f"corruption: unknown {name!r}{hint}; expected one of {tuple(CORRUPTIONS)}")
-    if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= SEVERITIES:
+    if (
+        isinstance(severity, bool)
+        or not isinstance(severity, (int, np.integer))
+        or not 1 <= severity <= SEVERITIES
+    ):
         raise ValueError(f"severity: expected an int in 1..{SEVERITIES}, got {severity!r}")
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+    if (
+        images.dtype != np.uint8
+        or images.ndim not in (3, 4)
+        or (images.ndim == 4 and images.shape[3] not in (1, 3))
+    ):
         raise ValueError(
             f"images: expected uint8 (B, H, W) or (B, H, W, C) with C = 1 or 3, got {images.dtype} {images.shape}"
         )

@@ -47,14 +47,17 @@ def sifternet(purifier: SifterNet, name: Optional[str] = None) -> Defense:
 
 def binarise_only(purifier: SifterNet) -> Defense:
     """The purifier's binarisation without any recall."""
-    return Defense("binarise-only", lambda images, indices: purifier.binarize(images),
-                   "binarisation alone (no recall)")
+    return Defense(
+        "binarise-only", lambda images, indices: purifier.binarize(images), "binarisation alone (no recall)"
+    )
 
 
 def erase_visited(purifier: SifterNet) -> Defense:
     """Every neuron the recall's stream visits set to -1, no memory: the recall with a
     threshold above any field (|W s|_i <= P)."""
-    unreachable = np.full(purifier.image_shape[:2] + (purifier.n_channels,), purifier.networks[0].n_patterns + 1.0)
+    unreachable = np.full(
+        purifier.image_shape[:2] + (purifier.n_channels,), purifier.networks[0].n_patterns + 1.0
+    )
 
     def purify(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
         states = purifier.to_states(images)
@@ -80,8 +83,13 @@ def seed_consensus(purifier: SifterNet) -> Defense:
 
 def median3x3(purifier: Optional[SifterNet] = None) -> Defense:
     """A 3x3 median filter: the simplest image-processing baseline."""
+
     def purify(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        return np.stack([cv2.medianBlur(image, 3).reshape(image.shape) for image in images]) if len(images) else images.copy()
+        return (
+            np.stack([cv2.medianBlur(image, 3).reshape(image.shape) for image in images])
+            if len(images)
+            else images.copy()
+        )
 
     return Defense("median-3x3", purify, "3x3 median filter")
 
@@ -97,10 +105,13 @@ def ifmv(copies: int = 10, sigma: float = 0.1, seed: int = 0) -> Defense:
     standard deviation ``sigma`` (fraction of 255) clipped to 0..255, the model's
     majority label; ties go to the smallest label. The noise of image g comes from
     SeedSequence([seed, g]), so batches and chunks give the same votes."""
+
     def fuzzed(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
         out = np.empty((copies,) + images.shape, np.uint8)
         for b, (image, index) in enumerate(zip(images, indices)):
-            noise = np.random.default_rng([seed, int(index)]).normal(0.0, 255.0 * sigma, (copies,) + image.shape)
+            noise = np.random.default_rng([seed, int(index)]).normal(
+                0.0, 255.0 * sigma, (copies,) + image.shape
+            )
             out[:, b] = np.clip(np.rint(image + noise), 0, 255)
         return out
 
@@ -118,7 +129,9 @@ def ifmv(copies: int = 10, sigma: float = 0.1, seed: int = 0) -> Defense:
     )
 
 
-def _repairing(name: str, purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray], **options: Any) -> Defense:
+def _repairing(
+    name: str, purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray], **options: Any
+) -> Defense:
     """SifterNet in repair mode (:meth:`SifterNet.repairing`, ``options`` overriding),
     fitted on the same seeds as ``purifier``."""
     repairing = SifterNet.repairing(num_threads=purifier.num_threads, seed=purifier.config.seed, **options)
@@ -163,8 +176,9 @@ def sifternet_repair_otsu(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarr
 def sifternet_binary_gate(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
     """Otsu, binary output and a strict agreement gate (0.85): for dark-background stroke
     images, where binarising also removes image-wide triggers (Blended, SIG)."""
-    return _repairing("sifternet-binary-gate", purifier, seeds, binarize="otsu", output="binary",
-                      agreement=0.85)
+    return _repairing(
+        "sifternet-binary-gate", purifier, seeds, binarize="otsu", output="binary", agreement=0.85
+    )
 
 
 def _plain(factory: Callable[[SifterNet], Defense]) -> Callable[[SifterNet, tuple], Defense]:

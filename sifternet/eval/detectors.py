@@ -83,8 +83,15 @@ def _require_probabilities(model: Classifier) -> ProbabilisticClassifier:
     return cast(ProbabilisticClassifier, model)
 
 
-def strip(model: ProbabilisticClassifier, pool: np.ndarray, *, copies: int = 100, blend: str = "add",
-          seed: int = 0, images_per_call: int = 0) -> Detector:
+def strip(
+    model: ProbabilisticClassifier,
+    pool: np.ndarray,
+    *,
+    copies: int = 100,
+    blend: str = "add",
+    seed: int = 0,
+    images_per_call: int = 0,
+) -> Detector:
     """STRIP: minus the mean prediction entropy over ``copies`` superimposed copies.
 
     Parameters
@@ -103,7 +110,9 @@ def strip(model: ProbabilisticClassifier, pool: np.ndarray, *, copies: int = 100
     _require_probabilities(model)  # untyped callers may pass a labels-only model
     pool = np.asarray(pool)
     if pool.dtype != np.uint8 or pool.ndim not in (3, 4) or len(pool) == 0:
-        raise ValueError(f"strip: pool: expected uint8 images (P, H, W[, C]), P > 0, got {pool.dtype} {pool.shape}")
+        raise ValueError(
+            f"strip: pool: expected uint8 images (P, H, W[, C]), P > 0, got {pool.dtype} {pool.shape}"
+        )
     if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
         raise ValueError(f"strip: copies: expected a positive int, got {copies!r}")
     if blend not in BLENDS:
@@ -112,15 +121,21 @@ def strip(model: ProbabilisticClassifier, pool: np.ndarray, *, copies: int = 100
 
     def score(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
         if images.shape[1:] != pool.shape[1:]:
-            raise ValueError(f"strip: images of shape {images.shape[1:]} do not match the pool's {pool.shape[1:]}")
+            raise ValueError(
+                f"strip: images of shape {images.shape[1:]} do not match the pool's {pool.shape[1:]}"
+            )
         indices = _indices(images, indices)
         out = np.empty(len(images))
         for start in range(0, len(images), per_call):
             part = images[start : start + per_call]
-            chosen = np.stack([
-                np.random.default_rng([seed, int(g)]).choice(len(pool), copies, replace=copies > len(pool))
-                for g in indices[start : start + per_call]
-            ])  # (b, copies)
+            chosen = np.stack(
+                [
+                    np.random.default_rng([seed, int(g)]).choice(
+                        len(pool), copies, replace=copies > len(pool)
+                    )
+                    for g in indices[start : start + per_call]
+                ]
+            )  # (b, copies)
             blended = superimpose(part[:, None], pool[chosen], blend)  # (b, copies, H, W[, C])
             probabilities = model.predict_proba(blended.reshape((-1,) + images.shape[1:]))
             out[start : start + len(part)] = -entropy(probabilities).reshape(len(part), copies).mean(axis=1)
@@ -129,8 +144,9 @@ def strip(model: ProbabilisticClassifier, pool: np.ndarray, *, copies: int = 100
     return Detector("strip", score, f"STRIP: {copies} clean overlays ({blend}), score = -mean entropy")
 
 
-def first_change_severities(model: Classifier, images: np.ndarray, indices: np.ndarray, *,
-                            corruptions: Sequence[str], seed: int = 0) -> np.ndarray:
+def first_change_severities(
+    model: Classifier, images: np.ndarray, indices: np.ndarray, *, corruptions: Sequence[str], seed: int = 0
+) -> np.ndarray:
     """For each image and corruption, the first severity 1..5 at which ``model``'s label
     differs from its label on the image itself, or 6 when none does: int (B, corruptions).
     Images whose label has changed are not queried at higher severities."""
@@ -161,16 +177,22 @@ def teco(model: Classifier, *, corruptions: Sequence[str] = tuple(CORRUPTIONS), 
     unknown = [name for name in corruptions if name not in CORRUPTIONS]
     if unknown:
         left_out = [f"{name}: {LEFT_OUT[name]}" for name in unknown if name in LEFT_OUT]
-        raise ValueError(f"teco: corruptions: unknown {unknown}{' (' + '; '.join(left_out) + ')' if left_out else ''}; "
-                         f"expected some of {tuple(CORRUPTIONS)}")
+        raise ValueError(
+            f"teco: corruptions: unknown {unknown}{' (' + '; '.join(left_out) + ')' if left_out else ''}; "
+            f"expected some of {tuple(CORRUPTIONS)}"
+        )
     if len(set(corruptions)) < 2:
         raise ValueError(f"teco: corruptions: expected at least two different ones, got {corruptions}")
 
     def score(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
         return first_change_severities(model, images, indices, corruptions=corruptions, seed=seed).std(axis=1)
 
-    return Detector("teco", score, f"TeCo: std over {len(corruptions)} corruptions of the first label-changing "
-                                   f"severity (1..{SEVERITIES}, {SEVERITIES + 1} = none)")
+    return Detector(
+        "teco",
+        score,
+        f"TeCo: std over {len(corruptions)} corruptions of the first label-changing "
+        f"severity (1..{SEVERITIES}, {SEVERITIES + 1} = none)",
+    )
 
 
 #: model, clean pool images (held out from the evaluated inputs), seed, STRIP's copies -> Detector
@@ -178,14 +200,16 @@ DetectorFactory = Callable[[Classifier, np.ndarray, int, int], Detector]
 
 #: The detectors ``sifternet evaluate --detectors`` knows by name.
 DETECTORS: dict[str, DetectorFactory] = {
-    "strip": lambda model, pool, seed, copies: strip(_require_probabilities(model), pool, seed=seed,
-                                                     copies=copies),
+    "strip": lambda model, pool, seed, copies: strip(
+        _require_probabilities(model), pool, seed=seed, copies=copies
+    ),
     "teco": lambda model, pool, seed, copies: teco(model, seed=seed),
 }
 
 
-def make_detectors(names: Sequence[str], model: Classifier, pool: np.ndarray, seed: int, *,
-                   strip_copies: int = 100) -> list[Detector]:
+def make_detectors(
+    names: Sequence[str], model: Classifier, pool: np.ndarray, seed: int, *, strip_copies: int = 100
+) -> list[Detector]:
     """The named detectors of :data:`DETECTORS` for ``model``, with clean ``pool`` images
     and ``strip_copies`` overlays per input for STRIP."""
     unknown = [name for name in names if name not in DETECTORS]
@@ -194,5 +218,15 @@ def make_detectors(names: Sequence[str], model: Classifier, pool: np.ndarray, se
     return [DETECTORS[name](model, pool, seed, strip_copies) for name in names]
 
 
-__all__ = ["BLENDS", "DETECTORS", "Detector", "ScoreFunction", "entropy", "first_change_severities",
-           "make_detectors", "strip", "superimpose", "teco"]
+__all__ = [
+    "BLENDS",
+    "DETECTORS",
+    "Detector",
+    "ScoreFunction",
+    "entropy",
+    "first_change_severities",
+    "make_detectors",
+    "strip",
+    "superimpose",
+    "teco",
+]

@@ -53,8 +53,9 @@ def split_data(count: int, train_fraction: float, seed: int) -> Split:
     return Split(np.sort(order[:cut]), np.sort(order[cut:]))
 
 
-def poison(images: np.ndarray, labels: np.ndarray, attack: Attack, target: int,
-           seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def poison(
+    images: np.ndarray, labels: np.ndarray, attack: Attack, target: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, labels, poisoned indices) of a training set under ``attack``'s protocol:
     a ``poison_ratio`` of non-target images triggered and relabelled to ``target``; or,
     clean-label (SIG), that many target-class images triggered with labels unchanged."""
@@ -140,22 +141,35 @@ class Report:
             lines += ["", "| detector | ROC AUC | time s |", "| --- | ---: | ---: |"]
             lines += [f"| {d.detector} | {d.auc:.4f} | {d.seconds:.2f} |" for d in self.detectors]
         if self.finetuned:
-            lines += ["", "Fine-tuned (the paper's data augmentation, E.0.2): the model trained further on "
-                      "each defense's purified CLEAN training images, then measured on that defense's "
-                      "output and on raw images (raw ASR: the backdoor left in the model).", "",
-                      "| fine-tuned on | epochs | images | Acc % | ASR % | RA % | raw Acc % | raw ASR % | time s |",
-                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-            lines += [f"| {f.defense} | {f.epochs} | {f.n_images} | {100 * f.acc:.2f} | {100 * f.asr:.2f} | "
-                      f"{100 * f.ra:.2f} | {100 * f.raw_acc:.2f} | {100 * f.raw_asr:.2f} | {f.seconds:.2f} |"
-                      for f in self.finetuned]
+            lines += [
+                "",
+                "Fine-tuned (the paper's data augmentation, E.0.2): the model trained further on "
+                "each defense's purified CLEAN training images, then measured on that defense's "
+                "output and on raw images (raw ASR: the backdoor left in the model).",
+                "",
+                "| fine-tuned on | epochs | images | Acc % | ASR % | RA % | raw Acc % | raw ASR % | time s |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            ]
+            lines += [
+                f"| {f.defense} | {f.epochs} | {f.n_images} | {100 * f.acc:.2f} | {100 * f.asr:.2f} | "
+                f"{100 * f.ra:.2f} | {100 * f.raw_acc:.2f} | {100 * f.raw_asr:.2f} | {f.seconds:.2f} |"
+                for f in self.finetuned
+            ]
         lines += ["", *[f"- {note}" for note in self.notes]]
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> str:
-        return json.dumps({"settings": self.settings, "rows": [asdict(r) for r in self.rows],
-                           "detectors": [asdict(d) for d in self.detectors],
-                           "finetuned": [asdict(f) for f in self.finetuned],
-                           "notes": self.notes}, indent=2, default=str)
+        return json.dumps(
+            {
+                "settings": self.settings,
+                "rows": [asdict(r) for r in self.rows],
+                "detectors": [asdict(d) for d in self.detectors],
+                "finetuned": [asdict(f) for f in self.finetuned],
+                "notes": self.notes,
+            },
+            indent=2,
+            default=str,
+        )
 
 
 def evaluate(
@@ -181,8 +195,9 @@ def evaluate(
     clean = images[split.evaluation]
     truth = labels[split.evaluation]
     triggered = attack.apply(clean)
-    report = Report(settings={**(settings or {}), "target": target, "n_eval": len(clean),
-                              "purifier": repr(purifier)})
+    report = Report(
+        settings={**(settings or {}), "target": target, "n_eval": len(clean), "purifier": repr(purifier)}
+    )
     outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for defense in tqdm(defenses, desc="defenses", unit="defense", disable=not progress or None):
         start = time.perf_counter()
@@ -196,19 +211,29 @@ def evaluate(
             on_clean = defense.classify(model, clean, split.evaluation)
             on_triggered = defense.classify(model, triggered, split.evaluation)
             seconds = time.perf_counter() - start
-        report.rows.append(Row(
-            defense.name, defense.description, accuracy(on_clean, truth),
-            attack_success_rate(on_triggered, truth, target), robust_accuracy(on_triggered, truth, target),
-            seconds, 2 * len(clean) / seconds if seconds > 0 else float("inf"),
-        ))
+        report.rows.append(
+            Row(
+                defense.name,
+                defense.description,
+                accuracy(on_clean, truth),
+                attack_success_rate(on_triggered, truth, target),
+                robust_accuracy(on_triggered, truth, target),
+                seconds,
+                2 * len(clean) / seconds if seconds > 0 else float("inf"),
+            )
+        )
         outputs[defense.name] = (purified_clean, purified_triggered)
     scored_clean = _evenly(np.arange(len(clean)), detector_images)
     scored_victims = _evenly(np.flatnonzero(truth != target), detector_images)
     for detector in detectors:
         start = time.perf_counter()
-        auc = roc_auc(detector.score(clean[scored_clean], split.evaluation[scored_clean]),
-                      detector.score(triggered[scored_victims], split.evaluation[scored_victims]))
-        report.detectors.append(DetectorRow(detector.name, detector.description, auc, time.perf_counter() - start))
+        auc = roc_auc(
+            detector.score(clean[scored_clean], split.evaluation[scored_clean]),
+            detector.score(triggered[scored_victims], split.evaluation[scored_victims]),
+        )
+        report.detectors.append(
+            DetectorRow(detector.name, detector.description, auc, time.perf_counter() - start)
+        )
     report.notes.append(TEST_SPLIT_NOTE)
     return report, outputs, triggered
 
@@ -226,9 +251,16 @@ def _evenly(positions: np.ndarray, count: Optional[int]) -> np.ndarray:
 REPORT_FILES = ("report.md", "report.json", "examples.png", "metrics.png")
 
 
-def write_report(report: Report, outputs: Mapping[str, tuple[np.ndarray, np.ndarray]], clean: np.ndarray,
-                 triggered: np.ndarray, folder: PathLike, *, examples: int = 6,
-                 overwrite: bool = False) -> list[Path]:
+def write_report(
+    report: Report,
+    outputs: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    clean: np.ndarray,
+    triggered: np.ndarray,
+    folder: PathLike,
+    *,
+    examples: int = 6,
+    overwrite: bool = False,
+) -> list[Path]:
     """report.md, report.json, examples.png (clean | triggered | each defense on the
     triggered images) and, when matplotlib is installed, metrics.png (Acc and ASR bars)."""
     folder = Path(folder)
@@ -240,7 +272,8 @@ def write_report(report: Report, outputs: Mapping[str, tuple[np.ndarray, np.ndar
     folder.mkdir(parents=True, exist_ok=True)
     report.notes.append(
         "examples.png, one row per image: clean | triggered | "
-        + " | ".join(outputs) + " (each defense on the triggered image)"
+        + " | ".join(outputs)
+        + " (each defense on the triggered image)"
     )
     chart = _bar_chart(report, folder / "metrics.png")
     count = min(examples, len(clean))
@@ -289,12 +322,24 @@ def default_defenses(
     return [DEFENSES[name](purifier, seeds) for name in names]
 
 
-def seeds_from(images: np.ndarray, labels: np.ndarray, split: Split, per_class: int,
-               seed: int) -> tuple[np.ndarray, np.ndarray]:
+def seeds_from(
+    images: np.ndarray, labels: np.ndarray, split: Split, per_class: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Seed images and labels drawn from the CLEAN training part."""
     chosen = split.train[seed_indices(labels[split.train], per_class, seed=seed)]
     return images[chosen], labels[chosen]
 
 
-__all__ = ["DetectorRow", "FineTuneRow", "Report", "Row", "Split", "evaluate", "poison", "split_data",
-           "write_report", "default_defenses", "seeds_from"]
+__all__ = [
+    "DetectorRow",
+    "FineTuneRow",
+    "Report",
+    "Row",
+    "Split",
+    "evaluate",
+    "poison",
+    "split_data",
+    "write_report",
+    "default_defenses",
+    "seeds_from",
+]

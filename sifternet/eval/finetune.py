@@ -65,19 +65,34 @@ def evaluate_finetuned(
     rows = []
     for defense in tqdm(defenses, desc="fine-tuned defenses", unit="defense", disable=not progress or None):
         start = time.perf_counter()
-        tuned = fine_tune(model, defense.purify(train_images, split.train), train_labels, epochs=epochs,
-                          seed=seed, batch_size=batch_size, learning_rate=learning_rate,
-                          num_threads=num_threads, progress=progress)
+        tuned = fine_tune(
+            model,
+            defense.purify(train_images, split.train),
+            train_labels,
+            epochs=epochs,
+            seed=seed,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            num_threads=num_threads,
+            progress=progress,
+        )
         seconds = time.perf_counter() - start
         on_triggered = tuned.predict(defense.purify(triggered, split.evaluation))
         raw_on_triggered = tuned.predict(triggered)
-        rows.append(FineTuneRow(
-            defense.name, defense.description, epochs, len(train_images),
-            accuracy(tuned.predict(defense.purify(clean, split.evaluation)), truth),
-            attack_success_rate(on_triggered, truth, target), robust_accuracy(on_triggered, truth, target),
-            accuracy(tuned.predict(clean), truth), attack_success_rate(raw_on_triggered, truth, target),
-            seconds,
-        ))
+        rows.append(
+            FineTuneRow(
+                defense.name,
+                defense.description,
+                epochs,
+                len(train_images),
+                accuracy(tuned.predict(defense.purify(clean, split.evaluation)), truth),
+                attack_success_rate(on_triggered, truth, target),
+                robust_accuracy(on_triggered, truth, target),
+                accuracy(tuned.predict(clean), truth),
+                attack_success_rate(raw_on_triggered, truth, target),
+                seconds,
+            )
+        )
     return rows
 
 

@@ -45,10 +45,16 @@ def small_cnn(in_channels: int, height: int, width: int, n_classes: int) -> torc
     """conv3x3(32)-ReLU-conv3x3(64)-ReLU-maxpool2-dropout(0.25)-dense(128)-ReLU-dropout(0.5)-dense."""
     nn = _torch().nn
     return nn.Sequential(
-        nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
-        nn.Linear(64 * (height // 2) * (width // 2), 128), nn.ReLU(), nn.Dropout(0.5),
+        nn.Conv2d(in_channels, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(64 * (height // 2) * (width // 2), 128),
+        nn.ReLU(),
+        nn.Dropout(0.5),
         nn.Linear(128, n_classes),
     )
 
@@ -72,10 +78,12 @@ class TorchClassifier:
         batch still goes through the module, which gives the output's shape)."""
         torch = _torch()
         with torch.no_grad():
-            return np.concatenate([
-                head(self.module(_as_tensor(images[start : start + self.batch_size]))).numpy()
-                for start in range(0, max(len(images), 1), self.batch_size)
-            ])
+            return np.concatenate(
+                [
+                    head(self.module(_as_tensor(images[start : start + self.batch_size]))).numpy()
+                    for start in range(0, max(len(images), 1), self.batch_size)
+                ]
+            )
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self._outputs(images, lambda logits: logits.argmax(1)).astype(np.int64)
@@ -174,8 +182,14 @@ def train_small_cnn(
     cache file trained on anything else is refused, never overwritten.
     """
     torch = _torch()
-    settings = dict(n_classes=n_classes, epochs=epochs, batch_size=batch_size,
-                    learning_rate=learning_rate, seed=seed, shape=list(images.shape[1:]))
+    settings = dict(
+        n_classes=n_classes,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        shape=list(images.shape[1:]),
+    )
     key = training_key(images, labels, settings)
     channels = 1 if images.ndim == 3 else images.shape[3]
     torch.manual_seed(seed)  # before the module: its initial weights come from this seed
@@ -190,8 +204,18 @@ def train_small_cnn(
         module.load_state_dict(saved["state_dict"])
         return TorchClassifier(module)
 
-    _train(module, images, labels, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-           seed=seed, num_threads=num_threads, progress=progress, what="train target model")
+    _train(
+        module,
+        images,
+        labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        num_threads=num_threads,
+        progress=progress,
+        what="train target model",
+    )
     if cache is not None:
         buffer = io.BytesIO()
         torch.save({"key": key, "settings": settings, "state_dict": module.state_dict()}, buffer)
@@ -231,6 +255,16 @@ def fine_tune(
     torch = _torch()
     module = copy.deepcopy(classifier.module)
     torch.manual_seed(seed)  # dropout's draws
-    _train(module, images, labels, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-           seed=seed, num_threads=num_threads, progress=progress, what="fine-tune target model")
+    _train(
+        module,
+        images,
+        labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        num_threads=num_threads,
+        progress=progress,
+        what="fine-tune target model",
+    )
     return TorchClassifier(module, batch_size=classifier.batch_size)

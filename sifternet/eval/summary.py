@@ -39,19 +39,37 @@ class AttackSpec:
 #: The report's data sets with the paper's published settings (CIFAR-10: steps and block
 #: size inside the paper's BackdoorBench ranges, [50, 500] and [15, 25]).
 DATASETS: dict[str, DataSpec] = {
-    "mnist": DataSpec("MNIST", "mnist_test.npz", PurifierConfig(binarize="global", steps=800), per_class=10, epochs=6),
-    "fmnist": DataSpec("Fashion-MNIST", "fashion_mnist_test.npz",
-                       PurifierConfig(binarize="local_mean", block_size=11, steps=800), per_class=1, epochs=6),
-    "gtsrb": DataSpec("GTSRB", "gtsrb.npz",
-                      PurifierConfig(binarize="local_mean", block_size=15, steps=200), per_class=10, epochs=8),
-    "cifar10": DataSpec("CIFAR-10", "cifar10.npz",
-                        PurifierConfig(binarize="local_mean", block_size=15, steps=200), per_class=10, epochs=10),
+    "mnist": DataSpec(
+        "MNIST", "mnist_test.npz", PurifierConfig(binarize="global", steps=800), per_class=10, epochs=6
+    ),
+    "fmnist": DataSpec(
+        "Fashion-MNIST",
+        "fashion_mnist_test.npz",
+        PurifierConfig(binarize="local_mean", block_size=11, steps=800),
+        per_class=1,
+        epochs=6,
+    ),
+    "gtsrb": DataSpec(
+        "GTSRB",
+        "gtsrb.npz",
+        PurifierConfig(binarize="local_mean", block_size=15, steps=200),
+        per_class=10,
+        epochs=8,
+    ),
+    "cifar10": DataSpec(
+        "CIFAR-10",
+        "cifar10.npz",
+        PurifierConfig(binarize="local_mean", block_size=15, steps=200),
+        per_class=10,
+        epochs=10,
+    ),
 }
 #: The report's attacks, with BackdoorBench's default parameters.
 ATTACKS: dict[str, AttackSpec] = {
     "badnet": AttackSpec("BadNet corner", "badnet"),
     "badnet-interior": AttackSpec("BadNet interior", "badnet", {"position": "interior"}),
-    "blended": AttackSpec("Blended", "blended"), "sig": AttackSpec("SIG", "sig"),
+    "blended": AttackSpec("Blended", "blended"),
+    "sig": AttackSpec("SIG", "sig"),
     "wanet": AttackSpec("WaNet", "wanet"),
 }
 #: Column order of the defenses (others follow in the order the runs list them).
@@ -73,8 +91,9 @@ PAPER_TABLE1 = {  # attack: clean, SifterNet, IFMV (Acc, ASR); STRIP AUC, TeCo A
 }
 
 
-PAPER_TIMINGS = ("The paper's timings on GTSRB with an RTX 3090 GPU: STRIP 67.62 s, TeCo 2142.23 s, "
-                 "SifterNet 56.84 s.")
+PAPER_TIMINGS = (
+    "The paper's timings on GTSRB with an RTX 3090 GPU: STRIP 67.62 s, TeCo 2142.23 s, SifterNet 56.84 s."
+)
 
 
 def run_name(dataset: str, attack: str) -> str:
@@ -82,7 +101,9 @@ def run_name(dataset: str, attack: str) -> str:
     return f"{dataset}-{attack}"
 
 
-def load_runs(folder: PathLike, keys: Optional[Sequence[tuple[str, str]]] = None) -> dict[tuple[str, str], dict[str, Any]]:
+def load_runs(
+    folder: PathLike, keys: Optional[Sequence[tuple[str, str]]] = None
+) -> dict[tuple[str, str], dict[str, Any]]:
     """(data set, attack) -> the run's report.json, for the runs ``keys`` (default: every
     known data set x attack) that ``folder`` holds, in the tables' order."""
     wanted = set(keys) if keys is not None else None
@@ -105,7 +126,9 @@ def _label(key: tuple[str, str]) -> str:
 
 def _defense_table(runs: dict) -> list[str]:
     seen = [r["defense"] for run in runs.values() for r in run["rows"]]
-    defenses = [d for d in DEFENSE_ORDER if d in seen] + [d for d in dict.fromkeys(seen) if d not in DEFENSE_ORDER]
+    defenses = [d for d in DEFENSE_ORDER if d in seen] + [
+        d for d in dict.fromkeys(seen) if d not in DEFENSE_ORDER
+    ]
     lines = ["| data set, attack | " + " | ".join(defenses) + " |", "| --- |" + " --- |" * len(defenses)]
     for key, run in runs.items():
         rows = {r["defense"]: r for r in run["rows"]}
@@ -115,11 +138,16 @@ def _defense_table(runs: dict) -> list[str]:
 
 
 def _timing_table(runs: dict) -> list[str]:
-    lines = ["| data set, attack | images | " + "defense: seconds (images/s) | detectors: seconds |",
-             "| --- | ---: | --- | --- |"]
+    lines = [
+        "| data set, attack | images | " + "defense: seconds (images/s) | detectors: seconds |",
+        "| --- | ---: | --- | --- |",
+    ]
     for key, run in runs.items():
-        rows = ", ".join(f"{r['defense']} {r['seconds']:.2f} ({r['images_per_s']:,.0f})"
-                         for r in run["rows"] if r["defense"] != "none")
+        rows = ", ".join(
+            f"{r['defense']} {r['seconds']:.2f} ({r['images_per_s']:,.0f})"
+            for r in run["rows"]
+            if r["defense"] != "none"
+        )
         detectors = ", ".join(f"{d['detector']} {d['seconds']:.2f}" for d in run.get("detectors", [])) or "-"
         lines.append(f"| {_label(key)} | {2 * run['settings']['n_eval']} | {rows} | {detectors} |")
     return lines
@@ -129,86 +157,123 @@ def _detector_table(runs: dict) -> list[str]:
     names = list(dict.fromkeys(d["detector"] for run in runs.values() for d in run.get("detectors", [])))
     if not names:
         return []
-    lines = ["| data set, attack | " + " | ".join(f"{n} AUC" for n in names) + " |",
-             "| --- |" + " ---: |" * len(names)]
+    lines = [
+        "| data set, attack | " + " | ".join(f"{n} AUC" for n in names) + " |",
+        "| --- |" + " ---: |" * len(names),
+    ]
     for key, run in runs.items():
         aucs = {d["detector"]: d["auc"] for d in run.get("detectors", [])}
-        lines.append(f"| {_label(key)} | " + " | ".join(f"{aucs[n]:.3f}" if n in aucs else "-" for n in names) + " |")
+        lines.append(
+            f"| {_label(key)} | " + " | ".join(f"{aucs[n]:.3f}" if n in aucs else "-" for n in names) + " |"
+        )
     return lines
 
 
 def _finetune_table(runs: dict) -> list[str]:
     if not any(run.get("finetuned") for run in runs.values()):
         return []
-    lines = ["| data set, attack | fine-tuned on | epochs | Acc / ASR on its output | raw Acc / ASR |",
-             "| --- | --- | ---: | --- | --- |"]
+    lines = [
+        "| data set, attack | fine-tuned on | epochs | Acc / ASR on its output | raw Acc / ASR |",
+        "| --- | --- | ---: | --- | --- |",
+    ]
     for key, run in runs.items():
         for f in run.get("finetuned", []):
-            lines.append(f"| {_label(key)} | {f['defense']} | {f['epochs']} | "
-                         f"{_pct((100 * f['acc'], 100 * f['asr']))} | {_pct((100 * f['raw_acc'], 100 * f['raw_asr']))} |")
+            lines.append(
+                f"| {_label(key)} | {f['defense']} | {f['epochs']} | "
+                f"{_pct((100 * f['acc'], 100 * f['asr']))} | {_pct((100 * f['raw_acc'], 100 * f['raw_asr']))} |"
+            )
     return lines
 
 
 def _paper_tables(runs: dict) -> list[str]:
-    lines = ["Paper Table 5 (its small CNNs, BadNet): clean -> SifterNet, beside this run's "
-             "`none` -> `sifternet` (paper mode) and the repair presets:", "",
-             "| data set | paper clean | paper SifterNet | here clean | here paper mode | here repair | here repair-otsu |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "Paper Table 5 (its small CNNs, BadNet): clean -> SifterNet, beside this run's "
+        "`none` -> `sifternet` (paper mode) and the repair presets:",
+        "",
+        "| data set | paper clean | paper SifterNet | here clean | here paper mode | here repair | here repair-otsu |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for dataset, (clean, after) in PAPER_TABLE5.items():
         rows = {r["defense"]: r for r in runs.get((dataset, "badnet"), {}).get("rows", [])}
-        here = [_pct((100 * rows[d]["acc"], 100 * rows[d]["asr"])) if d in rows else "-"
-                for d in ("none", "sifternet", "sifternet-repair", "sifternet-repair-otsu")]
-        lines.append(f"| {DATASETS[dataset].label} | {_pct(clean)} | {_pct(after)} | " + " | ".join(here) + " |")
-    lines += ["", "Paper Table 1 (CIFAR-10, ResNet-18 in BackdoorBench) beside this run's CIFAR-10 "
-              "(the small CNN): Acc / ASR, detectors ROC AUC:", "",
-              "| attack | paper clean | paper SifterNet | paper IFMV | paper STRIP / TeCo | here clean | "
-              "here paper mode | here repair | here IFMV | here STRIP / TeCo |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        here = [
+            _pct((100 * rows[d]["acc"], 100 * rows[d]["asr"])) if d in rows else "-"
+            for d in ("none", "sifternet", "sifternet-repair", "sifternet-repair-otsu")
+        ]
+        lines.append(
+            f"| {DATASETS[dataset].label} | {_pct(clean)} | {_pct(after)} | " + " | ".join(here) + " |"
+        )
+    lines += [
+        "",
+        "Paper Table 1 (CIFAR-10, ResNet-18 in BackdoorBench) beside this run's CIFAR-10 "
+        "(the small CNN): Acc / ASR, detectors ROC AUC:",
+        "",
+        "| attack | paper clean | paper SifterNet | paper IFMV | paper STRIP / TeCo | here clean | "
+        "here paper mode | here repair | here IFMV | here STRIP / TeCo |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for attack, (clean, sifter, ifmv, strip, teco) in PAPER_TABLE1.items():
         run = runs.get(("cifar10", attack), {})
         rows = {r["defense"]: r for r in run.get("rows", [])}
         aucs = {d["detector"]: d["auc"] for d in run.get("detectors", [])}
-        here = [_pct((100 * rows[d]["acc"], 100 * rows[d]["asr"])) if d in rows else "-"
-                for d in ("none", "sifternet", "sifternet-repair", "ifmv")]
+        here = [
+            _pct((100 * rows[d]["acc"], 100 * rows[d]["asr"])) if d in rows else "-"
+            for d in ("none", "sifternet", "sifternet-repair", "ifmv")
+        ]
         detect = " / ".join(f"{aucs[n]:.3f}" if n in aucs else "-" for n in ("strip", "teco"))
-        lines.append(f"| {ATTACKS[attack].label} | {_pct(clean)} | {_pct(sifter)} | {_pct(ifmv)} | "
-                     f"{strip:.3f} / {teco:.3f} | " + " | ".join(here) + f" | {detect} |")
+        lines.append(
+            f"| {ATTACKS[attack].label} | {_pct(clean)} | {_pct(sifter)} | {_pct(ifmv)} | "
+            f"{strip:.3f} / {teco:.3f} | " + " | ".join(here) + f" | {detect} |"
+        )
     return lines
 
 
 def summary_markdown(runs: dict, *, command: Optional[str] = None) -> str:
     """The full report as Markdown: one section per table."""
     parts = [
-        "# sifternet evaluation report", "",
+        "# sifternet evaluation report",
+        "",
         *([f"Reproduce: `{command}`", ""] if command else []),
         "Acc / ASR in % (Acc on purified clean evaluation images, ASR on purified triggered images "
         "of non-target classes). The data sets are TEST splits: the target model is trained "
-        "on 70 % of a test set and evaluated on the rest.", "",
-        "## Defenses", "", *_defense_table(runs), "",
+        "on 70 % of a test set and evaluated on the rest.",
+        "",
+        "## Defenses",
+        "",
+        *_defense_table(runs),
+        "",
     ]
-    for title, table in (("Detectors (ROC AUC, clean vs triggered)", _detector_table(runs)),
-                         ("Fine-tuning on purified clean images (the paper's data augmentation)", _finetune_table(runs)),
-                         ("Timings (clean + triggered evaluation images, on the machine that ran the report)",
-                          _timing_table(runs) + ["", PAPER_TIMINGS]),
-                         ("Beside the paper", _paper_tables(runs))):
+    for title, table in (
+        ("Detectors (ROC AUC, clean vs triggered)", _detector_table(runs)),
+        ("Fine-tuning on purified clean images (the paper's data augmentation)", _finetune_table(runs)),
+        (
+            "Timings (clean + triggered evaluation images, on the machine that ran the report)",
+            _timing_table(runs) + ["", PAPER_TIMINGS],
+        ),
+        ("Beside the paper", _paper_tables(runs)),
+    ):
         if table:
             parts += [f"## {title}", "", *table, ""]
     return "\n".join(parts)
 
 
-def write_summary(folder: PathLike, *, keys: Optional[Sequence[tuple[str, str]]] = None,
-                  command: Optional[str] = None) -> list[Path]:
+def write_summary(
+    folder: PathLike, *, keys: Optional[Sequence[tuple[str, str]]] = None, command: Optional[str] = None
+) -> list[Path]:
     """summary.md, summary.json and summary.png (Acc and ASR of every run and defense,
     when matplotlib is installed) in ``folder``, from its runs ``keys`` (default: all);
     they are rewritten, as derived files of the runs beside them."""
     folder = Path(folder)
     runs = load_runs(folder, keys)
     if not runs:
-        raise FileNotFoundError(f"{folder}: no run folders with report.json (expected e.g. {run_name('mnist', 'badnet')}/)")
+        raise FileNotFoundError(
+            f"{folder}: no run folders with report.json (expected e.g. {run_name('mnist', 'badnet')}/)"
+        )
     written = [folder / "summary.md", folder / "summary.json"]
     write_atomically(written[0], summary_markdown(runs, command=command).encode(), overwrite=True)
     data = {run_name(*key): run for key, run in runs.items()}
-    write_atomically(written[1], json.dumps({"command": command, "runs": data}, indent=2).encode(), overwrite=True)
+    write_atomically(
+        written[1], json.dumps({"command": command, "runs": data}, indent=2).encode(), overwrite=True
+    )
     figure = _figure(runs, folder / "summary.png")
     if figure is None:  # not left over from an earlier summary
         (folder / "summary.png").unlink(missing_ok=True)
@@ -224,14 +289,23 @@ def _figure(runs: dict, path: Path) -> Optional[Path]:
     except ImportError:
         return None
     keys = list(runs)
-    defenses = [d for d in DEFENSE_ORDER if any(r["defense"] == d for run in runs.values() for r in run["rows"])]
+    defenses = [
+        d for d in DEFENSE_ORDER if any(r["defense"] == d for run in runs.values() for r in run["rows"])
+    ]
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.9 * len(keys) + 3), 7), sharex=True)
     width = 0.8 / max(1, len(defenses))
     for metric, ax in zip(("acc", "asr"), axes):
         for j, defense in enumerate(defenses):
-            values = [100 * next((r[metric] for r in runs[k]["rows"] if r["defense"] == defense), float("nan"))
-                      for k in keys]
-            ax.bar([i + (j - (len(defenses) - 1) / 2) * width for i in range(len(keys))], values, width, label=defense)
+            values = [
+                100 * next((r[metric] for r in runs[k]["rows"] if r["defense"] == defense), float("nan"))
+                for k in keys
+            ]
+            ax.bar(
+                [i + (j - (len(defenses) - 1) / 2) * width for i in range(len(keys))],
+                values,
+                width,
+                label=defense,
+            )
         ax.set_ylabel(f"{metric.upper()} %")
         ax.set_ylim(0, 100)
     axes[0].legend(ncol=min(5, len(defenses)), fontsize="x-small", loc="lower left")
@@ -243,4 +317,13 @@ def _figure(runs: dict, path: Path) -> Optional[Path]:
     return path
 
 
-__all__ = ["ATTACKS", "AttackSpec", "DATASETS", "DataSpec", "load_runs", "run_name", "summary_markdown", "write_summary"]
+__all__ = [
+    "ATTACKS",
+    "AttackSpec",
+    "DATASETS",
+    "DataSpec",
+    "load_runs",
+    "run_name",
+    "summary_markdown",
+    "write_summary",
+]

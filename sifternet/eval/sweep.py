@@ -34,10 +34,14 @@ Range = tuple[int, int, str]
 PAPER_RANGES: dict[str, dict[str, list[Range]]] = {
     "mnist": {"steps": [(800, 1200, "self-built CNN")]},
     "fashionmnist": {"steps": [(800, 1000, "self-built CNN")]},
-    "cifar10": {"steps": [(900, 1200, "self-built CNN"), (50, 500, "BackdoorBench")],
-                "block_size": [(15, 25, "BackdoorBench")]},
-    "gtsrb": {"steps": [(1, 500, "self-built CNN"), (50, 500, "BackdoorBench")],
-              "block_size": [(5, 15, "BackdoorBench")]},
+    "cifar10": {
+        "steps": [(900, 1200, "self-built CNN"), (50, 500, "BackdoorBench")],
+        "block_size": [(15, 25, "BackdoorBench")],
+    },
+    "gtsrb": {
+        "steps": [(1, 500, "self-built CNN"), (50, 500, "BackdoorBench")],
+        "block_size": [(5, 15, "BackdoorBench")],
+    },
 }
 
 #: The files :func:`write_sweep` may write into its folder.
@@ -91,20 +95,32 @@ class SweepResult:
             "| seeds/class | block size | steps | Acc % | ASR % | RA % | time s |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        lines += [f"| {p.per_class} | {'-' if p.block_size is None else p.block_size} | {p.steps} | {100 * p.acc:.2f} | {100 * p.asr:.2f} | "
-                  f"{100 * p.ra:.2f} | {p.seconds:.2f} |" for p in self.points]
+        lines += [
+            f"| {p.per_class} | {'-' if p.block_size is None else p.block_size} | {p.steps} | {100 * p.acc:.2f} | {100 * p.asr:.2f} | "
+            f"{100 * p.ra:.2f} | {p.seconds:.2f} |"
+            for p in self.points
+        ]
         lines += ["", *[f"- {note}" for note in self.notes]]
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> str:
-        return json.dumps({"settings": self.settings, "baseline": self.baseline,
-                           "points": [asdict(p) for p in self.points], "ranges": self.ranges,
-                           "notes": self.notes}, indent=2, default=str)
+        return json.dumps(
+            {
+                "settings": self.settings,
+                "baseline": self.baseline,
+                "points": [asdict(p) for p in self.points],
+                "ranges": self.ranges,
+                "notes": self.notes,
+            },
+            indent=2,
+            default=str,
+        )
 
 
 def _grid(name: str, values: Sequence[int], low: int) -> list[int]:
-    if len(values) == 0 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low
-                               for v in values):
+    if len(values) == 0 or any(
+        isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low for v in values
+    ):
         raise ValueError(f"{name}: expected a non-empty list of integers >= {low}, got {list(values)}")
     return sorted({int(v) for v in values})
 
@@ -157,16 +173,29 @@ def sweep(
     triggered = attack.apply(clean)
 
     def measure(on_clean: np.ndarray, on_triggered: np.ndarray) -> dict[str, float]:
-        return {"acc": accuracy(on_clean, truth), "asr": attack_success_rate(on_triggered, truth, target),
-                "ra": robust_accuracy(on_triggered, truth, target)}
+        return {
+            "acc": accuracy(on_clean, truth),
+            "asr": attack_success_rate(on_triggered, truth, target),
+            "ra": robust_accuracy(on_triggered, truth, target),
+        }
 
     result = SweepResult(
-        settings={**settings, "target": target, "n_eval": len(clean), "options": options, "selection_seed": seed},
+        settings={
+            **settings,
+            "target": target,
+            "n_eval": len(clean),
+            "options": options,
+            "selection_seed": seed,
+        },
         baseline=measure(model.predict(clean), model.predict(triggered)),
         ranges=paper_ranges(settings.get("data", "")),
     )
-    with tqdm(total=len(per_class) * len(blocks) * len(steps), desc="sweep", unit="setting",
-              disable=not progress or None) as bar:
+    with tqdm(
+        total=len(per_class) * len(blocks) * len(steps),
+        desc="sweep",
+        unit="setting",
+        disable=not progress or None,
+    ) as bar:
         for count in per_class:
             seeds = seeds_from(images, labels, split, count, seed)
             for block in blocks:
@@ -182,8 +211,11 @@ def sweep(
                     result.points.append(SweepPoint(count, block, value, seconds=seconds, **figures))
                     bar.update()
     named = {"steps": "steps", "block_size": "block size"}
-    result.notes += [f"The paper recommends {named[what]} in [{low}, {high}] ({where})"
-                     for what, spans in result.ranges.items() for low, high, where in spans]
+    result.notes += [
+        f"The paper recommends {named[what]} in [{low}, {high}] ({where})"
+        for what, spans in result.ranges.items()
+        for low, high, where in spans
+    ]
     if not result.ranges:
         result.notes.append("The paper recommends no range for this data set")
     result.notes.append(TEST_SPLIT_NOTE)
@@ -209,10 +241,20 @@ def write_sweep(result: SweepResult, folder: PathLike, *, overwrite: bool = Fals
     except ImportError:
         result.notes.append("sweep.png skipped: matplotlib is not installed")
     else:
-        written.append(_plot(plt, result, folder / "sweep.png", x="steps", columns="block_size", lines="per_class"))
+        written.append(
+            _plot(plt, result, folder / "sweep.png", x="steps", columns="block_size", lines="per_class")
+        )
         if len(result.grid("block_size")) > 1:
-            written.append(_plot(plt, result, folder / "sweep-block.png", x="block_size", columns="per_class",
-                                 lines="steps"))
+            written.append(
+                _plot(
+                    plt,
+                    result,
+                    folder / "sweep-block.png",
+                    x="block_size",
+                    columns="per_class",
+                    lines="steps",
+                )
+            )
     for name, text in (("sweep.md", result.to_markdown()), ("sweep.json", result.to_json())):
         write_atomically(folder / name, text.encode(), overwrite=True)
         written.append(folder / name)
@@ -222,8 +264,10 @@ def write_sweep(result: SweepResult, folder: PathLike, *, overwrite: bool = Fals
 
 
 #: How the paper's ranges are drawn: the first filled, a second one (overlapping) hatched.
-SHADES = ({"color": "tab:green", "alpha": 0.15},
-          {"facecolor": "none", "edgecolor": "tab:orange", "hatch": "//", "alpha": 0.6})
+SHADES = (
+    {"color": "tab:green", "alpha": 0.15},
+    {"facecolor": "none", "edgecolor": "tab:orange", "hatch": "//", "alpha": 0.6},
+)
 _AXES = {"steps": "steps (RemoveTime)", "block_size": "block size (k-size)"}
 _NAMES = {"steps": "{} steps", "block_size": "block size {}", "per_class": "{} seed(s)/class"}
 
@@ -233,18 +277,26 @@ def _plot(plt: Any, result: SweepResult, path: Path, *, x: str, columns: str, li
     value of ``lines``, the paper's ranges for ``x`` shaded, the undefended model dashed."""
     column_values, line_values, xs = result.grid(columns), result.grid(lines), result.grid(x)
     colours = plt.get_cmap("viridis" if lines == "steps" else "tab10")
-    fig, axes = plt.subplots(2, len(column_values), figsize=(4.2 * len(column_values) + 1.4, 6.4),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        2, len(column_values), figsize=(4.2 * len(column_values) + 1.4, 6.4), squeeze=False, sharex=True
+    )
     pad = 0.04 * (xs[-1] - xs[0]) or 1
     for col, fixed in enumerate(column_values):
-        for row, (metric, what) in enumerate((("acc", "Acc, purified clean"), ("asr", "ASR, purified triggered"))):
+        for row, (metric, what) in enumerate(
+            (("acc", "Acc, purified clean"), ("asr", "ASR, purified triggered"))
+        ):
             ax = axes[row, col]
             for style, (low, high, where) in zip(SHADES, result.ranges.get(x, [])):
                 ax.axvspan(low, high, **style, label=f"paper [{low}, {high}], {where}")
-            ax.axhline(100 * result.baseline[metric], color="grey", linestyle="--", linewidth=1, label="no defense")
+            ax.axhline(
+                100 * result.baseline[metric], color="grey", linestyle="--", linewidth=1, label="no defense"
+            )
             for k, value in enumerate(line_values):
-                points = sorted((getattr(p, x), 100 * getattr(p, metric)) for p in result.points
-                                if getattr(p, columns) == fixed and getattr(p, lines) == value)
+                points = sorted(
+                    (getattr(p, x), 100 * getattr(p, metric))
+                    for p in result.points
+                    if getattr(p, columns) == fixed and getattr(p, lines) == value
+                )
                 colour = colours(k / max(1, len(line_values) - 1)) if lines == "steps" else colours(k)
                 ax.plot(*zip(*points), marker="o", color=colour, label=_NAMES[lines].format(value))
             ax.set_xlim(xs[0] - pad, xs[-1] + pad)
