@@ -268,7 +268,8 @@ def target_model(
         )
         if not isinstance(module, torch.nn.Module):
             raise TypeError(
-                f"--model {spec}: expected the function to return a torch.nn.Module, got {type(module).__name__}"
+                f"--model {spec}: expected the function to return a torch.nn.Module, "
+                f"got {type(module).__name__}"
             )
     if mean is not None or std is not None:
         if mean is None or std is None or len(mean) != len(std) or 0 in std:
@@ -326,7 +327,8 @@ def run(args: argparse.Namespace) -> dict:
     index = triggered.original_index
     if index.min() < 0 or index.max() >= len(clean):
         raise ValueError(
-            f"bd_test: original indices {index.min()}..{index.max()} exceed the {len(clean)} clean test images"
+            f"bd_test: original indices {index.min()}..{index.max()} exceed the {len(clean)} "
+            "clean test images"
         )
     disagree = int((clean_labels[index] != triggered.original_labels).sum())
     if disagree:
@@ -363,7 +365,8 @@ def run(args: argparse.Namespace) -> dict:
     }
     print(
         f"{path}: {report['clean_data'] or 'unnamed data set'}, {len(clean)} clean test images, {len(index)} "
-        f"triggered ({report['n_victims']} with a true label other than their backdoor label; backdoor labels "
+        f"triggered ({report['n_victims']} with a true label other than their backdoor label; "
+        "backdoor labels "
         f"{report['backdoor_labels']})\n"
         f"purifier: {report['purifier']}\n\n| defense | ACC % | ASR % | RA % |\n| --- | ---: | ---: | ---: |"
     )
@@ -380,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Purify a BackdoorBench attack result's clean and backdoor test sets with "
-        "sifternet and report ACC / ASR / RA before and after. The result file is a pickle: see --allow-pickle.",
+        "sifternet and report ACC / ASR / RA before and after. The result file is a pickle: "
+        "see --allow-pickle.",
     )
     parser.add_argument(
         "attack_result", help="BackdoorBench's attack_result.pt (a pickle: runs code when loaded)"

@@ -66,7 +66,7 @@ class SifterNetPreprocessor(Preprocessor):
     ) -> None:
         if not isinstance(purifier, SifterNet):
             raise TypeError(f"purifier: expected a fitted SifterNet, got {type(purifier).__name__}")
-        purifier.image_shape
+        purifier.image_shape  # noqa: B018  (raises RuntimeError when not fitted)
         super().__init__(is_fitted=True, apply_fit=apply_fit, apply_predict=apply_predict)
         self.purifier = purifier
         self.clip_values = clip_values

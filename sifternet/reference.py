@@ -108,7 +108,8 @@ def recall(
     Integer weights are N times W (the Hebbian integer field; thresholds and margin are
     scaled by N to match), float weights are W. With a ``margin`` a neuron changes only
     when its field is beyond theta by more than the margin against its state; with an
-    ``agreement`` kappa (Hebbian ``patterns`` needed) by kappa * sum_mu |m_mu| more. Each field is the row's sum in index order minus
+    ``agreement`` kappa (Hebbian ``patterns`` needed) by kappa * sum_mu |m_mu| more. Each
+    field is the row's sum in index order minus
     W_ii s_i, so that float sums round exactly as the kernel's do.
     """
     n = weights.shape[0]

@@ -94,7 +94,7 @@ def purify_image(
 def _check_fitted(purifier: Any) -> None:
     if not isinstance(purifier, SifterNet):
         raise TypeError(f"purifier: expected a fitted SifterNet, got {type(purifier).__name__}")
-    purifier.image_shape
+    purifier.image_shape  # noqa: B018  (raises RuntimeError when not fitted)
 
 
 def _is_plain_tensor(value: Any) -> bool:

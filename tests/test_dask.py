@@ -127,7 +127,10 @@ def test_unknown_chunk_sizes_are_refused(images, purifier):
 
 
 def test_core_package_imports_no_adapter_dependency(tmp_path):
-    probe = "import sys, sifternet, sifternet.cli; print(*(m for m in ('dask', 'torch', 'art') if m in sys.modules))"
+    probe = (
+        "import sys, sifternet, sifternet.cli; "
+        "print(*(m for m in ('dask', 'torch', 'art') if m in sys.modules))"
+    )
     # outside the source tree, so that the installed package is the one imported
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -190,7 +190,8 @@ def _run_shell(block: Block, run: DocumentRun) -> None:
     )
     run.done.add(block.line)
     assert result.returncode == 0, (
-        f"{block.name}: exit status {result.returncode}\n$ {script}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        f"{block.name}: exit status {result.returncode}\n$ {script}\n"
+        f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     )
 
 

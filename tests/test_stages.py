@@ -96,7 +96,7 @@ def test_stage_errors(call, error, match):
 
 def test_image_shape_before_fit_is_an_error():
     with pytest.raises(RuntimeError, match="not fitted"):
-        SifterNet().image_shape
+        SifterNet().image_shape  # noqa: B018
 
 
 def _private_members() -> set[str]:

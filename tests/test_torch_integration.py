@@ -121,12 +121,14 @@ BAD_IMAGES = [
     (
         lambda im: chw(im)[0].float() / 255,
         TypeError,
-        r"image: expected a uint8 tensor \(0-255, as PILToTensor makes\), got torch.float32; put PurifyTransform before ToTensor",
+        r"image: expected a uint8 tensor \(0-255, as PILToTensor makes\), got torch.float32; "
+        r"put PurifyTransform before ToTensor",
     ),
     (
         lambda im: torch.from_numpy(im[0]),
         ValueError,  # HWC, not CHW
-        r"image: expected a uint8 tensor \(C, H, W\) = \(3, 32, 32\) or a batch \(B, 3, 32, 32\), got shape \(32, 32, 3\)",
+        r"image: expected a uint8 tensor \(C, H, W\) = \(3, 32, 32\) or a batch \(B, 3, 32, 32\), "
+        r"got shape \(32, 32, 3\)",
     ),
     (lambda im: chw(im)[None, :2], ValueError, r"or a batch \(B, 3, 32, 32\), got shape \(1, 2, 3, 32, 32\)"),
     (lambda im: im[0], TypeError, "image: expected a torch.Tensor or a PIL image, got ndarray"),

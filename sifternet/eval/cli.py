@@ -468,7 +468,8 @@ def _add_evaluate(commands: Any) -> None:
     parser = commands.add_parser(
         "evaluate",
         help=EVAL_COMMANDS["evaluate"],
-        description="Train (or load) a target model on a poisoned split of a data set, purify clean and triggered "
+        description="Train (or load) a target model on a poisoned split of a data set, purify clean and "
+        "triggered "
         "evaluation images with each defense, and write report.md, report.json and figures. The target "
         "model is trained on a part of the data set and evaluated on the rest: every report says so.",
     )
@@ -501,7 +502,8 @@ def _add_sweep(commands: Any) -> None:
         "sweep",
         conflict_handler="resolve",
         help=EVAL_COMMANDS["sweep"],
-        description="Train (or load) a target model as evaluate does, then measure Acc / ASR / RA of SifterNet for "
+        description="Train (or load) a target model as evaluate does, then measure Acc / ASR / RA of "
+        "SifterNet for "
         "every steps x seeds-per-class (x block size) setting and write sweep.md, sweep.json and "
         "sweep.png with the paper's recommended ranges shaded.",
     )
@@ -526,7 +528,8 @@ def _add_sweep(commands: Any) -> None:
         "--block-size",
         dest="block_size",
         type=_integers,
-        help="comma-separated local-mean block sizes (default: the one block size of --binarize local_mean, 11)",
+        help="comma-separated local-mean block sizes "
+        "(default: the one block size of --binarize local_mean, 11)",
     )
     parser.set_defaults(run=cmd_sweep)
 
@@ -536,7 +539,8 @@ def _add_report(commands: Any) -> None:
     parser = commands.add_parser(
         "report",
         help=EVAL_COMMANDS["report"],
-        description="Run evaluate for every data set x attack with the paper's settings (model caches kept in the "
+        description="Run evaluate for every data set x attack with the paper's settings "
+        "(model caches kept in the "
         "output folder), then write summary.md, summary.json and summary.png: Acc / ASR per defense, "
         "detector AUC, fine-tuning, timings, and the paper's Tables 1 and 5 beside them.",
     )

@@ -402,7 +402,8 @@ def corrupt(
         or (images.ndim == 4 and images.shape[3] not in (1, 3))
     ):
         raise ValueError(
-            f"images: expected uint8 (B, H, W) or (B, H, W, C) with C = 1 or 3, got {images.dtype} {images.shape}"
+            "images: expected uint8 (B, H, W) or (B, H, W, C) with C = 1 or 3, "
+            f"got {images.dtype} {images.shape}"
         )
     keys = np.arange(len(images)) if indices is None else np.asarray(indices)
     if keys.shape != (len(images),) or not np.issubdtype(keys.dtype, np.integer):

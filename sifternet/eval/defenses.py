@@ -41,7 +41,8 @@ def sifternet(purifier: SifterNet, name: Optional[str] = None) -> Defense:
     return Defense(
         name or "sifternet",
         lambda images, indices: purifier.purify(images, indices=indices),
-        f"SifterNet, {purifier.config.binarize} binarisation, {purifier.config.steps} steps ({purifier.config.order})",
+        f"SifterNet, {purifier.config.binarize} binarisation, {purifier.config.steps} steps "
+        f"({purifier.config.order})",
     )
 
 
@@ -142,7 +143,8 @@ def _repairing(
         lambda images, indices: repairing.purify(images, indices=indices),
         f"SifterNet {c.binarize}{f' {c.threshold}' if c.binarize == 'global' else ''}, "
         f"{c.order} x{c.max_sweeps if c.steps is None else c.steps}, agreement "
-        f"{c.agreement}, {c.output} output (window {c.fill_size}{', joint channels' if c.joint_channels else ''})",
+        f"{c.agreement}, {c.output} output "
+        f"(window {c.fill_size}{', joint channels' if c.joint_channels else ''})",
     )
 
 

@@ -180,7 +180,8 @@ def _finetune_table(runs: dict) -> list[str]:
         for f in run.get("finetuned", []):
             lines.append(
                 f"| {_label(key)} | {f['defense']} | {f['epochs']} | "
-                f"{_pct((100 * f['acc'], 100 * f['asr']))} | {_pct((100 * f['raw_acc'], 100 * f['raw_asr']))} |"
+                f"{_pct((100 * f['acc'], 100 * f['asr']))} | "
+                f"{_pct((100 * f['raw_acc'], 100 * f['raw_asr']))} |"
             )
     return lines
 
@@ -190,7 +191,8 @@ def _paper_tables(runs: dict) -> list[str]:
         "Paper Table 5 (its small CNNs, BadNet): clean -> SifterNet, beside this run's "
         "`none` -> `sifternet` (paper mode) and the repair presets:",
         "",
-        "| data set | paper clean | paper SifterNet | here clean | here paper mode | here repair | here repair-otsu |",
+        "| data set | paper clean | paper SifterNet | here clean | here paper mode | here repair "
+        "| here repair-otsu |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for dataset, (clean, after) in PAPER_TABLE5.items():

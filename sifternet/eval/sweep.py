@@ -96,7 +96,8 @@ class SweepResult:
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         lines += [
-            f"| {p.per_class} | {'-' if p.block_size is None else p.block_size} | {p.steps} | {100 * p.acc:.2f} | {100 * p.asr:.2f} | "
+            f"| {p.per_class} | {'-' if p.block_size is None else p.block_size} | {p.steps} "
+            f"| {100 * p.acc:.2f} | {100 * p.asr:.2f} | "
             f"{100 * p.ra:.2f} | {p.seconds:.2f} |"
             for p in self.points
         ]
