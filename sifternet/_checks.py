@@ -31,9 +31,13 @@ def check_finite(name: str, value: Any) -> float:
     """``value`` as a float: TypeError unless a real number, ValueError unless finite."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: expected a finite number, got {str(value)[:40]}")
+    return number
 
 
 def check_fraction(name: str, value: Any) -> float:

@@ -37,7 +37,7 @@ _CV_BORDER = {
     "replicate": cv2.BORDER_REPLICATE,
     "reflect": cv2.BORDER_REFLECT_101,
 }
-_MAX_BLOCK_SIZE = 2901  # largest k with 255*k*k + 1 < 2**31: sums and limits fit int32
+MAX_BLOCK_SIZE = 2901  # largest k with 255*k*k + 1 < 2**31: sums and limits fit int32
 _CV_MAX_CHANNELS = 128  # OpenCV 5's CV_CN_MAX: most channels one cv::Mat carries
 _CHUNK_BYTES = 1 << 19  # padded bytes per local_mean chunk, so its buffers stay in cache
 
@@ -99,7 +99,7 @@ def binarize(
         )
     check_choice("method", method, METHODS)
     check_choice("border", border, BORDERS)
-    block_size = check_int("block_size", block_size, low=1, high=_MAX_BLOCK_SIZE)
+    block_size = check_int("block_size", block_size, low=1, high=MAX_BLOCK_SIZE)
     offset = check_finite("offset", offset)
     threshold = check_finite("threshold", threshold)
     threads = resolve_num_threads(num_threads)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import operator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Optional, Sequence
 
 import cv2
@@ -11,9 +10,25 @@ import numpy as np
 
 from sifternet._checks import check_choice, check_finite, check_fraction, check_int, check_uint8
 from sifternet._threads import resolve_num_threads
-from sifternet.binarize import BORDERS, METHODS, Binarization, Border, binarize, states_to_pixels
+from sifternet.binarize import (
+    BORDERS,
+    MAX_BLOCK_SIZE,
+    METHODS,
+    Binarization,
+    Border,
+    binarize,
+    states_to_pixels,
+)
 from sifternet.hopfield import ORDERS, RULES, HopfieldNetwork, Order, Rule, global_indices
-from sifternet.modelfile import ModelFileError, PathLike, pack, unpack, write_atomically
+from sifternet.modelfile import (
+    HEADER_FIELDS,
+    ModelFileError,
+    ModelReader,
+    PathLike,
+    pack,
+    read_model_file,
+    write_atomically,
+)
 from sifternet.repair import OUTPUTS, Output, repair
 
 #: The recommended repair mode (docs/method.md, Repair presets): a "highlights"
@@ -25,15 +40,29 @@ from sifternet.repair import OUTPUTS, Output, repair
 #: bright patch triggers (BadNet) and leaves image-wide triggers (Blended, SIG, WaNet)
 #: alone.
 REPAIR_OPTIONS: dict[str, Any] = dict(
-    binarize="global", threshold=0.9, order="sweep", steps=None, max_sweeps=1, agreement=0.9,
-    output="inpaint", fill_size=5, joint_channels=True,
+    binarize="global",
+    threshold=0.9,
+    order="sweep",
+    steps=None,
+    max_sweeps=1,
+    agreement=0.9,
+    output="inpaint",
+    fill_size=5,
+    joint_channels=True,
 )
 #: The preset's mirror image for dark triggers ("shadows"): -1 only at 12 of 255 and
 #: below, and a stricter gate (docs/evaluation.md, Dark triggers: a black patch on GTSRB).
 DARK_REPAIR_OPTIONS: dict[str, Any] = dict(threshold=-0.9, agreement=0.95)
 #: Options that act at recall time only, changeable on a fitted purifier.
 RECALL_OPTIONS: tuple[str, ...] = (
-    "steps", "max_sweeps", "order", "seed", "output", "fill_size", "joint_channels", "margin",
+    "steps",
+    "max_sweeps",
+    "order",
+    "seed",
+    "output",
+    "fill_size",
+    "joint_channels",
+    "margin",
     "agreement",
 )
 
@@ -61,15 +90,19 @@ class PurifierConfig:
 
     def __post_init__(self) -> None:
         for name, allowed in (
-            ("binarize", METHODS), ("border", BORDERS), ("rule", RULES), ("order", ORDERS), ("output", OUTPUTS),
+            ("binarize", METHODS),
+            ("border", BORDERS),
+            ("rule", RULES),
+            ("order", ORDERS),
+            ("output", OUTPUTS),
         ):
             check_choice(name, getattr(self, name), allowed)
-        check_int("block_size", self.block_size, low=1)
+        check_int("block_size", self.block_size, low=1, high=MAX_BLOCK_SIZE)
         check_int("fill_size", self.fill_size, low=1)
         check_int("seed", self.seed, low=0, high=2**64 - 1)
         if self.steps is not None:
-            check_int("steps", self.steps, low=0)
-        check_int("max_sweeps", self.max_sweeps, low=1)
+            check_int("steps", self.steps, low=0, high=2**63 - 1)
+        check_int("max_sweeps", self.max_sweeps, low=1, high=2**63 - 1)
         check_fraction("margin", self.margin)
         check_fraction("agreement", self.agreement)
         check_finite("offset", self.offset)
@@ -165,9 +198,21 @@ class SifterNet:
         num_threads: Optional[int] = None,
     ) -> None:
         self.config = PurifierConfig(
-            binarize=binarize, block_size=block_size, offset=offset, threshold=threshold, border=border,
-            rule=rule, steps=steps, max_sweeps=max_sweeps, order=order, seed=seed, output=output,
-            fill_size=fill_size, joint_channels=joint_channels, margin=margin, agreement=agreement,
+            binarize=binarize,
+            block_size=block_size,
+            offset=offset,
+            threshold=threshold,
+            border=border,
+            rule=rule,
+            steps=steps,
+            max_sweeps=max_sweeps,
+            order=order,
+            seed=seed,
+            output=output,
+            fill_size=fill_size,
+            joint_channels=joint_channels,
+            margin=margin,
+            agreement=agreement,
         )
         resolve_num_threads(num_threads)
         self.num_threads = num_threads
@@ -233,7 +278,8 @@ class SifterNet:
             raise TypeError(f"{name}: expected an int8 numpy array, got {kind}")
         if states.ndim != 4 or states.shape[1:] != expected:
             raise ValueError(
-                f"{name}: expected states (B, {', '.join(map(str, expected))}) from to_states, got {states.shape}"
+                f"{name}: expected states (B, {', '.join(map(str, expected))}) from to_states, "
+                f"got {states.shape}"
             )
         return states.shape
 
@@ -273,7 +319,12 @@ class SifterNet:
         batch, _ = self._as_batch(images, "images")
         c = self.config
         return binarize(
-            batch, c.binarize, block_size=c.block_size, offset=c.offset, threshold=c.threshold, border=c.border,
+            batch,
+            c.binarize,
+            block_size=c.block_size,
+            offset=c.offset,
+            threshold=c.threshold,
+            border=c.border,
             num_threads=self.num_threads if num_threads is None else num_threads,
         )
 
@@ -298,15 +349,26 @@ class SifterNet:
         theta = None
         if thresholds is not None:
             if np.shape(thresholds) != shape[1:]:
-                raise ValueError(f"thresholds: expected shape {shape[1:]}, one per pixel and channel, "
-                                 f"got {np.shape(thresholds)}")
+                raise ValueError(
+                    f"thresholds: expected shape {shape[1:]}, one per pixel and channel, "
+                    f"got {np.shape(thresholds)}"
+                )
             theta = [plane[0] for plane in _planes(np.asarray(thresholds, np.float64)[None])]
         c = self.config
         recalled = [
             network.recall(
-                plane, steps=c.steps, max_sweeps=c.max_sweeps, order=c.order, seed=c.seed, indices=keys,
-                channel=channel, channels=self.n_channels, stats=False, margin=c.margin,
-                agreement=c.agreement, thresholds=None if theta is None else theta[channel],
+                plane,
+                steps=c.steps,
+                max_sweeps=c.max_sweeps,
+                order=c.order,
+                seed=c.seed,
+                indices=keys,
+                channel=channel,
+                channels=self.n_channels,
+                stats=False,
+                margin=c.margin,
+                agreement=c.agreement,
+                thresholds=None if theta is None else theta[channel],
                 num_threads=self.num_threads if num_threads is None else num_threads,
             ).states
             for channel, (network, plane) in enumerate(zip(self.networks, _planes(states)))
@@ -322,10 +384,17 @@ class SifterNet:
         batch, single = self._as_batch(images, "images")
         for name, states in (("before", before), ("after", after)):
             if self._states_shape(states, name) != batch.shape:
-                raise ValueError(f"{name}: expected states of shape {batch.shape}, one per image, got {states.shape}")
+                raise ValueError(
+                    f"{name}: expected states of shape {batch.shape}, one per image, got {states.shape}"
+                )
         c = self.config
         pixels = repair(
-            c.output, batch, before, after, c.fill_size, c.joint_channels,
+            c.output,
+            batch,
+            before,
+            after,
+            c.fill_size,
+            c.joint_channels,
             self.num_threads if num_threads is None else num_threads,
         ).reshape(batch.shape[:1] + self.image_shape)
         return pixels[0] if single else pixels
@@ -348,7 +417,9 @@ class SifterNet:
         inside the whole data set. Thread-safe; the kernel releases the GIL.
         """
         states = self.to_states(images, num_threads=num_threads)
-        recalled = self.recall_states(states, index_offset=index_offset, indices=indices, num_threads=num_threads)
+        recalled = self.recall_states(
+            states, index_offset=index_offset, indices=indices, num_threads=num_threads
+        )
         return self.to_images(images, states, recalled, num_threads=num_threads)
 
     def binarize(self, images: np.ndarray) -> np.ndarray:
@@ -367,7 +438,11 @@ class SifterNet:
                 f"them (with_options takes {', '.join(RECALL_OPTIONS)})"
             )
         copy = SifterNet.from_config(replace(self.config, **changes), num_threads=self.num_threads)
-        copy.networks, copy._image_shape, copy.seed_labels = self.networks, self._image_shape, self.seed_labels
+        copy.networks, copy._image_shape, copy.seed_labels = (
+            self.networks,
+            self._image_shape,
+            self.seed_labels,
+        )
         return copy
 
     # -- model files and pickling -----------------------------------------------------
@@ -387,27 +462,70 @@ class SifterNet:
     def from_bytes(
         cls, data: bytes, *, num_threads: Optional[int] = None, source: str = "model file"
     ) -> SifterNet:
-        """A purifier from model-file bytes, fully validated (:class:`ModelFileError`)."""
-        metadata, arrays = unpack(data, source)
+        """A purifier from model-file bytes, fully validated (:class:`ModelFileError` naming
+        ``source``): the options by the constructor and an empty :meth:`purify`, the arrays
+        against the layout the metadata implies before any of them is inflated."""
+        reader = ModelReader(data, source)
+        metadata, found = reader.metadata, reader.members
         try:
-            purifier = cls(num_threads=num_threads, **metadata["config"])
-            shape = tuple(operator.index(d) for d in metadata["image_shape"])
-            if len(shape) not in (2, 3) or min(shape) < 1:
-                raise ValueError(f"image_shape: expected (H, W) or (H, W, C), got {shape}")
-            purifier._image_shape = shape
-            n = shape[0] * shape[1]
-            for channel in range(purifier.n_channels):
+            extra = sorted(set(metadata) - {*HEADER_FIELDS, "config", "image_shape"})
+            if extra:
+                raise ValueError(
+                    f"metadata: expected the fields config and image_shape, got also {', '.join(extra)}"
+                )
+            config = metadata.get("config")
+            if not isinstance(config, dict):
+                raise TypeError(f"config: expected a JSON object of options, got {type(config).__name__}")
+            missing = [field.name for field in fields(PurifierConfig) if field.name not in config]
+            if reader.version >= 2 and missing:  # format 1 predates some options: their defaults
+                raise ValueError(f"config: expected every option, missing {', '.join(missing)}")
+            purifier = cls.from_config(PurifierConfig(**config), num_threads=num_threads)
+            shape: Any = metadata.get("image_shape")
+            sides_ok = isinstance(shape, list) and all(type(d) is int and d >= 1 for d in shape)
+            if not sides_ok or len(shape) not in (2, 3):
+                raise ValueError(f"image_shape: expected [H, W] or [H, W, C] of positive ints, got {shape!r}")
+            purifier._image_shape = tuple(shape)
+            n, channels = shape[0] * shape[1], purifier.n_channels
+            if channels > len(found):
+                raise ValueError(
+                    f"image_shape: expected at most as many channels as arrays ({len(found)}), got {channels}"
+                )
+            first = found.get("patterns_0")
+            if first is None:
+                raise ValueError(f"patterns_0: missing (expected int8 patterns of shape (P, {n}))")
+            seeds = first.shape[0] if len(first.shape) == 2 else 0
+            if seeds < 1:
+                raise ValueError(
+                    f"patterns_0: expected int8 patterns of shape (P, {n}), P >= 1, got {first.shape}"
+                )
+            layout: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+                f"patterns_{c}": (("int8",), (seeds, n)) for c in range(channels)
+            }
+            if purifier.config.rule != "hebbian":
+                layout.update({f"weights_{c}": (("float64",), (n, n)) for c in range(channels)})
+            layout["seed_labels"] = (("int8", "int32", "int64"), (seeds,))
+            reader.expect(layout, optional=("seed_labels",))  # the budget: nothing inflated yet
+
+            def spins(name: str, block: np.ndarray) -> None:  # a bomb of junk stops at its first block
+                if name.startswith("patterns_") and not ((block == 1) | (block == -1)).all():
+                    bad = block[(block != 1) & (block != -1)][0]
+                    raise ValueError(f"{name}: expected values -1 or +1, got {bad}")
+
+            arrays = reader.arrays(check=spins)
+            for channel in range(channels):
                 state = {"rule": purifier.config.rule, "patterns": arrays[f"patterns_{channel}"]}
                 if f"weights_{channel}" in arrays:
                     state["weights"] = arrays[f"weights_{channel}"]
-                network = HopfieldNetwork.from_dict(state, num_threads=num_threads)
-                if network.n_neurons != n:
-                    raise ValueError(f"patterns_{channel}: {network.n_neurons} neurons, expected {n}")
-                purifier.networks.append(network)
+                purifier.networks.append(HopfieldNetwork.from_dict(state, num_threads=num_threads))
             labels = arrays.get("seed_labels")
             purifier.seed_labels = None if labels is None else labels.astype(np.int64)
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"{source}: invalid model content: {error}") from None
+            purifier.purify(
+                np.zeros((0, *purifier.image_shape), np.uint8)
+            )  # every check purify makes, at no cost
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError, ArithmeticError, RuntimeError) as error:
+            raise reader.error(f"invalid model content: {error}") from None
         return purifier
 
     def save(self, path: PathLike, *, overwrite: bool = False) -> None:
@@ -416,10 +534,9 @@ class SifterNet:
 
     @classmethod
     def load(cls, path: PathLike, *, num_threads: Optional[int] = None) -> SifterNet:
-        """Read a model file written by :meth:`save` (never unpickles)."""
-        with open(path, "rb") as handle:
-            data = handle.read()
-        return cls.from_bytes(data, num_threads=num_threads, source=str(path))
+        """Read a model file written by :meth:`save` (never unpickles; reads no further than
+        a model file can go)."""
+        return cls.from_bytes(read_model_file(path), num_threads=num_threads, source=str(path))
 
     def __getstate__(self) -> dict[str, Any]:
         if not self.is_fitted:
@@ -428,7 +545,9 @@ class SifterNet:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "model" in state:
-            restored = SifterNet.from_bytes(state["model"], num_threads=state["num_threads"])
+            restored = SifterNet.from_bytes(
+                state["model"], num_threads=state["num_threads"], source="pickled SifterNet"
+            )
         else:
             restored = SifterNet(num_threads=state["num_threads"], **state["config"])
         self.__dict__.update(restored.__dict__)
