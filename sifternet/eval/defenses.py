@@ -3,7 +3,9 @@
 Besides SifterNet itself, the controls that show what its memory adds (docs/evaluation.md, Defences):
 binarise-only (no recall), erase-visited (every neuron the recall's stream visits set to
 -1, no memory), seed-consensus mask (pixels background in every binarised seed set to
-background, no recall), and a 3x3 median filter.
+background, no recall), and a 3x3 median filter. Beside them the floor
+(:data:`FLOOR_DEFENSES`): cheap input transforms every purifier must beat, ShrinkPad,
+JPEG re-compression, bit-depth reduction and a Gaussian blur.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Callable, Optional
 import cv2
 import numpy as np
 
+from sifternet._checks import check_finite, check_int, check_uint8
 from sifternet.binarize import states_to_pixels
 from sifternet.purifier import SifterNet
 
@@ -93,6 +96,116 @@ def median3x3(purifier: Optional[SifterNet] = None) -> Defense:
         )
 
     return Defense("median-3x3", purify, "3x3 median filter")
+
+
+def _check_batch(name: str, images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The indices as an array, once ``images`` is a uint8 batch with one index per image."""
+    check_uint8(name, images)
+    if images.ndim not in (3, 4):
+        raise ValueError(f"{name}: expected images (B, H, W) or (B, H, W, C), got shape {images.shape}")
+    indices = np.asarray(indices)
+    if indices.shape != images.shape[:1]:
+        raise ValueError(f"{name}: expected {len(images)} indices, one per image, got shape {indices.shape}")
+    return indices
+
+
+def _each_image(
+    name: str, images: np.ndarray, indices: np.ndarray, transform: Callable[[np.ndarray, int], np.ndarray]
+) -> np.ndarray:
+    """``transform(image, global index)`` of every image of a uint8 batch, each reshaped to
+    its input's shape (OpenCV drops a trailing channel of 1)."""
+    indices = _check_batch(name, images, indices)
+    out = np.empty_like(images)
+    for b, (image, index) in enumerate(zip(images, indices)):
+        out[b] = transform(np.ascontiguousarray(image), int(index)).reshape(image.shape)
+    return out
+
+
+def shrinkpad(pixels: int = 4, seed: int = 0) -> Defense:
+    """ShrinkPad (Li et al. 2021): each image resized ``pixels`` smaller in height and width
+    (area interpolation), then zero-padded back to its size at a random offset, 0 to
+    ``pixels`` from the top and from the left, drawn from default_rng([seed, index])."""
+    check_int("shrinkpad pixels", pixels, low=0)
+    check_int("shrinkpad seed", seed, low=0, high=2**64 - 1)
+
+    def transform(image: np.ndarray, index: int) -> np.ndarray:
+        height, width = image.shape[:2]
+        if pixels >= min(height, width):
+            raise ValueError(
+                f"shrinkpad: expected images larger than {pixels} pixels, got {height} x {width}"
+            )
+        small = cv2.resize(image, (width - pixels, height - pixels), interpolation=cv2.INTER_AREA)
+        top, left = np.random.default_rng([seed, index]).integers(0, pixels + 1, 2)
+        out = np.zeros_like(image)
+        out[top : top + height - pixels, left : left + width - pixels] = small.reshape(
+            (height - pixels, width - pixels) + image.shape[2:]
+        )
+        return out
+
+    return Defense(
+        "shrinkpad",
+        lambda images, indices: _each_image("shrinkpad", images, indices, transform),
+        f"ShrinkPad: resized {pixels} pixels smaller (area interpolation), zero-padded back at a "
+        f"random offset of 0 to {pixels} pixels per image (seed {seed})",
+    )
+
+
+def jpeg(quality: int) -> Defense:
+    """JPEG re-compression at ``quality`` (OpenCV); colour images (RGB in memory) are
+    encoded as OpenCV's BGR so that the luma and the subsampled chroma are the right ones."""
+    check_int("jpeg quality", quality, low=0, high=100)
+    name = f"jpeg-{quality}"
+
+    def transform(image: np.ndarray, index: int) -> np.ndarray:
+        colour = image.ndim == 3 and image.shape[2] == 3
+        if image.ndim == 3 and image.shape[2] not in (1, 3):
+            raise ValueError(f"{name}: expected 1 or 3 channels, got {image.shape[2]}")
+        plane = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if colour else image.reshape(image.shape[:2])
+        ok, encoded = cv2.imencode(".jpg", plane, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE) if ok else None
+        if decoded is None:
+            raise RuntimeError(f"{name}: expected OpenCV to encode and decode {image.shape}, got a failure")
+        return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB) if colour else decoded
+
+    return Defense(
+        name,
+        lambda images, indices: _each_image(name, images, indices, transform),
+        f"JPEG re-compression at quality {quality} (OpenCV, 4:2:0 chroma for colour)",
+    )
+
+
+def bit_depth(bits: int) -> Defense:
+    """Bit-depth reduction as ART's FeatureSqueezing: x = pixel / 255,
+    round(x (2^bits - 1)) / (2^bits - 1), back to 0..255 with rounding."""
+    check_int("bit depth", bits, low=1, high=8)
+    levels = 2**bits - 1
+    name = f"bits-{bits}"
+
+    def purify(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        _check_batch(name, images, indices)
+        squeezed = np.rint(images / 255.0 * levels) / levels
+        return np.rint(squeezed * 255.0).astype(np.uint8)
+
+    return Defense(name, purify, f"bit-depth reduction to {bits} bits ({levels + 1} levels, ART's rounding)")
+
+
+def gaussian_blur(sigma: float = 1.0) -> Defense:
+    """A Gaussian blur of standard deviation ``sigma`` pixels, OpenCV's kernel size for
+    uint8 (round(6 sigma + 1), made odd), reflected border (fedcba|abcdef)."""
+    sigma = check_finite("blur sigma", sigma)
+    if sigma <= 0:
+        raise ValueError(f"blur sigma: expected > 0, got {sigma}")
+    size = int(round(6 * sigma + 1)) | 1  # what OpenCV picks for uint8 from ksize (0, 0)
+    name = f"blur-{sigma:g}"
+
+    def transform(image: np.ndarray, index: int) -> np.ndarray:
+        return cv2.GaussianBlur(image, (size, size), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+
+    return Defense(
+        name,
+        lambda images, indices: _each_image(name, images, indices, transform),
+        f"Gaussian blur, sigma {sigma:g} ({size} x {size} kernel), reflected border",
+    )
 
 
 def no_defense(purifier: Optional[SifterNet] = None) -> Defense:
@@ -187,6 +300,18 @@ def _plain(factory: Callable[[SifterNet], Defense]) -> Callable[[SifterNet, tupl
     return lambda purifier, seeds: factory(purifier)
 
 
+#: The floor: cheap input transforms every purifier must beat, by name.
+_FLOOR: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense]] = {
+    "shrinkpad": lambda purifier, seeds: shrinkpad(4, seed=purifier.config.seed),
+    "jpeg-75": lambda purifier, seeds: jpeg(75),
+    "jpeg-50": lambda purifier, seeds: jpeg(50),
+    "bits-3": lambda purifier, seeds: bit_depth(3),
+    "bits-5": lambda purifier, seeds: bit_depth(5),
+    "blur-1": lambda purifier, seeds: gaussian_blur(1.0),
+}
+#: The names of the floor defenses (all in :data:`DEFENSES` and :data:`DEFAULT_DEFENSES`).
+FLOOR_DEFENSES: tuple[str, ...] = tuple(_FLOOR)
+
 #: The defenses ``sifternet evaluate`` knows by name: factories of (the fitted purifier,
 #: its seed images and labels).
 DEFENSES: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense]] = {
@@ -201,6 +326,7 @@ DEFENSES: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense
     "erase-visited": _plain(erase_visited),
     "seed-consensus": _plain(seed_consensus),
     "median-3x3": _plain(median3x3),
+    **_FLOOR,
     "ifmv": lambda purifier, seeds: ifmv(seed=purifier.config.seed),
 }
 #: The defenses ``evaluate`` and ``report`` run unless told otherwise (docs/evaluation.md, Defences).
