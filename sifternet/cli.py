@@ -4,12 +4,16 @@ report) are listed here and built by :mod:`sifternet.eval.cli` only when one of 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import stat
 import sys
-import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -17,15 +21,27 @@ from sifternet import __version__
 from sifternet.binarize import BORDERS, METHODS
 from sifternet.hopfield import RULES
 from sifternet.io import (
+    MANIFEST_NAME,
+    Entry,
+    OutputInUseError,
     atomic_path,
+    file_kind,
     list_images,
     load_array,
+    lock_path,
+    output_lock,
     preview_grid,
-    read_image,
     read_images,
+    read_manifest,
+    remove_temporaries,
+    shown,
+    temporary_path,
+    writable_suffix,
     write_image,
+    write_manifest,
+    write_npz,
 )
-from sifternet.modelfile import ModelFileError
+from sifternet.modelfile import ModelFileError, read_model_file
 from sifternet.purifier import ORDERS, PurifierConfig, SifterNet
 from sifternet.repair import OUTPUTS
 from sifternet.seeds import STRATEGIES, seed_indices, select_seeds
@@ -42,8 +58,13 @@ DEMOS: dict[str, tuple[int, dict[str, Any]]] = {
 EVAL_COMMANDS = {
     "evaluate": "measure Acc / ASR / RA of defenses against a backdoor (needs PyTorch)",
     "sweep": "Acc / ASR over steps x seeds per class (x block size), the paper's Fig. 4 (needs PyTorch)",
-    "report": "the full evaluation report: every data set x attack, all defenses and detectors (needs PyTorch)",
+    "report": "the full evaluation report: every data set x attack, all defenses and detectors"
+    " (needs PyTorch)",
 }
+#: The most kernel threads --threads takes, and the most images a preview shows.
+MAX_THREADS = 1024
+MAX_PREVIEW = 256
+ARRAY_SUFFIXES = (".npy", ".npz")
 
 
 class CliError(Exception):
@@ -57,7 +78,37 @@ def _steps(text: str) -> Optional[int]:
 def refuse_existing(path: Path, force: bool) -> None:
     """Refuse to replace ``path`` unless ``--force`` was given."""
     if path.exists() and not force:
-        raise CliError(f"{path} already exists: pass --force to replace it")
+        raise CliError(f"{shown(path)} already exists: pass --force to replace it")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """The options every command shares, checked before any work."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads != -1 and not 1 <= threads <= MAX_THREADS:
+        raise CliError(
+            f"--threads: expected -1 (all cores) or a count from 1 to {MAX_THREADS}, got {threads}"
+        )
+    chunk = getattr(args, "chunk", 1)
+    if chunk < 1:
+        raise CliError(f"--chunk: expected an int >= 1, got {chunk}")
+    selection_seed = getattr(args, "selection_seed", 0)
+    if selection_seed < 0:
+        raise CliError(f"--selection-seed: expected an int >= 0, got {selection_seed}")
+    count = getattr(args, "preview_count", 1)
+    if not 1 <= count <= MAX_PREVIEW:
+        raise CliError(f"--preview-count: expected an int from 1 to {MAX_PREVIEW}, got {count}")
+
+
+def _check_image_output(option: str, path: Path, force: bool) -> None:
+    """An image to write: a suffix OpenCV encodes, not a folder, not replaced without --force."""
+    if not writable_suffix(path):
+        raise CliError(
+            f"{option}: expected an image file OpenCV can write (.png, .jpg, .bmp, ...), got {shown(path)}"
+        )
+    if path.is_dir():
+        raise CliError(f"{option}: expected an image file, got the folder {shown(path)}")
+    if path.exists() and not force:
+        raise CliError(f"{option}: {shown(path)} already exists: pass --force to replace it")
 
 
 # -- fit ----------------------------------------------------------------------------
@@ -66,31 +117,30 @@ def _seed_source(source: Path) -> tuple[np.ndarray, np.ndarray]:
     if source.suffix == ".npz":
         return load_array(source, "images"), load_array(source, "labels")
     if not source.is_dir():
-        raise CliError(f"{source}: expected an .npz file or a folder of class sub-folders")
+        raise CliError(f"{shown(source)}: expected an .npz file or a folder of class sub-folders")
     classes = sorted(p for p in source.iterdir() if p.is_dir())
     if not classes:
-        raise CliError(f"{source}: no class sub-folders (expected {source}/<class>/<image>)")
-    images, labels = [], []
-    for label, folder in enumerate(classes):
+        raise CliError(f"{shown(source)}: no class sub-folders (expected {shown(source)}/<class>/<image>)")
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    for label, folder in enumerate(classes):  # every class of the first image's shape
         files = list_images(folder)
-        images.append(read_images(files))
+        images.append(read_images(files, images[0].shape[1:] if images else None))
         labels.extend([label] * len(files))
-    shapes = {batch.shape[1:] for batch in images}
-    if len(shapes) > 1:
-        raise CliError(f"{source}: classes have images of different shapes {sorted(shapes)}")
     return np.concatenate(images), np.asarray(labels)
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
     out = Path(args.out)
     refuse_existing(out, args.force)
+    args.progress = "no model written"
     images, labels = _seed_source(Path(args.source))
     seeds, seed_labels = select_seeds(
         images, labels, args.per_class, strategy=args.selection, seed=args.selection_seed
     )
     purifier = SifterNet(num_threads=args.threads, **purifier_options(args)).fit(seeds, seed_labels)
     purifier.save(out, overwrite=args.force)
-    print(f"fitted {purifier!r}\n  on {len(seeds)} seeds from {args.source} -> {out}")
+    print(f"fitted {purifier!r}\n  on {len(seeds)} seeds from {shown(args.source)} -> {shown(out)}")
 
 
 def purifier_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -104,88 +154,221 @@ def purifier_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- purify -------------------------------------------------------------------------
-def cmd_purify(args: argparse.Namespace) -> None:
-    source, target = Path(args.input), Path(args.output)
-    if source.resolve() == target.resolve():
+def _inside(inner: Path, outer: Path) -> bool:
+    """Whether ``inner`` is ``outer`` or below it (both resolved)."""
+    return inner == outer or outer in inner.parents
+
+
+def _check_places(source: Path, target: Path, model: Path, preview: Optional[Path]) -> None:
+    """The input, output, model and preview must not overlap, links resolved: an output in
+    the input would be read back as input, an input in the output could be overwritten."""
+    src, dst, mdl = (Path(os.path.realpath(p)) for p in (source, target, model))
+    if src == dst or (target.exists() and os.path.samefile(source, target)):
         raise CliError("the output must differ from the input (the input is never overwritten)")
-    purifier = SifterNet.load(args.model, num_threads=args.threads)
+    if _inside(dst, src):
+        raise CliError(
+            f"{shown(target)}: expected an output outside the input {shown(source)}, got one inside it"
+        )
+    if _inside(src, dst):
+        raise CliError(
+            f"{shown(target)}: expected an output apart from the input {shown(source)}, got one holding it"
+        )
+    if dst == mdl or (target.exists() and model.exists() and os.path.samefile(model, target)):
+        raise CliError(f"{shown(target)}: expected an output other than the model file, got the model itself")
+    if preview is not None:
+        shot = Path(os.path.realpath(preview))
+        if _inside(shot, src) or _inside(shot, dst) or shot == mdl:
+            raise CliError(
+                "--preview: expected a file apart from the input, the output and the model, "
+                f"got {shown(preview)}"
+            )
+
+
+def _input_is_folder(source: Path) -> bool:
+    """Whether the input is a folder (else a regular file); nothing else is read."""
+    try:
+        mode = os.stat(source).st_mode
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise CliError(f"{shown(source)}: expected an input file or folder, got {reason}") from None
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        raise CliError(f"{shown(source)}: expected a regular file or a folder, got {file_kind(mode)}")
+    return stat.S_ISDIR(mode)
+
+
+def cmd_purify(args: argparse.Namespace) -> None:
+    source, target, model = Path(args.input), Path(args.output), Path(args.model)
+    preview = Path(args.preview) if args.preview else None
+    args.progress = "nothing written"
+    if model.exists() and not model.is_file():  # a named pipe would block the read
+        raise CliError(f"{shown(model)}: expected a model file, got {file_kind(os.stat(model).st_mode)}")
+    folder = _input_is_folder(source)
+    if not folder:
+        if target.suffix.lower() not in ARRAY_SUFFIXES:
+            raise CliError(f"{shown(target)}: expected a .npy or .npz output for an array input")
+        if args.resume:
+            raise CliError(
+                "--resume: applies to folder outputs (an array output is written whole, atomically)"
+            )
+    if target.exists() and target.is_dir() != folder:
+        what = "an output folder" if folder else "an output file"
+        raise CliError(f"{shown(target)}: expected {what}, got {'a folder' if target.is_dir() else 'a file'}")
+    _check_places(source, target, model, preview)
+    if preview is not None:
+        _check_image_output("--preview", preview, args.force)
+    data = read_model_file(model)
+    purifier = SifterNet.from_bytes(data, num_threads=args.threads, source=str(model))
     changes = {k: v for k, v in purifier_options(args).items() if k in ("seed", "steps")}
     if changes:
         purifier = purifier.with_options(**changes)
-    if source.is_dir():
-        originals = _purify_folder(purifier, source, target, args)
+    settings = {"model_sha256": hashlib.sha256(data).hexdigest(), "options": asdict(purifier.config)}
+    if folder:
+        originals = _purify_folder(purifier, settings, source, target, args)
     else:
         originals = _purify_array(purifier, source, target, args)
-    if args.preview:
-        preview = Path(args.preview)
-        refuse_existing(preview, args.force)
-        count = min(args.preview_count, len(originals))
-        sample = np.asarray(originals[:count])
+    if preview is not None:
+        sample = np.asarray(originals)
         write_image(preview, preview_grid([sample, purifier.binarize(sample), purifier.purify(sample)]))
-        print(f"preview (original | binarised | purified) -> {preview}")
+        print(f"preview (original | binarised | purified) -> {shown(preview)}")
 
 
 def _progress(total: int, what: str) -> tqdm:
     return tqdm(total=total, unit="img", desc=what, disable=None, file=sys.stderr)
 
 
+def _output_names(files: list[Path], source: Path) -> list[str]:
+    """Each file's output, relative to the output folder (the same path, as .png); two
+    files of one output are refused."""
+    names = [f.relative_to(source).with_suffix(".png").as_posix() for f in files]
+    first: dict[str, Path] = {}
+    for file, name in zip(files, names):
+        if name in first:
+            raise CliError(
+                f"{shown(first[name])} and {shown(file)}: expected one input per output, got both "
+                f"writing {shown(name)}; rename one of them"
+            )
+        first[name] = file
+    return names
+
+
 def _purify_folder(
-    purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace
+    purifier: SifterNet, settings: dict[str, Any], source: Path, target: Path, args: argparse.Namespace
 ) -> Union[np.ndarray, list[np.ndarray]]:
     files = list_images(source)
-    outputs = [(target / f.relative_to(source)).with_suffix(".png") for f in files]
-    # Outputs are written atomically, so an existing one is complete: --resume skips it.
-    pending = [k for k, p in enumerate(outputs) if args.force or not (args.resume and p.exists())]
+    names = _output_names(files, source)
+    created = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with output_lock(target, lock_path(target, folder=True)):
+            pending = _finish_folder(purifier, settings, files, names, target, args)
+    except BaseException:
+        if created and not any(target.iterdir()):  # a run that wrote nothing leaves nothing
+            target.rmdir()
+        raise
+    kept = len(files) - pending
+    print(
+        f"purified {pending} images from {shown(source)} -> {shown(target)}/ (PNG)"
+        + (f"; {kept} finished outputs kept (--resume)" if kept else "")
+    )
+    return read_images(files[: args.preview_count], purifier.image_shape) if args.preview else []
+
+
+def _finish_folder(
+    purifier: SifterNet,
+    settings: dict[str, Any],
+    files: list[Path],
+    names: list[str],
+    target: Path,
+    args: argparse.Namespace,
+) -> int:
+    """Purify the images the manifest does not list as finished (all with --force); the
+    number purified. The manifest is written before the first output and after each chunk;
+    an output it does not list is redone, one it lists is kept only if its input (index,
+    size, time) is unchanged."""
+    manifest = target / MANIFEST_NAME
+    entries: list[Entry] = []
+    for index, file in enumerate(files):
+        info = file.stat()
+        entries.append((index, info.st_size, info.st_mtime_ns))
+    earlier = None if args.force else read_manifest(manifest)
     if not args.force and not args.resume:
-        existing = [p for p in outputs if p.exists()]
+        existing = [target / name for name in names if (target / name).exists()]
         if existing:
             raise CliError(
-                f"{existing[0]} already exists ({len(existing)} outputs do): pass --resume to "
+                f"{shown(existing[0])} already exists ({len(existing)} outputs do): pass --resume to "
                 "skip finished outputs or --force to replace them"
             )
-    with _progress(len(pending), "purify") as bar:
-        for start in range(0, len(pending), args.chunk):
-            chunk = pending[start : start + args.chunk]  # global indices key the streams
-            purified = purifier.purify(read_images([files[k] for k in chunk]), indices=np.asarray(chunk))
-            for k, image in zip(chunk, purified):
-                write_image(outputs[k], image)
-            bar.update(len(chunk))
-    skipped = len(files) - len(pending)
-    print(
-        f"purified {len(pending)} images from {source} -> {target}/ (PNG)"
-        + (f"; {skipped} finished outputs kept (--resume)" if skipped else "")
-    )
-    return [read_image(f) for f in files[: args.preview_count]]
+        if earlier is not None:
+            raise CliError(
+                f"{shown(target)}: expected a new output folder, got one holding an unfinished run "
+                f"({MANIFEST_NAME}): pass --resume to finish it or --force to redo it"
+            )
+    if earlier is not None and earlier[0] != settings:
+        raise CliError(
+            f"{shown(target)}: expected outputs of this model and these options, got a run with others "
+            f"({MANIFEST_NAME}): rerun with its model, --seed and --steps, or pass --force to redo them"
+        )
+    listed = earlier[1] if earlier is not None else {}
+    finished = {
+        name: entry
+        for name, entry in zip(names, entries)
+        if listed.get(name) == entry and (target / name).is_file()
+    }
+    remove_temporaries([manifest, *(target / name for name in names)])
+    write_manifest(manifest, settings, finished)  # a killed run is known from its first output on
+    pending = [k for k, name in enumerate(names) if name not in finished]
+    saved = len(finished)
+
+    def written() -> str:
+        return f"{len(finished)} of {len(files)} images written; rerun with --resume"
+
+    args.progress = written()
+    try:
+        with _progress(len(pending), "purify") as bar:
+            for start in range(0, len(pending), args.chunk):
+                chunk = pending[start : start + args.chunk]  # global indices key the streams
+                images = read_images([files[k] for k in chunk], purifier.image_shape)
+                for k, image in zip(chunk, purifier.purify(images, indices=np.asarray(chunk))):
+                    write_image(target / names[k], image)
+                    finished[names[k]] = entries[k]
+                    args.progress = written()
+                write_manifest(manifest, settings, finished)
+                saved = len(finished)
+                bar.update(len(chunk))
+    finally:
+        if not finished:  # nothing to resume: no record either
+            manifest.unlink(missing_ok=True)
+        elif len(finished) != saved:  # an error or Ctrl-C inside a chunk: keep what it wrote
+            try:
+                write_manifest(manifest, settings, finished)
+            except OSError:
+                pass
+    return len(pending)
 
 
 def _purify_array(
     purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace
 ) -> Union[np.ndarray, list[np.ndarray]]:
-    if target.suffix not in (".npy", ".npz"):
-        raise CliError(f"{target}: the output of an array input must be .npy or .npz")
-    if args.resume:
-        raise CliError("--resume applies to folder outputs (an array output is written whole, atomically)")
     refuse_existing(target, args.force)
-    images = load_array(source, "images")
-    with atomic_path(target) as tmp:
-        if target.suffix == ".npy":
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=images.shape)
-            _purify_chunks(purifier, images, out, args.chunk)
-            out.flush()
-        else:  # purify into a scratch memory map, then compress it with the input's extras
-            extras = {}
-            if source.suffix == ".npz":
-                with np.load(source, allow_pickle=False) as archive:
-                    extras = {k: archive[k] for k in archive.files if k != "images"}
-            with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-                out = np.lib.format.open_memmap(
-                    Path(scratch) / "images.npy", mode="w+", dtype=np.uint8, shape=images.shape
-                )
+    images = load_array(source, "images", image_shape=purifier.image_shape)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(target, lock_path(target, folder=False)):
+        refuse_existing(target, args.force)  # again: another run may have finished it meanwhile
+        remove_temporaries([target])
+        args.progress = f"nothing written to {shown(target)} (an array output is written whole)"
+        with atomic_path(target) as tmp:
+            if target.suffix.lower() == ".npy":
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=images.shape)
                 _purify_chunks(purifier, images, out, args.chunk)
-                with open(tmp, "wb") as handle:
-                    np.savez_compressed(handle, images=out, **extras)
-        del out
-    print(f"purified {len(images)} images from {source} -> {target}")
+                out.flush()
+            else:  # purify into a scratch memory map, then compress it with the input's extras
+                with temporary_path(target) as scratch:
+                    out = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=images.shape)
+                    _purify_chunks(purifier, images, out, args.chunk)
+                    extras = source if source.suffix.lower() == ".npz" else None
+                    write_npz(tmp, out, extras)
+            del out
+    print(f"purified {len(images)} images from {shown(source)} -> {shown(target)}")
     return images[: args.preview_count]
 
 
@@ -201,7 +384,8 @@ def _purify_chunks(purifier: SifterNet, images: np.ndarray, out: np.ndarray, chu
 # -- demo ---------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    refuse_existing(out, args.force)
+    _check_image_output("--out", out, args.force)
+    args.progress = "no preview written"
     per_class, options = DEMOS[args.dataset]
     options = {**options, **purifier_options(args)}
     with np.load(DATA / f"{args.dataset}_sample.npz", allow_pickle=False) as data:
@@ -238,12 +422,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
         f"  paper mode: {purifier!r}\n"
         f"  BadNet trigger (3x3 white, bottom-right) pixels still white:\n"
         f"    after binarising only:  {white(binarised):5.1f} %\n"
-        f"    paper mode:             {white(purified):5.1f} %   ({changed:.1f} % of clean binarised pixels changed too)\n"
+        f"    paper mode:             {white(purified):5.1f} %   "
+        f"({changed:.1f} % of clean binarised pixels changed too)\n"
         f"    repair mode:            {white(repaired):5.1f} %   ({kept:.1f} % of clean pixels kept exactly;"
         f" SifterNet.repairing())\n"
         f"  throughput (paper mode): {len(test) / seconds:,.0f} images/s ({purifier.n_channels} channel(s), "
         f"{seconds * 1e3:.1f} ms)\n"
-        f"  preview (clean | triggered | binarised | paper mode | repair mode) -> {out}"
+        f"  preview (clean | triggered | binarised | paper mode | repair mode) -> {shown(out)}"
     )
 
 
@@ -357,7 +542,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     purify.add_argument(
         "--resume",
         action="store_true",
-        help="folder output: keep outputs already written (each is written atomically) and purify the rest",
+        help="folder output: keep the outputs its manifest lists as finished, purify the rest",
     )
     purify.add_argument(
         "--preview", help="write a PNG grid original | binarised | purified of the first images"
@@ -369,7 +554,8 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="purify BadNet-triggered images of a sample shipped in the package",
-        description="Fit seeds of a shipped sample, stamp a BadNet trigger on its test images, purify them and write a preview grid.",
+        description="Fit seeds of a shipped sample, stamp a BadNet trigger on its test images, "
+        "purify them and write a preview grid.",
     )
     demo.add_argument(
         "--dataset", choices=sorted(DEMOS), default="mnist", help="shipped sample (default mnist)"
@@ -396,25 +582,41 @@ def _command(argv: Sequence[str]) -> Optional[str]:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line (its type when it has none)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, cv2.error):  # "OpenCV(x) file:line: error: (-215:...) what in function ..."
+        text = "OpenCV: " + text.split(" error: ", 1)[-1]
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``sifternet`` console script; returns the exit status."""
+    """Entry point of the ``sifternet`` console script; returns the exit status: 0, 1 on an
+    error (one line), 130 when interrupted (one line saying what was finished)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_command(argv)).parse_args(argv)
-    if getattr(args, "chunk", 1) < 1:
-        print("sifternet: error: --chunk must be at least 1", file=sys.stderr)
-        return 2
     try:
+        check_options(args)
         args.run(args)
+    except KeyboardInterrupt:
+        print(f"sifternet: interrupted: {getattr(args, 'progress', 'nothing written')}", file=sys.stderr)
+        return 130
+    except MemoryError:
+        hint = ": try a smaller --chunk" if hasattr(args, "chunk") else ""
+        print(f"sifternet: error: out of memory{hint}", file=sys.stderr)
+        return 1
     except (
         CliError,
         ModelFileError,
-        FileExistsError,
-        FileNotFoundError,
+        OutputInUseError,
+        OSError,
         ValueError,
         TypeError,
-        OSError,
+        OverflowError,
+        RecursionError,
+        cv2.error,
     ) as error:
-        print(f"sifternet: error: {error}", file=sys.stderr)
+        print(f"sifternet: error: {_one_line(error)}", file=sys.stderr)
         return 1
     return 0
 
