@@ -1,4 +1,4 @@
-"""Input detectors (STRIP, TeCo) and the corruptions TeCo uses, on cases with known answers."""
+"""Input detectors (STRIP, TeCo, SentiNet) and the corruptions TeCo uses, on cases with known answers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ from sifternet.eval.detectors import (
     DETECTORS,
     entropy,
     first_change_severities,
+    fit_boundary,
     make_detectors,
+    salient_mask,
+    sentinet,
+    sentinet_points,
     strip,
     superimpose,
     teco,
@@ -375,11 +379,11 @@ def test_teco_rejects_bad_corruptions(corruptions, message):
 
 
 # -- both, on a synthetic backdoor ---------------------------------------------------
-def backdoored_set(count: int = 24, side: int = 16):
+def backdoored_set(count: int = 24, side: int = 16, seed: int = 0):
     """Dark images whose brightest quadrant is the class (0..3), and their triggered
     copies (a white 3x3 patch in the corner); the model predicts class 0 whenever all
     patch pixels are >= 250, which no blend of two clean images reaches."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     clean = rng.integers(0, 40, (count, side, side), dtype=np.uint8)
     half = side // 2
     for b in range(count):
@@ -441,8 +445,8 @@ def test_make_detectors_refuses_unknown_names():
         make_detectors(["neural-cleanse"], model, pool, seed=0)
 
 
-def test_detectors_are_strip_and_teco():
-    assert set(DETECTORS) == {"strip", "teco"}
+def test_detectors_are_strip_teco_and_sentinet():
+    assert set(DETECTORS) == {"strip", "teco", "sentinet"}
 
 
 @pytest.fixture(scope="module")
@@ -510,3 +514,253 @@ def test_evaluate_scores_detectors_on_clean_and_victim_images():
     aucs = {row.detector: row.auc for row in report.detectors}
     assert aucs["strip"] == 1.0 and aucs["teco"] > 0.9, aucs
     assert "| strip | 1.0000 |" in report.to_markdown()
+
+
+# -- SentiNet ------------------------------------------------------------------------
+def test_salient_mask_takes_the_top_fraction_ties_by_position():
+    saliency = np.array([[0.0, 3.0, 1.0], [2.0, 1.0, 0.5]])
+    np.testing.assert_array_equal(salient_mask(saliency, 0.5), [[False, True, True], [True, False, False]])
+    np.testing.assert_array_equal(salient_mask(saliency, 0.1), [[False, True, False], [False, False, False]])
+
+
+def test_salient_mask_keeps_only_positive_saliency():
+    np.testing.assert_array_equal(salient_mask(np.array([[0.0, 2.0], [0.0, 0.0]]), 1.0), [[0, 1], [0, 0]])
+    assert not salient_mask(np.zeros((4, 4)), 0.5).any()
+
+
+def test_fit_boundary_runs_through_the_upper_envelope():
+    # per bin of confidence, a high point on y = 1 - x^2 and lower ones under it
+    top = np.linspace(0, 1, 5)
+    confidence = np.concatenate([top, top, top])
+    fooled = np.concatenate([1 - top**2, 0.5 * (1 - top**2), np.zeros(5)])
+    boundary = fit_boundary(confidence, fooled, bins=5)
+    np.testing.assert_allclose(boundary.polynomial, [-1, 0, 1], atol=1e-9)
+    np.testing.assert_allclose(boundary.height([0.5, 0.5, 2.0], [1.0, 0.0, 0.5]), [0.25, -0.75, 0.5])
+
+
+@pytest.mark.parametrize(
+    ("confidence", "fooled", "polynomial"),
+    [([0.7, 0.7, 0.7], [0.1, 0.3, 0.2], [0.3]), ([0.0, 0.5, 0.0], [0.0, 0.6, 0.1], [1.0, 0.1])],
+    ids=["one-bin", "two-bins"],
+)
+def test_fit_boundary_lowers_the_degree_with_few_bins(confidence, fooled, polynomial):
+    np.testing.assert_allclose(fit_boundary(np.array(confidence), np.array(fooled)).polynomial, polynomial)
+
+
+def test_fit_boundary_refuses_no_points():
+    with pytest.raises(ValueError, match=r"fit_boundary: expected two equal non-empty vectors, got \(0,\)"):
+        fit_boundary(np.zeros(0), np.zeros(0))
+
+
+def patch_module(torch):
+    """The backdoored model of :func:`backdoored_set` as a torch network whose saliency is
+    known: a 1x1 convolution gives the image (channel 0) and its pixels above 0.9 x 255
+    (channel 1, positive only there); class q's logit is 25.5 x the mean of quadrant q of
+    channel 0, and class 0 adds 40 x the sum of channel 1 over the corner patch, which
+    only a white patch fills (+36 for all nine pixels)."""
+    nn = torch.nn
+    conv, head = nn.Conv2d(1, 2, 1), nn.Linear(2 * 16 * 16, 4)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.copy_(torch.tensor([0.0, -0.9]))
+        head.bias.zero_()
+        weight = head.weight.zero_().view(4, 2, 16, 16)
+        for q in range(4):
+            row, col = divmod(q, 2)
+            weight[q, 0, row * 8 : row * 8 + 8, col * 8 : col * 8 + 8] = 25.5 / 64
+        weight[0, 1, -3:, -3:] = 40.0
+    return nn.Sequential(conv, nn.ReLU(), nn.Flatten(), head)
+
+
+PATCH = (slice(13, 16), slice(13, 16))  # where backdoored_set's trigger is
+#: clean images like the inputs (pasting onto mere noise, any bright region fools)
+CLEAN_POOL = backdoored_set(30, seed=1)[0]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """PyTorch on one thread while SentiNet's tests run: on small batches on shared cores,
+    a second thread mostly waits (25 times slower here)."""
+    torch = pytest.importorskip(
+        "torch", reason="SentiNet's gradients need PyTorch (pip install torch==2.13.0)"
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def patch_model(one_torch_thread):
+    from sifternet.eval.models import TorchClassifier
+
+    return TorchClassifier(patch_module(one_torch_thread), batch_size=7)
+
+
+@pytest.fixture(scope="module")
+def patch_sentinet(patch_model):
+    """The clean images' and the non-target triggered images' SentiNet scores on the patch
+    model (seed 4), with the detector and those inputs."""
+    clean, triggered, _, _ = backdoored_set()
+    indices = np.arange(len(clean))
+    victims = indices % 4 != 0
+    detector = sentinet(patch_model, CLEAN_POOL, seed=4)
+    scores = (detector.score(clean, indices), detector.score(triggered[victims], indices[victims]))
+    return detector, scores, (clean, indices), (triggered[victims], indices[victims])
+
+
+def test_the_patch_model_is_the_synthetic_backdoor(patch_model):
+    clean, triggered, model, _ = backdoored_set()
+    np.testing.assert_array_equal(patch_model.predict(clean), model.predict(clean))
+    assert (patch_model.predict(triggered) == 0).all()
+
+
+def test_grad_cam_of_a_triggered_input_is_the_patch(patch_model):
+    _, triggered, _, _ = backdoored_set()
+    maps = patch_model.saliency(triggered[:9])
+    assert maps.shape == (9, 16, 16) and maps.dtype == np.float32 and (maps >= 0).all()
+    want = np.zeros((16, 16), bool)
+    want[PATCH] = True
+    for saliency in maps:
+        np.testing.assert_array_equal(salient_mask(saliency, 0.15), want)
+    assert "Grad-CAM on the last Conv2d, layer '0'" in patch_model.saliency_method
+
+
+def test_grad_cam_of_a_clean_input_is_its_bright_quadrant(patch_model):
+    clean, _, _, _ = backdoored_set()
+    for b in range(4):  # the brightest 15 % of the pixels: in the bright quadrant
+        row, col = divmod(b, 2)
+        inside = np.zeros((16, 16), bool)
+        inside[row * 8 : row * 8 + 8, col * 8 : col * 8 + 8] = True
+        mask = salient_mask(patch_model.saliency(clean[b : b + 1])[0], 0.15)
+        assert mask.sum() == 38 and not (mask & ~inside).any()
+
+
+def test_grad_cam_is_resized_to_the_image(one_torch_thread):
+    torch = one_torch_thread
+    from sifternet.eval.models import TorchClassifier
+
+    torch.manual_seed(0)
+    strided = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 7 * 7, 3)
+    )
+    maps = TorchClassifier(strided).saliency(sample("gtsrb", 2)[:, :16, :16], np.array([0, 2]))
+    assert maps.shape == (2, 16, 16) and maps.dtype == np.float32 and (maps >= 0).all()
+
+
+def test_saliency_refuses_bad_classes(patch_model):
+    with pytest.raises(ValueError, match=r"saliency: classes: expected 2 integers, got float64 \(2,\)"):
+        patch_model.saliency(backdoored_set()[0][:2], np.array([0.0, 1.0]))
+
+
+def test_saliency_of_an_empty_batch(patch_model):
+    assert patch_model.saliency(backdoored_set()[0][:0]).shape == (0, 16, 16)
+
+
+def test_sentinet_points_of_the_patch_model(patch_model):
+    clean, triggered, _, _ = backdoored_set()
+    pool = CLEAN_POOL[:12]
+    confidence, fooled = sentinet_points(
+        patch_model, np.concatenate([clean[:8], triggered[:8]]), pool, pool[0], 0.15
+    )
+    assert (fooled[8:] == 1).all()  # the pasted patch turns every clean image into class 0
+    assert (fooled[:8] < 0.5).all(), fooled
+    assert ((confidence > 0.25) & (confidence <= 1)).all()
+
+
+def test_sentinet_detects_the_patch(patch_sentinet):
+    scores = patch_sentinet[1]
+    assert roc_auc(*scores) == 1.0, scores
+    assert (scores[1] > 0).all()  # above the clean boundary
+
+
+def test_sentinet_is_deterministic(patch_model, patch_sentinet):
+    _, scores, (clean, indices), _ = patch_sentinet
+    again = sentinet(patch_model, CLEAN_POOL, seed=4)
+    np.testing.assert_array_equal(again.score(clean[:6], indices[:6]), scores[0][:6])
+
+
+def test_sentinet_scores_do_not_depend_on_the_batch_or_the_indices(patch_sentinet):
+    detector, scores, _, (triggered, indices) = patch_sentinet
+    parts = [detector.score(triggered[s], indices[s]) for s in (slice(0, 5), slice(5, 6), slice(6, 9))]
+    np.testing.assert_array_equal(np.concatenate(parts), scores[1][:9])
+    np.testing.assert_array_equal(detector.score(triggered[9:12], indices[9:12] + 100), scores[1][9:12])
+
+
+def test_sentinet_follows_the_seed(patch_model, patch_sentinet):
+    _, scores, (clean, indices), _ = patch_sentinet
+    other = sentinet(patch_model, CLEAN_POOL, seed=5)
+    assert not np.array_equal(other.score(clean[:6], indices[:6]), scores[0][:6])
+
+
+def test_sentinet_says_it_needs_gradients(patch_sentinet):
+    description = patch_sentinet[0].description
+    assert description.startswith("SentiNet (needs gradients: Grad-CAM on the last Conv2d")
+    assert "15 clean images" in description and "15 clean inputs" in description
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_sentinet_on_torchscript_falls_back_to_input_gradients(tmp_path, one_torch_thread):
+    torch = one_torch_thread
+    from sifternet.eval.models import load_torchscript
+
+    clean, triggered, _, _ = backdoored_set()
+    pool = CLEAN_POOL
+    traced = torch.jit.trace(patch_module(torch), torch.zeros(1, 1, 16, 16))
+    torch.jit.save(traced, str(tmp_path / "patch.pt"))
+    model = load_torchscript(tmp_path / "patch.pt")
+    assert model.saliency_method.startswith("input-gradient saliency")
+    mask = salient_mask(model.saliency(triggered[1:2])[0], 0.15)
+    assert mask[PATCH].all()  # the patch's gradients (40) beat the quadrant's (0.4)
+    detector = sentinet(model, pool, holdout=8, fit=8)
+    assert "needs gradients: input-gradient saliency" in detector.description
+    victims = np.arange(8) % 4 != 0
+    assert (
+        roc_auc(detector.score(clean[:8], np.arange(8)), detector.score(triggered[:8][victims], np.arange(6)))
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    "model",
+    [CallableClassifier(lambda x: np.zeros(len(x), int)), ProbabilityModel(brightness_votes)],
+    ids=["labels-only", "probabilities-only"],
+)
+def test_sentinet_needs_gradients(model):
+    pool = backdoored_set()[3]
+    message = rf"sentinet: the model \({type(model).__name__}\) has no saliency.*SentiNet needs gradients"
+    with pytest.raises(TypeError, match=message):
+        sentinet(model, pool)
+    with pytest.raises(TypeError, match=message):
+        make_detectors(["teco", "sentinet"], model, pool, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"holdout": 0}, "sentinet: holdout: expected a positive int, got 0"),
+        ({"fit": True}, "sentinet: fit: expected a positive int, got True"),
+        ({"bins": 1.5}, "sentinet: bins: expected a positive int, got 1.5"),
+        ({"fraction": 0}, r"sentinet: fraction: expected a share in \(0, 1\], got 0"),
+        (
+            {"pool": np.zeros((1, 16, 16), np.uint8)},
+            r"sentinet: pool: expected uint8 images .*P >= 2, got uint8",
+        ),
+    ],
+    ids=["holdout", "fit", "bins", "fraction", "pool"],
+)
+def test_sentinet_refuses_bad_settings(patch_model, options, message):
+    with pytest.raises(ValueError, match=message):
+        sentinet(patch_model, **{"pool": backdoored_set()[3], **options})
+
+
+def test_sentinet_score_refuses_other_shapes(patch_sentinet):
+    with pytest.raises(
+        ValueError, match=r"sentinet: images of shape \(28, 28\) do not match the pool's \(16, 16\)"
+    ):
+        patch_sentinet[0].score(sample("mnist", 2), np.arange(2))
+
+
+def test_make_detectors_builds_all_three_for_a_torch_model(patch_model):
+    detectors = make_detectors(["strip", "teco", "sentinet"], patch_model, backdoored_set()[3], seed=0)
+    assert [d.name for d in detectors] == ["strip", "teco", "sentinet"]

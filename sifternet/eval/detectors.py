@@ -1,8 +1,8 @@
-"""Detectors of triggered inputs, for the evaluation's ROC AUC table: STRIP and TeCo.
+"""Detectors of triggered inputs, for the evaluation's ROC AUC table: STRIP, TeCo and SentiNet.
 
 A detector gives every input a score, higher for inputs that look poisoned; ``evaluate``
 scores the clean and the triggered evaluation images and reports the ROC AUC
-(:func:`sifternet.eval.metrics.roc_auc`). Both baselines are re-implemented from their
+(:func:`sifternet.eval.metrics.roc_auc`). The baselines are re-implemented from their
 papers' descriptions, with their parameters exposed:
 
 - STRIP (Gao et al., ACSAC 2019): each input is superimposed on ``copies`` images drawn
@@ -13,6 +13,12 @@ papers' descriptions, with their parameters exposed:
   at which the model's label differs from its label on the uncorrupted input, or 6 when
   no severity changes it; triggered inputs flip at very different severities across
   corruption types. Score: the (population) standard deviation of those severities.
+- SentiNet (Chou et al., IEEE S&P Workshops 2020): the input's salient region (Grad-CAM
+  of its predicted class, thresholded) is pasted onto held-out clean images; a trigger
+  makes most of them take the input's class (a high "fooled" rate) while the same region
+  filled with noise leaves their predictions confident. Score: the fooled rate's height
+  above a boundary fitted to clean inputs in the (inert confidence, fooled) plane. The
+  only one of the three that needs gradients (STRIP needs probabilities, TeCo labels).
 
 Random choices are keyed by each image's global index and a seed
 (``np.random.default_rng([seed, index])`` for STRIP's overlays, see
@@ -27,7 +33,7 @@ from typing import Callable, Sequence, cast
 import numpy as np
 
 from sifternet.eval.corruptions import CORRUPTIONS, LEFT_OUT, SEVERITIES, corrupt
-from sifternet.eval.models import Classifier, ProbabilisticClassifier
+from sifternet.eval.models import Classifier, GradientClassifier, ProbabilisticClassifier
 
 #: images, global indices of the images -> one score per image, higher for inputs that
 #: look poisoned
@@ -195,6 +201,161 @@ def teco(model: Classifier, *, corruptions: Sequence[str] = tuple(CORRUPTIONS), 
     )
 
 
+def _require_gradients(model: Classifier) -> GradientClassifier:
+    """``model``, refused with a TypeError unless it has ``saliency`` maps and
+    ``predict_proba`` (SentiNet needs gradients, not only outputs)."""
+    missing = [name for name in ("saliency", "predict_proba") if not callable(getattr(model, name, None))]
+    if missing:
+        raise TypeError(
+            f"sentinet: the model ({type(model).__name__}) has no {' or '.join(missing)}: expected gradient "
+            "access, saliency(images, classes) -> (B, H, W) maps, and predict_proba(images) -> (B, K); "
+            "SentiNet needs gradients (a TorchClassifier has them; STRIP and TeCo need only outputs)"
+        )
+    return cast(GradientClassifier, model)
+
+
+def salient_mask(saliency: np.ndarray, fraction: float) -> np.ndarray:
+    """The salient region of one (H, W) map: its ``fraction`` of highest pixels (ties by
+    position, row-major), of those with a positive value: bool (H, W)."""
+    flat = np.asarray(saliency, np.float64).ravel()
+    count = max(1, int(round(fraction * flat.size)))
+    top = np.argsort(-flat, kind="stable")[:count]
+    mask = np.zeros(flat.size, bool)
+    mask[top[flat[top] > 0]] = True
+    return mask.reshape(np.shape(saliency))
+
+
+def sentinet_points(
+    model: GradientClassifier, images: np.ndarray, holdout: np.ndarray, inert: np.ndarray, fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's point in SentiNet's plane: (average confidence, fooled rate), float (B,) each.
+
+    The image's salient region (:func:`salient_mask` of ``model.saliency`` for its
+    predicted class) is pasted onto every ``holdout`` image: the fooled rate is the share
+    of them the model then puts in the image's class. The same region taken from the
+    ``inert`` pattern (one image, e.g. noise) is pasted onto them too: the average
+    confidence is the mean of the model's largest probability on those. One image at a
+    time, so the points do not depend on the batch.
+    """
+    confidence, fooled = np.empty(len(images)), np.empty(len(images))
+    for b, image in enumerate(images):
+        label = int(model.predict_proba(image[None]).argmax(1)[0])
+        mask = salient_mask(model.saliency(image[None], np.array([label]))[0], fraction)
+        if image.ndim == 3:
+            mask = mask[:, :, None]
+        pasted = np.where(mask, image, holdout)
+        blanked = np.where(mask, inert, holdout)
+        probabilities = model.predict_proba(np.concatenate([pasted, blanked]))
+        fooled[b] = np.mean(probabilities[: len(holdout)].argmax(1) == label)
+        confidence[b] = np.mean(probabilities[len(holdout) :].max(1))
+    return confidence, fooled
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """SentiNet's decision boundary: the fooled rate ``polynomial(confidence)`` (highest
+    power first), confidences clipped to the fitted range [``low``, ``high``]."""
+
+    polynomial: tuple[float, ...]
+    low: float
+    high: float
+
+    def height(self, confidence: np.ndarray, fooled: np.ndarray) -> np.ndarray:
+        """How far each point lies above the boundary (fooled rate minus the curve)."""
+        curve = np.polyval(self.polynomial, np.clip(np.asarray(confidence, np.float64), self.low, self.high))
+        return np.asarray(fooled, np.float64) - curve
+
+
+def fit_boundary(confidence: np.ndarray, fooled: np.ndarray, bins: int = 10) -> Boundary:
+    """The upper envelope of clean points: their confidences split into ``bins`` equal
+    bins, per non-empty bin (mean confidence, highest fooled rate), and a least-squares
+    quadratic through those (a line or a constant when only two or one bins are used)."""
+    confidence = np.asarray(confidence, np.float64)
+    fooled = np.asarray(fooled, np.float64)
+    if confidence.shape != fooled.shape or confidence.ndim != 1 or len(confidence) == 0:
+        raise ValueError(
+            f"fit_boundary: expected two equal non-empty vectors, got {confidence.shape} and {fooled.shape}"
+        )
+    low, high = float(confidence.min()), float(confidence.max())
+    span = high - low
+    which = np.zeros(len(confidence), np.int64)
+    if span > 0:
+        which = np.minimum((confidence - low) / span * bins, bins - 1).astype(np.int64)
+    used = np.unique(which)
+    x = np.array([confidence[which == k].mean() for k in used])
+    y = np.array([fooled[which == k].max() for k in used])
+    polynomial = np.polyfit(x, y, min(2, len(used) - 1))
+    return Boundary(tuple(float(c) for c in polynomial), low, high)
+
+
+def sentinet(
+    model: GradientClassifier,
+    pool: np.ndarray,
+    *,
+    holdout: int = 100,
+    fit: int = 100,
+    fraction: float = 0.15,
+    bins: int = 10,
+    seed: int = 0,
+) -> Detector:
+    """SentiNet: how far an input's fooled rate lies above the clean inputs' boundary.
+
+    Parameters
+    ----------
+    model : needs gradient access, ``saliency`` and ``predict_proba`` (a
+        :class:`~sifternet.eval.models.TorchClassifier` has them: Grad-CAM on its last
+        ``Conv2d``, input gradients for TorchScript); a labels-only model is refused
+    pool : uint8 clean images (P, H, W[, C]), P >= 2, held out from the inputs; a
+        permutation drawn from ``np.random.default_rng(seed)`` gives ``holdout`` of them
+        to paste regions onto and the next ``fit`` to fit the boundary on (a smaller pool:
+        half each)
+    holdout, fit : the paper's clean test images and clean fitting inputs
+    fraction : share of the pixels in the salient region (at most; only positive saliency)
+    bins : confidence bins of the boundary's upper envelope (:func:`fit_boundary`)
+    seed : keys the pool's split and the inert pattern, uniform noise drawn after it
+
+    The boundary is fitted on the first call of ``score`` (so the evaluation's timing
+    includes it); scores do not depend on the images' indices or batching.
+    """
+    _require_gradients(model)  # untyped callers may pass a labels-only model
+    pool = np.asarray(pool)
+    if pool.dtype != np.uint8 or pool.ndim not in (3, 4) or len(pool) < 2:
+        raise ValueError(
+            f"sentinet: pool: expected uint8 images (P, H, W[, C]), P >= 2, got {pool.dtype} {pool.shape}"
+        )
+    for name, value in (("holdout", holdout), ("fit", fit), ("bins", bins)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"sentinet: {name}: expected a positive int, got {value!r}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"sentinet: fraction: expected a share in (0, 1], got {fraction!r}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(pool))
+    n_holdout = min(holdout, len(pool) // 2)
+    n_fit = min(fit, len(pool) - n_holdout)
+    pasted_on, fitted_on = pool[order[:n_holdout]], pool[order[n_holdout : n_holdout + n_fit]]
+    inert = rng.integers(0, 256, pool.shape[1:], dtype=np.uint8)
+    fitted: list[Boundary] = []
+
+    def score(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        if images.shape[1:] != pool.shape[1:]:
+            raise ValueError(
+                f"sentinet: images of shape {images.shape[1:]} do not match the pool's {pool.shape[1:]}"
+            )
+        _indices(images, indices)
+        if not fitted:
+            fitted.append(fit_boundary(*sentinet_points(model, fitted_on, pasted_on, inert, fraction), bins))
+        return fitted[0].height(*sentinet_points(model, images, pasted_on, inert, fraction))
+
+    method = getattr(model, "saliency_method", "saliency maps")
+    return Detector(
+        "sentinet",
+        score,
+        f"SentiNet (needs gradients: {method}): top {fraction:.0%} salient region pasted on "
+        f"{n_holdout} clean images, inert pattern = noise; score = fooled rate above a quadratic "
+        f"boundary fitted to {n_fit} clean inputs",
+    )
+
+
 #: model, clean pool images (held out from the evaluated inputs), seed, STRIP's copies -> Detector
 DetectorFactory = Callable[[Classifier, np.ndarray, int, int], Detector]
 
@@ -204,6 +365,7 @@ DETECTORS: dict[str, DetectorFactory] = {
         _require_probabilities(model), pool, seed=seed, copies=copies
     ),
     "teco": lambda model, pool, seed, copies: teco(model, seed=seed),
+    "sentinet": lambda model, pool, seed, copies: sentinet(_require_gradients(model), pool, seed=seed),
 }
 
 
@@ -211,7 +373,8 @@ def make_detectors(
     names: Sequence[str], model: Classifier, pool: np.ndarray, seed: int, *, strip_copies: int = 100
 ) -> list[Detector]:
     """The named detectors of :data:`DETECTORS` for ``model``, with clean ``pool`` images
-    and ``strip_copies`` overlays per input for STRIP."""
+    (STRIP's overlays, SentiNet's hold-out and fitting images) and ``strip_copies``
+    overlays per input for STRIP."""
     unknown = [name for name in names if name not in DETECTORS]
     if unknown:
         raise ValueError(f"detectors: unknown {unknown}; expected some of {tuple(DETECTORS)}")
@@ -221,11 +384,16 @@ def make_detectors(
 __all__ = [
     "BLENDS",
     "DETECTORS",
+    "Boundary",
     "Detector",
     "ScoreFunction",
     "entropy",
     "first_change_severities",
+    "fit_boundary",
     "make_detectors",
+    "salient_mask",
+    "sentinet",
+    "sentinet_points",
     "strip",
     "superimpose",
     "teco",

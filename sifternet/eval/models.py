@@ -92,11 +92,91 @@ class TorchClassifier:
         """Class probabilities, the softmax of the module's outputs: float32 (B, K)."""
         return self._outputs(images, lambda logits: logits.softmax(1))
 
+    def _last_conv(self) -> Optional[tuple[str, Any]]:
+        """The last ``torch.nn.Conv2d`` among the module's submodules (registration order),
+        with its name; None for a TorchScript module (no Python layers to hook) or one
+        without convolutions."""
+        conv = _torch().nn.Conv2d
+        found = [(name, layer) for name, layer in self.module.named_modules() if isinstance(layer, conv)]
+        return found[-1] if found else None
+
+    @property
+    def saliency_method(self) -> str:
+        """What :meth:`saliency` computes, for descriptions."""
+        last = self._last_conv()
+        if last is None:
+            return "input-gradient saliency (no Conv2d layer to hook: TorchScript or no convolution)"
+        return f"Grad-CAM on the last Conv2d, layer '{last[0]}'"
+
+    def saliency(self, images: np.ndarray, classes: Optional[np.ndarray] = None) -> np.ndarray:
+        """Where in each image the evidence for its class lies: float32 (B, H, W) maps >= 0.
+
+        The class is ``classes`` (B,) or, by default, the predicted one; the map is Grad-CAM
+        on the last ``Conv2d`` (the ReLU of the activations weighted by their spatially
+        averaged gradients of the class's logit, bilinearly resized to H x W), or, for a
+        TorchScript module or one without convolutions, the largest absolute gradient of
+        the logit with respect to the input pixels over the channels.
+        """
+        if classes is not None:
+            classes = np.asarray(classes)
+            if classes.shape != (len(images),) or not np.issubdtype(classes.dtype, np.integer):
+                raise ValueError(
+                    f"saliency: classes: expected {len(images)} integers, got {classes.dtype} {classes.shape}"
+                )
+        maps = [np.zeros((0,) + images.shape[1:3], np.float32)]
+        for start in range(0, len(images), self.batch_size):
+            chosen = None if classes is None else classes[start : start + self.batch_size]
+            maps.append(self._saliency_batch(images[start : start + self.batch_size], chosen))
+        return np.concatenate(maps)
+
+    def _saliency_batch(self, images: np.ndarray, classes: Optional[np.ndarray]) -> np.ndarray:
+        """:meth:`saliency` of one batch."""
+        torch = _torch()
+        height, width = images.shape[1:3]
+        x = _as_tensor(images).requires_grad_(True)  # a graph even when the weights are frozen
+        last = self._last_conv()
+        captured: list[Any] = []
+        handle = (
+            None if last is None else last[1].register_forward_hook(lambda *args: captured.append(args[2]))
+        )
+        try:
+            with torch.enable_grad():
+                logits = self.module(x)
+                chosen = logits.argmax(1) if classes is None else torch.from_numpy(classes.astype(np.int64))
+                evidence = logits.gather(1, chosen[:, None]).sum()  # the images do not interact
+                if last is None:
+                    (gradient,) = torch.autograd.grad(evidence, x)
+                    return gradient.abs().amax(1).detach().float().numpy()
+                if not captured:
+                    raise RuntimeError(f"saliency: the module's forward did not call its Conv2d {last[0]}")
+                activations = captured[-1]
+                (gradient,) = torch.autograd.grad(evidence, activations)
+        finally:
+            if handle is not None:
+                handle.remove()
+        weights = gradient.mean(dim=(2, 3), keepdim=True)
+        cam = torch.relu((weights * activations.detach()).sum(1, keepdim=True))
+        if cam.shape[2:] != (height, width):
+            cam = torch.nn.functional.interpolate(
+                cam, size=(height, width), mode="bilinear", align_corners=False
+            )
+        return cam[:, 0].float().numpy()
+
 
 class ProbabilisticClassifier(Classifier, Protocol):
     """A :class:`Classifier` that also gives class probabilities (what STRIP needs)."""
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray: ...
+
+
+class GradientClassifier(ProbabilisticClassifier, Protocol):
+    """A :class:`ProbabilisticClassifier` with gradient access (what SentiNet needs), as
+    :class:`TorchClassifier` has: :meth:`TorchClassifier.saliency` maps."""
+
+    @property
+    def saliency_method(self) -> str: ...
+
+    def saliency(self, images: np.ndarray, classes: Optional[np.ndarray] = None) -> np.ndarray: ...
 
 
 class CallableClassifier:
