@@ -36,6 +36,7 @@ def batch(*shape, seed=0):
         ("bottom_right", slice(7, 10), slice(9, 12)),
         ("top_left", slice(0, 3), slice(0, 3)),
         ("interior", slice(3, 6), slice(5, 8)),
+        ("centre", slice(3, 6), slice(4, 7)),
         ((2, 4), slice(2, 5), slice(4, 7)),
     ],
 )
@@ -47,6 +48,47 @@ def test_badnet_changes_exactly_the_patch(position, rows, cols):
     assert (y[:, changed] == 255).all()
     np.testing.assert_array_equal(y[:, ~changed], x[:, ~changed])
     assert x.max() < 255  # input untouched
+
+
+@pytest.mark.parametrize("size", [3, 4, 5, 6])
+@pytest.mark.parametrize(
+    ("position", "origin"),
+    [
+        ("centre", lambda n: ((28 - n) // 2,) * 2),
+        ("interior", lambda n: (24 - n,) * 2),
+        ("top_right", lambda n: (0, 28 - n)),
+    ],
+)
+def test_badnet_sizes_three_to_six_at_each_named_position(size, position, origin):
+    y = attacks.badnet(np.zeros((2, 28, 28), np.uint8), size=size, position=position, value=7)
+    want = np.zeros((28, 28), np.uint8)
+    row, col = origin(size)
+    want[row : row + size, col : col + size] = 7
+    np.testing.assert_array_equal(y, np.stack([want, want]))
+
+
+def test_badnet_random_position_is_drawn_per_image_index_and_seed():
+    y = attacks.badnet(
+        np.zeros((6, 9, 8), np.uint8), size=4, position="random", seed=3, indices=np.arange(10, 16)
+    )
+    for image, index in zip(y, range(10, 16)):
+        row, col = np.random.default_rng([3, index]).integers(0, (9 - 4 + 1, 8 - 4 + 1))
+        want = np.zeros((9, 8), np.uint8)
+        want[row : row + 4, col : col + 4] = 255
+        np.testing.assert_array_equal(image, want)
+
+
+def test_badnet_random_position_does_not_depend_on_the_batch():
+    x = batch(12, 10, 10, 3)
+    whole = attacks.badnet(x, position="random", seed=5)
+    default = attacks.badnet(x[:4], position="random", seed=5)  # indices 0 .. 3
+    tail = attacks.badnet(x[4:], position="random", seed=5, indices=np.arange(4, 12))
+    np.testing.assert_array_equal(np.concatenate([default, tail]), whole)
+
+
+def test_badnet_random_position_refuses_indices_of_another_length():
+    with pytest.raises(ValueError, match=r"indices: expected one per image \(3\), got 2"):
+        attacks.badnet(np.zeros((3, 8, 8), np.uint8), position="random", indices=np.arange(2))
 
 
 def test_badnet_random_position_differs_per_image():
@@ -65,6 +107,56 @@ def test_badnet_random_position_follows_the_seed():
 def test_badnet_colour_per_channel():
     colour = attacks.badnet(np.zeros((1, 5, 5, 3), np.uint8), value=(255, 0, 10))
     np.testing.assert_array_equal(colour[0, 2:, 2:], np.broadcast_to([255, 0, 10], (3, 3, 3)))
+
+
+def test_badnet_grey_images_take_a_colour_with_equal_levels():
+    y = attacks.badnet(np.zeros((1, 5, 5), np.uint8), value=(90, 90, 90))
+    np.testing.assert_array_equal(y, attacks.badnet(np.zeros((1, 5, 5), np.uint8), value=90))
+    assert y[0, 2:, 2:].tolist() == [[90] * 3] * 3 and y.sum() == 9 * 90
+
+
+def test_badnet_one_level_on_colour_images_fills_every_channel():
+    y = attacks.badnet(np.zeros((1, 5, 5, 3), np.uint8), value=160, position="top_left")
+    np.testing.assert_array_equal(y[0, :3, :3], np.full((3, 3, 3), 160))
+    assert y.sum() == 27 * 160
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 6), (1, 6, 6, 1)])
+def test_badnet_grey_images_refuse_a_colour(shape):
+    with pytest.raises(
+        ValueError,
+        match=r"value: expected one level or R = G = B for grey images, got the colour \(30, 200, 200\)",
+    ):
+        attacks.badnet(np.zeros(shape, np.uint8), value=(30, 200, 200))
+
+
+def test_badnet_colour_of_the_wrong_channel_count_is_refused():
+    with pytest.raises(
+        ValueError, match=r"value: expected one level or 4 \(one per channel\), got \(1, 2, 3\)"
+    ):
+        attacks.badnet(np.zeros((1, 6, 6, 4), np.uint8), value=(1, 2, 3))
+
+
+def test_badnet_random_pattern_is_a_fixed_random_colour_per_pixel():
+    x = np.zeros((3, 8, 8, 3), np.uint8)
+    y = attacks.badnet(x, size=4, pattern="random", pattern_seed=7, position=(1, 2), value=0)
+    want = np.random.default_rng(7).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    for image in y:  # the same patch on every image, nothing else changed
+        np.testing.assert_array_equal(image[1:5, 2:6], want)
+        image[1:5, 2:6] = 0
+    assert not y.any()
+    other = attacks.badnet(x, size=4, pattern="random", pattern_seed=8, position=(1, 2))
+    assert not np.array_equal(
+        other, attacks.badnet(x, size=4, pattern="random", pattern_seed=7, position=(1, 2))
+    )
+
+
+def test_badnet_random_checkerboard_blacks_out_the_odd_cells():
+    y = attacks.badnet(np.zeros((1, 6, 6), np.uint8), size=4, pattern="random-checkerboard", pattern_seed=2)
+    want = np.random.default_rng(2).integers(0, 256, (4, 4), dtype=np.uint8)
+    want[(np.add.outer(np.arange(4), np.arange(4)) % 2).astype(bool)] = 0
+    np.testing.assert_array_equal(y[0, 2:, 2:], want)
+    assert not y[0, :2].any() and not y[0, :, :2].any()
 
 
 def test_badnet_checkerboard_alternates_colour_and_black():
@@ -90,6 +182,18 @@ def test_badnet_checkerboard_alternates_colour_and_black():
         ),
         (np.zeros((1, 8, 8), np.uint8), {"pattern": "stripes"}, ValueError, "pattern: expected one of"),
         (np.zeros((1, 8, 8), np.uint8), {"size": 9}, ValueError, r"size: expected 1 \.\. 8, got 9"),
+        (
+            np.zeros((1, 8, 8), np.uint8),
+            {"size": 5, "position": "interior"},
+            ValueError,
+            r"position: expected a patch side of at most 4 for 'interior' in a 8x8 image, got 5",
+        ),
+        (
+            np.zeros((1, 8, 8), np.uint8),
+            {"value": "white"},
+            ValueError,
+            r"value: expected a level or \(R, G, B\) of integers in 0 \.\. 255, got 'white'",
+        ),
         (np.zeros((1, 8, 8)), {}, TypeError, "images: expected a uint8 numpy array, got float64"),
     ],
 )

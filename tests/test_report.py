@@ -6,10 +6,13 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sifternet.cli import CliError, build_parser, main
 from sifternet.eval import cli as eval_cli
+from sifternet.eval import summary as sm
+from sifternet.eval.attacks import make_attack
 from sifternet.eval.summary import PAPER_TABLE5, load_runs, run_name, summary_markdown, write_summary
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -227,3 +230,297 @@ def test_report_resume_keeps_finished_runs(small_report):
     before = (out / "mnist-badnet" / "report.json").read_text()
     assert main([*args, "--resume"]) == 0
     assert (out / "mnist-badnet" / "report.json").read_text() == before
+
+
+# -- the unknown-trigger grid ------------------------------------------------------------
+
+COUNT_LINE = "cells with ASR <= 5 % within 2 points of undefended accuracy"
+
+
+def test_paper_grid_is_todays_plan():
+    assert eval_cli.report_plan("paper") == [
+        (d, a) for d in ("mnist", "fmnist", "gtsrb", "cifar10") for a in sm.GRIDS["paper"]
+    ]
+    assert sm.GRIDS["paper"] == ("badnet", "badnet-interior", "blended", "sig", "wanet")
+    assert build_parser("report").parse_args(["report", "d", "--out", "o"]).grid == "paper"
+
+
+def test_unknown_grid_adds_six_patches_to_the_paper_attacks():
+    new = [a for a in sm.GRIDS["unknown"] if a not in sm.GRIDS["paper"]]
+    assert new == [
+        "white-centre",
+        "black-interior",
+        "grey-corner",
+        "colour-interior",
+        "random-checker",
+        "white-centre-5",
+    ]
+    assert set(sm.GRIDS["paper"]) < set(sm.GRIDS["unknown"])
+    assert len(eval_cli.report_plan("unknown")) == 4 * 11
+
+
+@pytest.mark.parametrize("attack", sm.GRIDS["unknown"])
+@pytest.mark.parametrize("dataset", list(sm.DATASETS))
+def test_every_grid_trigger_applies_to_every_data_set(dataset, attack):
+    data, spec = sm.DATASETS[dataset], sm.ATTACKS[attack]
+    shape = (3, 28, 28) if data.grey else (3, 32, 32, 3)
+    images = np.random.default_rng(0).integers(1, 255, shape, dtype=np.uint8)
+    triggered = make_attack(spec.attack, **spec.params_for(data)).apply(images)
+    assert triggered.shape == shape and (triggered != images).any()
+
+
+@pytest.mark.parametrize(
+    ("dataset", "value"),
+    [("mnist", 90), ("fmnist", 90), ("gtsrb", (30, 200, 200)), ("cifar10", (30, 200, 200))],
+)
+def test_colour_patch_is_a_level_of_90_on_grey_data_sets(dataset, value):
+    assert sm.ATTACKS["colour-interior"].params_for(sm.DATASETS[dataset]) == {
+        "position": "interior",
+        "value": value,
+    }
+
+
+def test_report_refuses_an_attack_of_another_grid(tmp_path):
+    with pytest.raises(CliError, match=r"--attacks \(of the paper grid\): expected some of badnet,"):
+        report([str(tmp_path), "--out", str(tmp_path / "r"), "--attacks", "white-centre"])
+
+
+def test_report_entry_takes_a_triggers_grey_parameters_rate_and_epochs(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(eval_cli, "run_evaluate", lambda *args, **options: calls.append(args))
+    spec = sm.AttackSpec(
+        "test", "badnet", {"value": (1, 2, 3)}, {"value": 2}, poison_rate=0.2, extra_epochs=3
+    )
+    monkeypatch.setitem(sm.ATTACKS, "test-trigger", spec)
+    eval_cli.run_report_entry(tmp_path, tmp_path / "r", "fmnist", "test-trigger", eval_cli.Evaluation())
+    backdoor = calls[0][0]
+    assert (backdoor.attack_params, backdoor.poison_rate, backdoor.epochs) == ({"value": 2}, 0.2, 6 + 3)
+    eval_cli.run_report_entry(tmp_path, tmp_path / "r", "gtsrb", "test-trigger", eval_cli.Evaluation())
+    assert calls[1][0].attack_params == {"value": (1, 2, 3)} and calls[1][0].epochs == 8 + 3
+
+
+def test_evaluate_parses_the_badnet_options():
+    args = build_parser("evaluate").parse_args(
+        "evaluate d.npz --out o --value 30,200,200 --position centre --size 5 --pattern random "
+        "--pattern-seed 4 --poison-rate 0.25".split()
+    )
+    backdoor = eval_cli._backdoor(args)
+    assert backdoor.attack_params == {
+        "position": "centre",
+        "size": 5,
+        "value": (30, 200, 200),
+        "pattern": "random",
+        "pattern_seed": 4,
+    }
+    assert backdoor.poison_rate == 0.25
+    assert (
+        eval_cli._backdoor(build_parser("evaluate").parse_args(["evaluate", "d", "--out", "o"])).poison_rate
+        is None
+    )
+    assert build_parser("evaluate").parse_args("evaluate d --out o --value 160".split()).value == 160
+
+
+@pytest.mark.parametrize("option", [["--value", "1,2"], ["--value", "white"], ["--position", "a,b"]])
+def test_evaluate_refuses_malformed_badnet_options(option, capsys):
+    with pytest.raises(SystemExit):
+        build_parser("evaluate").parse_args(["evaluate", "d", "--out", "o", *option])
+    assert "expected" in capsys.readouterr().err
+
+
+def test_poison_rate_outside_zero_one_is_refused_before_training(tmp_path):
+    data = tmp_path / "d.npz"
+    np.savez(data, images=np.zeros((20, 8, 8), np.uint8), labels=np.arange(20) % 2)
+    with pytest.raises(ValueError, match=r"poison_rate: expected a number in \(0, 1\), got 1.5"):
+        eval_cli.backdoored(eval_cli.Backdoor(str(data), poison_rate=1.5))
+
+
+def grid_run(folder: Path, dataset: str, attack: str, rows: dict) -> None:
+    """A fake run of the grid: defense -> (Acc %, ASR %)."""
+    run = folder / run_name(dataset, attack)
+    run.mkdir(parents=True)
+    rows_json = [
+        dict(defense=d, description="", acc=a / 100, asr=r / 100, ra=0.0, seconds=1.0, images_per_s=2.0)
+        for d, (a, r) in rows.items()
+    ]
+    (run / "report.json").write_text(json.dumps({"settings": {"n_eval": 100}, "rows": rows_json}))
+
+
+@pytest.fixture()
+def grid(tmp_path):
+    """Three fake grid runs: one learned trigger with two floor defenses, one not learned,
+    one learned on GTSRB."""
+    grid_run(
+        tmp_path,
+        "mnist",
+        "white-centre",
+        {
+            "none": (90, 99),
+            "sifternet-repair": (89, 1),  # removes it; beats jpeg-75 (lower ASR, acc 89 >= 88 - 2)
+            "sifternet": (60, 0),  # lower ASR but 28 points below the floor's accuracy
+            "median-3x3": (88, 4),  # ASR 4 = jpeg-75's 4: not lower, does not beat it
+            "jpeg-75": (88, 4),  # the best floor: within 2 points of 90, lowest ASR
+            "bits-3": (50, 0),  # lower ASR but loses 40 points: not the best floor
+        },
+    )
+    grid_run(
+        tmp_path,
+        "mnist",
+        "black-interior",
+        {"none": (90, 79.9), "sifternet-repair": (90, 1), "sifternet": (90, 90), "jpeg-75": (90, 50)},
+    )
+    grid_run(
+        tmp_path,
+        "gtsrb",
+        "white-centre",
+        {
+            "none": (95, 100),
+            "sifternet-repair": (92.9, 5),
+            "sifternet": (93, 5),
+            "jpeg-75": (60, 80),
+            "bits-3": (50, 90),
+        },
+    )
+    return tmp_path
+
+
+KEYS = [("mnist", "white-centre"), ("mnist", "black-interior"), ("gtsrb", "white-centre")]
+
+
+def test_best_floor_is_the_lowest_asr_within_two_points_else_the_most_accurate(grid):
+    runs = load_runs(grid, KEYS)
+    cells = sm.grid_cells(runs, floors=("jpeg-75", "bits-3"))
+    assert cells[("mnist", "white-centre")].best_floor == "jpeg-75"
+    assert cells[("gtsrb", "white-centre")].best_floor == "jpeg-75"  # none within 2 points: 60 > 50
+
+
+def test_floor_marks_defenses_that_do_not_beat_the_best_floor(grid):
+    cells = sm.grid_cells(load_runs(grid, KEYS), floors=("jpeg-75", "bits-3"))
+    assert cells[("mnist", "white-centre")].not_beating_floor == ("sifternet", "median-3x3")
+    assert cells[("gtsrb", "white-centre")].not_beating_floor == ()
+    assert cells[("mnist", "black-interior")] == sm.GridCell(False, "jpeg-75", ())  # not learned: no marks
+
+
+def test_beats_and_removes_at_the_edges():
+    floor = {"acc": 0.90, "asr": 0.10}
+    assert sm.beats({"acc": 0.88, "asr": 0.09}, floor) and not sm.beats({"acc": 0.879, "asr": 0.0}, floor)
+    assert not sm.beats({"acc": 1.0, "asr": 0.10}, floor)
+    assert sm.removes({"acc": 0.88, "asr": 0.05}, floor) and not sm.removes(
+        {"acc": 0.88, "asr": 0.051}, floor
+    )
+    assert not sm.removes({"acc": 0.879, "asr": 0.0}, floor)
+
+
+def test_count_lines_leave_out_triggers_not_learned(grid):
+    runs = load_runs(grid, KEYS)
+    counts = sm.grid_counts(runs, sm.grid_cells(runs, floors=("jpeg-75", "bits-3")))
+    # learned: MNIST white-centre and GTSRB white-centre (the black patch reached 79.9 % only)
+    assert counts["sifternet-repair"] == (1, 2)  # GTSRB: 92.9 is 2.1 points below 95
+    assert counts["sifternet"] == (1, 2)  # MNIST: ASR 0 at 30 points; GTSRB: 93 within 2
+    assert counts["median-3x3"] == (1, 1) and counts["bits-3"] == (0, 2)
+
+
+def test_grid_markdown_flags_marks_and_counts(grid):
+    text = sm.grid_markdown(
+        load_runs(grid, KEYS), command="sifternet report x --grid unknown", floors=("jpeg-75", "bits-3")
+    )
+    assert (
+        "| data set, trigger | none | sifternet | sifternet-repair | median-3x3 | jpeg-75 | bits-3 |" in text
+    )
+    assert (
+        "| MNIST, White 3x3 centre | 90.00 / 99.00 | 60.00 / 0.00 † | 89.00 / 1.00 | 88.00 / 4.00 † |" in text
+    )
+    assert (
+        "| MNIST, Black 3x3 interior (not learned) | 90.00 / 79.90 | 90.00 / 90.00 | 90.00 / 1.00 | - |"
+        in text
+    )
+    assert f"- `sifternet-repair`: {COUNT_LINE}: 1 of 2" in text
+    assert f"- `median-3x3`: {COUNT_LINE}: 1 of 1" in text
+    assert "Reproduce: `sifternet report x --grid unknown`" in text
+
+
+def test_grid_without_floor_defenses_marks_nothing(grid):
+    text = sm.grid_markdown(load_runs(grid, KEYS), floors=("shrinkpad",))
+    assert "No floor defense ran" in text and " †" not in text.split("## Acc / ASR")[1]
+
+
+def test_write_summary_of_the_grid_writes_the_heat_map(grid):
+    written = write_summary(grid, keys=KEYS, command="c", grid="unknown")
+    assert [p.name for p in written] == ["summary.md", "summary.json", "summary-grid.png"]
+    assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(written[1].read_text())
+    assert data["grid"] == "unknown" and data["cells"]["mnist-black-interior"]["learned"] is False
+    assert set(data["counts"]) >= {"sifternet", "sifternet-repair"}
+    assert not (grid / "summary.png").exists()
+
+
+def test_write_summary_of_the_grid_without_matplotlib_removes_a_stale_heat_map(grid, monkeypatch):
+    (grid / "summary-grid.png").write_bytes(b"an older heat map")
+    monkeypatch.setattr(sm, "_heat_map", lambda runs, path: None)  # as without matplotlib
+    assert [p.name for p in write_summary(grid, keys=KEYS, grid="unknown")] == ["summary.md", "summary.json"]
+    assert not (grid / "summary-grid.png").exists()
+
+
+def test_write_summary_refuses_an_unknown_grid(grid):
+    with pytest.raises(ValueError, match="grid: expected one of .*'paper'.*, got 'other'"):
+        write_summary(grid, grid="other")
+
+
+@pytest.fixture(scope="module")
+def tiny_grid(tmp_path_factory):
+    """`sifternet report --grid unknown` end to end on a data folder holding the shipped
+    MNIST sample as mnist_test.npz: two triggers, 300 images, run once."""
+    if not HAS_TORCH:
+        pytest.skip("PyTorch is not installed (optional extra 'eval')")
+    folder = tmp_path_factory.mktemp("grid")
+    sample = np.load(Path(eval_cli.__file__).parents[1] / "data" / "mnist_sample.npz")
+    (folder / "data").mkdir()
+    np.savez(folder / "data" / "mnist_test.npz", images=sample["images"], labels=sample["labels"])
+    args = [
+        "report",
+        str(folder / "data"),
+        "--out",
+        str(folder / "out"),
+        "--grid",
+        "unknown",
+        "--datasets",
+        "mnist",
+        "--attacks",
+        "white-centre,random-checker",
+        "--limit",
+        "300",
+        "--defenses",
+        "sifternet-repair,jpeg-75,bits-3",
+        "--detectors",
+        "",
+    ]
+    assert main(args) == 0
+    return args, folder / "out"
+
+
+def test_tiny_grid_writes_the_table_count_lines_and_heat_map(tiny_grid):
+    out = tiny_grid[1]
+    summary = (out / "summary.md").read_text()
+    assert "| data set, trigger | none | sifternet-repair | jpeg-75 | bits-3 |" in summary  # none added
+    assert "| MNIST, White 3x3 centre" in summary and "| MNIST, Random-colour 4x4 checkerboard" in summary
+    for defense in ("sifternet-repair", "jpeg-75", "bits-3"):
+        assert f"- `{defense}`: {COUNT_LINE}: " in summary
+    assert (out / "summary-grid.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in out.glob("*.pt")) == ["mnist-random-checker.pt", "mnist-white-centre.pt"]
+
+
+def test_tiny_grid_records_each_triggers_parameters(tiny_grid):
+    run = json.loads((tiny_grid[1] / "mnist-random-checker" / "report.json").read_text())
+    assert run["settings"]["attack_params"] == {
+        "size": 4,
+        "pattern": "random-checkerboard",
+        "position": "random",
+    }
+    assert run["settings"]["poison_rate"] == 0.1
+
+
+def test_tiny_grid_resume_keeps_finished_runs(tiny_grid):
+    args, out = tiny_grid
+    before = (out / "mnist-white-centre" / "report.json").read_text()
+    assert main([*args, "--resume"]) == 0
+    assert (out / "mnist-white-centre" / "report.json").read_text() == before
+    assert "summary-grid.png" in {p.name for p in out.iterdir()}

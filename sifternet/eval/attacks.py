@@ -13,11 +13,16 @@ import numpy as np
 from sifternet.triggers import stamp_patch
 
 Position = Union[str, tuple[int, int]]
+Colour = Union[int, Sequence[int]]
 CORNERS = ("bottom_right", "bottom_left", "top_right", "top_left")
 #: Named positions besides the corners: "interior" is 4 pixels in from the bottom-right
-#: corner (clear of the border that zero-padded binarisation whitens).
+#: corner (clear of the border that zero-padded binarisation whitens); "centre" is the
+#: middle (row (H - size) // 2, column (W - size) // 2); "random" is one per image.
 INTERIOR_MARGIN = 4
-PATTERNS = ("solid", "checkerboard")
+POSITIONS = (*CORNERS, "interior", "centre", "random")
+#: Patch patterns: one colour; colour and black alternating; a fixed random colour per
+#: pixel (from ``pattern_seed``); that random pattern with the checkerboard's black cells.
+PATTERNS = ("solid", "checkerboard", "random", "random-checkerboard")
 
 
 def _check_batch(images: np.ndarray) -> None:
@@ -34,24 +39,93 @@ def _check_batch(images: np.ndarray) -> None:
 
 
 def patch_origin(shape: tuple[int, ...], size: int, position: Position) -> tuple[int, int]:
-    """Top-left pixel of a ``size`` x ``size`` patch at a corner or at (row, col)."""
+    """Top-left pixel of a ``size`` x ``size`` patch at a named position (a corner,
+    ``"interior"``, ``"centre"``) or at (row, col) in images of batch shape ``shape``."""
     height, width = shape[1], shape[2]
-    if position == "interior":
-        return height - size - INTERIOR_MARGIN, width - size - INTERIOR_MARGIN
     if isinstance(position, str):
-        if position not in CORNERS:
-            raise ValueError(
-                f"position: expected one of {CORNERS}, 'interior', 'random' or (row, col), got {position!r}"
-            )
+        if position not in POSITIONS or position == "random":
+            raise ValueError(f"position: expected one of {POSITIONS} or (row, col), got {position!r}")
+        if position == "centre":
+            return (height - size) // 2, (width - size) // 2
+        if position == "interior":
+            row, col = height - size - INTERIOR_MARGIN, width - size - INTERIOR_MARGIN
+            if row < 0 or col < 0:
+                raise ValueError(
+                    f"position: expected a patch side of at most {min(height, width) - INTERIOR_MARGIN} "
+                    f"for 'interior' in a {height}x{width} image, got {size}"
+                )
+            return row, col
         row = height - size if position.startswith("bottom") else 0
         col = width - size if position.endswith("right") else 0
         return row, col
     if len(position) != 2:
-        raise ValueError(f"position: expected a corner, 'random' or (row, col), got {position!r}")
+        raise ValueError(f"position: expected one of {POSITIONS} or (row, col), got {position!r}")
     row, col = (operator.index(v) for v in position)
     if not (0 <= row <= height - size and 0 <= col <= width - size):
         raise ValueError(f"position: a {size}x{size} patch at {(row, col)} leaves the {height}x{width} image")
     return row, col
+
+
+def random_origins(
+    shape: tuple[int, ...], size: int, indices: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of a ``size`` x ``size`` patch per image: image ``g`` of ``indices``
+    gets a uniform position inside the image from ``SeedSequence([seed, g])``, so a
+    position depends on the image's index and the seed only, not on the batch."""
+    rows = np.empty(len(indices), np.int64)
+    cols = np.empty(len(indices), np.int64)
+    for k, index in enumerate(indices):
+        rows[k], cols[k] = np.random.default_rng([seed, int(index)]).integers(
+            0, (shape[1] - size + 1, shape[2] - size + 1)
+        )
+    return rows, cols
+
+
+def _patch_colour(value: Colour, channels: Optional[int]) -> np.ndarray:
+    """``value`` as one level per channel, (C,) or () for grey images (``channels`` None)."""
+    colour = np.asarray(value)
+    if colour.dtype.kind not in "iu" or colour.ndim > 1 or colour.size == 0:
+        raise ValueError(f"value: expected a level or (R, G, B) of integers in 0 .. 255, got {value!r}")
+    if colour.min() < 0 or colour.max() > 255:
+        raise ValueError(f"value: expected levels in 0 .. 255, got {value!r}")
+    if colour.ndim == 0 or colour.size == 1:
+        return colour.reshape(()) if channels is None else np.full(channels, colour.reshape(()))
+    if channels is None or channels == 1:
+        if (colour != colour[0]).any():
+            raise ValueError(
+                f"value: expected one level or R = G = B for grey images, got the colour "
+                f"{tuple(int(v) for v in colour)}"
+            )
+        return colour[0] if channels is None else colour[:1]
+    if colour.size != channels:
+        raise ValueError(
+            f"value: expected one level or {channels} (one per channel), got {tuple(int(v) for v in colour)}"
+        )
+    return colour
+
+
+def badnet_patch(
+    shape: tuple[int, ...],
+    *,
+    size: int = 3,
+    value: Colour = 255,
+    pattern: str = "solid",
+    pattern_seed: int = 0,
+) -> np.ndarray:
+    """The uint8 patch, (size, size) or (size, size, C), that :func:`badnet` stamps on
+    images of batch shape ``shape`` (see there)."""
+    if pattern not in PATTERNS:
+        raise ValueError(f"pattern: expected one of {PATTERNS}, got {pattern!r}")
+    channels = shape[3] if len(shape) == 4 else None
+    colour = _patch_colour(value, channels)
+    patch_shape = (size, size) + tuple(shape[3:])
+    if pattern.startswith("random"):
+        patch = np.random.default_rng(pattern_seed).integers(0, 256, patch_shape, dtype=np.uint8)
+    else:
+        patch = np.broadcast_to(colour.astype(np.uint8), patch_shape).copy()
+    if pattern.endswith("checkerboard"):
+        patch[(np.add.outer(np.arange(size), np.arange(size)) % 2).astype(bool)] = 0
+    return patch
 
 
 def badnet(
@@ -59,34 +133,33 @@ def badnet(
     *,
     size: int = 3,
     position: Position = "bottom_right",
-    value: Union[int, Sequence[int]] = 255,
+    value: Colour = 255,
     pattern: str = "solid",
+    pattern_seed: int = 0,
     seed: int = 0,
+    indices: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """BadNet (Gu et al. 2017): a ``size`` x ``size`` patch stamped on every image.
 
-    ``position``: a corner, ``"interior"``, a fixed (row, col), or ``"random"`` (a position per image,
-    drawn from ``seed``). ``value``: the patch colour (one level, or one per channel);
-    ``pattern``: ``"solid"`` or ``"checkerboard"`` (colour and black alternating).
-    Default: 3x3 white, bottom-right corner. Returns a new batch.
+    ``position``: a corner, ``"interior"``, ``"centre"``, a fixed (row, col), or
+    ``"random"``: a position per image from its index (``indices``, default 0 .. B - 1)
+    and ``seed`` (:func:`random_origins`). ``value``: the patch colour, one level or one
+    per channel (R, G, B); grey images take a colour only if R = G = B. ``pattern``: one
+    of :data:`PATTERNS`; the random ones draw a colour per pixel from ``pattern_seed``
+    (``value`` unused), the same patch for every image. Default: 3x3 white,
+    bottom-right corner. Returns a new batch.
     """
     _check_batch(images)
     size = operator.index(size)
     if not 1 <= size <= min(images.shape[1:3]):
         raise ValueError(f"size: expected 1 .. {min(images.shape[1:3])}, got {size}")
-    colour = np.asarray(value)
-    if colour.dtype.kind not in "iu" or colour.min() < 0 or colour.max() > 255:
-        raise ValueError(f"value: expected levels in 0 .. 255, got {value!r}")
-    if pattern not in PATTERNS:
-        raise ValueError(f"pattern: expected one of {PATTERNS}, got {pattern!r}")
-    patch = np.broadcast_to(colour.astype(np.uint8), (size, size) + images.shape[3:]).copy()
-    if pattern == "checkerboard":
-        patch[(np.add.outer(np.arange(size), np.arange(size)) % 2).astype(bool)] = 0
+    patch = badnet_patch(images.shape, size=size, value=value, pattern=pattern, pattern_seed=pattern_seed)
     if isinstance(position, str) and position == "random":
-        rng = np.random.default_rng(seed)
-        rows = rng.integers(0, images.shape[1] - size + 1, len(images))
-        cols = rng.integers(0, images.shape[2] - size + 1, len(images))
-        return stamp_patch(images, patch, (rows, cols))
+        if indices is None:
+            indices = np.arange(len(images))
+        elif len(indices) != len(images):
+            raise ValueError(f"indices: expected one per image ({len(images)}), got {len(indices)}")
+        return stamp_patch(images, patch, random_origins(images.shape, size, indices, seed))
     return stamp_patch(images, patch, patch_origin(images.shape, size, position))
 
 

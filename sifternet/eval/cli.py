@@ -19,12 +19,12 @@ from tqdm import tqdm
 
 from sifternet.cli import EVAL_COMMANDS, CliError, add_purifier_options, purifier_options, refuse_existing
 from sifternet.eval import evaluate as ev
-from sifternet.eval.attacks import Attack, Position, make_attack
+from sifternet.eval.attacks import PATTERNS, POSITIONS, Attack, Colour, Position, make_attack
 from sifternet.eval.defenses import DEFAULT_DEFENSES, DEFENSES, MODEL_QUERYING
 from sifternet.eval.detectors import DETECTORS, make_detectors
 from sifternet.eval.finetune import evaluate_finetuned
 from sifternet.eval.models import Classifier, load_torchscript, train_small_cnn
-from sifternet.eval.summary import ATTACKS, DATASETS, run_name, write_summary
+from sifternet.eval.summary import ATTACKS, DATASETS, GRID_FIGURE, GRIDS, run_name, write_summary
 from sifternet.eval.sweep import SWEEP_FILES, sweep, write_sweep
 from sifternet.io import load_array
 from sifternet.modelfile import PathLike
@@ -32,7 +32,7 @@ from sifternet.purifier import PurifierConfig, SifterNet
 
 #: Each attack's parameters, also the names of its command-line options.
 ATTACK_FLAGS = {
-    "badnet": ("position", "size", "value"),
+    "badnet": ("position", "size", "value", "pattern", "pattern_seed"),
     "blended": ("alpha",),
     "sig": ("delta", "frequency"),
     "wanet": ("grid", "strength"),
@@ -44,7 +44,8 @@ ATTACK_FLAGS = {
 class Backdoor:
     """The data, the attack and the target model of a run: what evaluate and sweep share.
     ``model``: a TorchScript model to load instead of training the small CNN, which
-    ``model_cache`` keeps; ``limit``: a random subset of this many images."""
+    ``model_cache`` keeps; ``limit``: a random subset of this many images; ``poison_rate``:
+    the poisoned share of the training part (None: the attack's own, :func:`make_attack`)."""
 
     data: str
     attack: str = "badnet"
@@ -56,6 +57,7 @@ class Backdoor:
     model: Optional[str] = None
     model_cache: Optional[str] = None
     limit: Optional[int] = None
+    poison_rate: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,10 @@ def backdoored(spec: Backdoor, *, threads: Optional[int] = None, command: Option
         images, labels = images[keep], labels[keep]
     params = dict(spec.attack_params)
     attack = make_attack(spec.attack, **params)
+    if spec.poison_rate is not None:
+        if not 0.0 < spec.poison_rate < 1.0:
+            raise ValueError(f"poison_rate: expected a number in (0, 1), got {spec.poison_rate}")
+        attack = replace(attack, poison_ratio=spec.poison_rate)
     split = ev.split_data(len(images), spec.train_fraction, spec.split_seed)
     if spec.model:
         model = load_torchscript(spec.model)
@@ -119,6 +125,7 @@ def backdoored(spec: Backdoor, *, threads: Optional[int] = None, command: Option
         attack_params=params,
         n_train=len(split.train),
         n_poisoned=n_poisoned,
+        poison_rate=attack.poison_ratio,
         train_fraction=spec.train_fraction,
         split_seed=spec.split_seed,
         epochs=spec.epochs,
@@ -204,16 +211,18 @@ def run_report_entry(
     command: Optional[str] = None,
 ) -> tuple[ev.Report, list[Path]]:
     """One run of the report: :func:`run_evaluate` with the settings of ``DATASETS[dataset]``
-    and ``ATTACKS[attack]`` (defenses and detectors from ``measured``) into
-    ``out/<dataset>-<attack>``, its model cache beside it; an earlier run is replaced."""
+    and ``ATTACKS[attack]`` (its parameters for that data set, its poisoning rate and extra
+    epochs; defenses and detectors from ``measured``) into ``out/<dataset>-<attack>``, its
+    model cache beside it; an earlier run is replaced."""
     data, threat, name = DATASETS[dataset], ATTACKS[attack], run_name(dataset, attack)
     backdoor = Backdoor(
         str(Path(data_dir) / data.file),
         threat.attack,
-        threat.params,
-        epochs=data.epochs,
+        threat.params_for(data),
+        epochs=data.epochs + threat.extra_epochs,
         model_cache=str(Path(out) / f"{name}.pt"),
         limit=limit,
+        poison_rate=threat.poison_rate,
     )
     evaluation = replace(measured, purifier=data.purifier, per_class=data.per_class)
     return run_evaluate(
@@ -254,14 +263,16 @@ def _backdoor(args: argparse.Namespace) -> Backdoor:
         model=args.model,
         model_cache=args.model_cache,
         limit=args.limit,
+        poison_rate=args.poison_rate,
     )
 
 
-def _measured(args: argparse.Namespace, **more: Any) -> Evaluation:
-    """The defenses, detectors and fine-tuning epochs of evaluate's or report's options."""
+def _measured(args: argparse.Namespace, defenses: Optional[str] = None, **more: Any) -> Evaluation:
+    """The defenses (``defenses`` if given, else ``--defenses``), detectors and fine-tuning
+    epochs of evaluate's or report's options."""
     detectors = _names(args.detectors, DETECTORS, "--detectors") if args.detectors else ()
     return Evaluation(
-        defenses=_names(args.defenses, DEFENSES, "--defenses"),
+        defenses=_names(args.defenses if defenses is None else defenses, DEFENSES, "--defenses"),
         detectors=detectors,
         detector_images=args.detector_images,
         strip_copies=args.strip_copies,
@@ -322,14 +333,34 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     _show(result.to_markdown(), write_sweep(result, args.out, overwrite=args.force))
 
 
+#: The defenses each grid of the report runs unless --defenses says otherwise: the paper
+#: grid today's defaults, the unknown grid every defense (the dark and both-ways repair
+#: presets too: some of its triggers are dark).
+GRID_DEFENSES: dict[str, tuple[str, ...]] = {"paper": DEFAULT_DEFENSES, "unknown": tuple(DEFENSES)}
+
+
+def report_plan(
+    grid: str, datasets: Optional[str] = None, attacks: Optional[str] = None
+) -> list[tuple[str, str]]:
+    """The (data set, attack) runs of ``grid``, all of its data sets and attacks or the
+    comma-separated ``datasets`` and ``attacks`` (each of them in the grid)."""
+    if grid not in GRIDS:
+        raise CliError(f"--grid: expected one of {','.join(GRIDS)}, got {grid!r}")
+    triggers = {name: ATTACKS[name] for name in GRIDS[grid]}
+    chosen_data = _names(datasets, DATASETS, "--datasets") if datasets is not None else tuple(DATASETS)
+    chosen = (
+        _names(attacks, triggers, f"--attacks (of the {grid} grid)") if attacks is not None else GRIDS[grid]
+    )
+    return [(d, a) for d in chosen_data for a in chosen]
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     out, data = Path(args.out), Path(args.data_dir)
-    plan = [
-        (d, a)
-        for d in _names(args.datasets, DATASETS, "--datasets")
-        for a in _names(args.attacks, ATTACKS, "--attacks")
-    ]
-    measured = _measured(args)
+    plan = report_plan(args.grid, args.datasets, args.attacks)
+    defenses = args.defenses if args.defenses is not None else ",".join(GRID_DEFENSES[args.grid])
+    if args.grid == "unknown" and "none" not in defenses.split(","):
+        defenses = "none," + defenses  # the baseline of the grid's marks and count lines
+    measured = _measured(args, defenses)
     missing = sorted({DATASETS[d].file for d, _ in plan if not (data / DATASETS[d].file).exists()})
     if missing:
         raise FileNotFoundError(
@@ -355,7 +386,7 @@ def cmd_report(args: argparse.Namespace) -> None:
             command=_command_line(),
         )
         _show(report.to_markdown(), written)
-    written = write_summary(out, keys=plan, command=_command_line())
+    written = write_summary(out, keys=plan, command=_command_line(), grid=args.grid)
     _show(written[0].read_text(), written)
 
 
@@ -371,9 +402,26 @@ def _integers(text: str) -> list[int]:
 
 def _position(text: str) -> Position:
     if "," in text:
-        row, col = text.split(",")
-        return int(row), int(col)
+        try:
+            row, col = (int(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {', '.join(POSITIONS)} or ROW,COL such as 4,20, got {text!r}"
+            ) from None
+        return row, col
     return text
+
+
+def _colour(text: str) -> Colour:
+    try:
+        levels = [int(v) for v in text.split(",")]
+    except ValueError:
+        levels = []
+    if len(levels) not in (1, 3):
+        raise argparse.ArgumentTypeError(
+            f"expected a level such as 255 or R,G,B such as 30,200,200, got {text!r}"
+        )
+    return levels[0] if len(levels) == 1 else (levels[0], levels[1], levels[2])
 
 
 def _add_backdoor_options(parser: argparse.ArgumentParser) -> None:
@@ -388,10 +436,22 @@ def _add_backdoor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--position",
         type=_position,
-        help="badnet: bottom_right (default), other corners, interior, random, or ROW,COL",
+        help="badnet: bottom_right (default), other corners, interior (4 pixels in from "
+        "bottom_right), centre, random (one per image, from its index), or ROW,COL",
     )
     parser.add_argument("--size", type=int, help="badnet: patch side (default 3)")
-    parser.add_argument("--value", type=int, help="badnet: patch level 0..255 (default 255, white)")
+    parser.add_argument(
+        "--value",
+        type=_colour,
+        help="badnet: patch level 0..255 or colour R,G,B (default 255, white; grey images: one level)",
+    )
+    parser.add_argument(
+        "--pattern",
+        choices=PATTERNS,
+        help="badnet: solid (default), checkerboard (value and black), random (a fixed random colour "
+        "per pixel, from --pattern-seed), random-checkerboard (that with the checkerboard's black)",
+    )
+    parser.add_argument("--pattern-seed", type=int, help="badnet: seed of the random patterns (default 0)")
     parser.add_argument("--alpha", type=float, help="blended: blend weight (default 0.2; the paper 0.065)")
     parser.add_argument("--delta", type=float, help="sig: amplitude (default 40)")
     parser.add_argument("--frequency", type=float, help="sig: frequency (default 6)")
@@ -426,16 +486,27 @@ def _add_backdoor_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", help="evaluate this TorchScript model instead of training one")
     parser.add_argument("--limit", type=int, help="use a random subset of this many images (quick runs)")
+    parser.add_argument(
+        "--poison-rate",
+        type=float,
+        help="poisoned share of the training part, 0..1 (default: the attack's, 0.1 or 0.075)",
+    )
 
 
 def _add_measure_options(
-    parser: argparse.ArgumentParser, *, detectors: str, images: Optional[int], copies: int
+    parser: argparse.ArgumentParser,
+    *,
+    detectors: str,
+    images: Optional[int],
+    copies: int,
+    defenses: Optional[str] = ",".join(Evaluation.defenses),
+    defenses_note: str = "all but the dark-trigger ones",
 ) -> None:
     """The defense and detector options that evaluate and report share."""
     parser.add_argument(
         "--defenses",
-        default=",".join(Evaluation.defenses),
-        help=f"comma-separated defenses of {','.join(DEFENSES)} (default: all but the dark-trigger ones)",
+        default=defenses,
+        help=f"comma-separated defenses of {','.join(DEFENSES)} (default: {defenses_note})",
     )
     parser.add_argument(
         "--detectors",
@@ -539,22 +610,37 @@ def _add_report(commands: Any) -> None:
     parser = commands.add_parser(
         "report",
         help=EVAL_COMMANDS["report"],
-        description="Run evaluate for every data set x attack with the paper's settings "
-        "(model caches kept in the "
-        "output folder), then write summary.md, summary.json and summary.png: Acc / ASR per defense, "
-        "detector AUC, fine-tuning, timings, and the paper's Tables 1 and 5 beside them.",
+        description="Run evaluate for every data set x attack of a grid with the paper's settings "
+        "(model caches kept in the output folder), then write summary.md and summary.json. "
+        "--grid paper: summary.png, Acc / ASR per defense, detector AUC, fine-tuning, timings, and "
+        "the paper's Tables 1 and 5 beside them. --grid unknown: the unknown-trigger grid, one Acc / "
+        "ASR table with not-learned flags and floor marks, a count line per defense and an ASR heat "
+        f"map, {GRID_FIGURE}.",
     )
     parser.add_argument(
         "data_dir", help=f"folder with {files} (each a .npz with 'images' and 'labels'), e.g. data/"
     )
     parser.add_argument("--out", required=True, help="report folder (one sub-folder per run, plus summary.*)")
+    parser.add_argument("--datasets", help=f"comma-separated (default {','.join(DATASETS)})")
     parser.add_argument(
-        "--datasets", default=",".join(DATASETS), help=f"comma-separated (default {','.join(DATASETS)})"
+        "--grid",
+        choices=tuple(GRIDS),
+        default="paper",
+        help="the plan: paper (default), the paper's attacks; unknown, the unknown-trigger grid",
     )
     parser.add_argument(
-        "--attacks", default=",".join(ATTACKS), help=f"comma-separated (default {','.join(ATTACKS)})"
+        "--attacks",
+        help=f"comma-separated attacks of the grid (default: all of it; paper: {','.join(GRIDS['paper'])}; "
+        f"unknown: also {','.join(a for a in GRIDS['unknown'] if a not in GRIDS['paper'])})",
     )
-    _add_measure_options(parser, detectors="strip,teco", images=250, copies=50)
+    _add_measure_options(
+        parser,
+        detectors="strip,teco",
+        images=250,
+        copies=50,
+        defenses=None,
+        defenses_note="paper grid: all but the dark-trigger ones; unknown grid: all, and none always",
+    )
     parser.add_argument(
         "--limit", type=int, help="a random subset of this many images per data set (quick runs)"
     )
