@@ -618,11 +618,13 @@ def test_sigint_exits_130_in_one_line(grey, tmp_path):
     model, images = grey
     write_images(tmp_path / "in", images)
     out = tmp_path / "out"
-    argv = [sys.executable, "-c", CLI, "purify", str(model), str(tmp_path / "in"), str(out), *SLOW]
+    slower = [*SLOW[:1], "1000000000", *SLOW[2:]]  # about 3 s per image: the signal lands mid-run
+    argv = [sys.executable, "-c", CLI, "purify", str(model), str(tmp_path / "in"), str(out), *slower]
     with subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
     ) as run:
         wait_for(lambda: any(out.glob("*.png")) or run.poll() is not None)
+        assert run.poll() is None, "the run ended before it could be interrupted"
         run.send_signal(signal.SIGINT)
         _, stderr = run.communicate(timeout=60)
     assert run.returncode == 130
