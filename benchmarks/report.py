@@ -132,6 +132,42 @@ def plots(series: dict, benches: list[dict]) -> list[str]:
     return written
 
 
+#: What each baseline computes (benchmarks/baselines.py); each is timed in the same run
+#: as the rows it is compared with, and the recall baselines are checked bit-identical.
+BASELINES = [
+    ("W1 recall", (
+        "`test_w1_numpy_baseline`: the Hebbian overlap form vectorised over the "
+        "batch in NumPy, on 1,000 images of channel 0 (rates are per (image, channel) plane, like "
+        "the kernel rows'). Overlaps m = s Xi^T for all rows at once (B x P); then per step, for "
+        "all rows together: one gather of the visited neuron's pattern column xi_i (the kernel's "
+        "random streams), the field h_i = xi_i . m - P s_i (`einsum`), s_i <- +1 if h_i >= 0 "
+        "else -1, and the rank-1 update m += 2 s_i xi_i of the rows whose neuron flipped. "
+        "Integers held in float32, exact since every sum is at most P N in magnitude. "
+        "Single-threaded apart from the one BLAS product that starts the overlaps. The kernel "
+        "rows check channel 1's first 1,000 images against it bit for bit.")),
+    ("Hebbian training", (
+        "`test_hebbian_training_numpy_baseline`: NumPy's float32 `X.T @ X` "
+        "(BLAS, all cores), the same product without the zeroed diagonal.")),
+    ("binarise GTSRB", (
+        "`test_binarise_per_image_opencv_baseline`: local mean k = 11 one image "
+        "at a time, OpenCV `boxFilter` per channel plane, split and merged per image; checked equal "
+        "to the batched binarisation.")),
+    ("baselines on 20 images", (
+        "`test_python_loop_baseline`: the style of common NumPy Hopfield "
+        "code, one image and one neuron at a time, h_i = W_i . s with float64 weights; checked equal "
+        "to the kernel.")),
+    ("GIL: Python threads", (
+        "`test_gil_is_released[1]`: channel 0 recalled by one Python thread "
+        "calling the kernel with one OpenMP thread, against two Python threads on halves.")),
+]
+
+
+def baselines_section() -> list[str]:
+    lines = ["### Baselines", ""]
+    lines += [f"- {group}: {text}" for group, text in BASELINES]
+    return lines + [""]
+
+
 def render(data: dict) -> str:
     machine = data.get("machine_info", {})
     cpu = machine.get("cpu", {})
@@ -142,7 +178,8 @@ def render(data: dict) -> str:
              f"Python {machine.get('python_version', '?')}; run {data.get('datetime', '?')}. Times are the best and "
              "median of a few rounds; ratios compare with the baseline measured in the same run.",
              "", "Regenerate: `python benchmarks/report.py --run`.", ""]
-    lines += cost_table(benches) + samples + plots(series, benches) + [""] + group_tables(benches)
+    lines += baselines_section() + cost_table(benches) + samples + plots(series, benches) + [""]
+    lines += group_tables(benches)
     return "\n".join(lines) + "\n"
 
 

@@ -1,14 +1,15 @@
-"""Workload W1 (issue 2): GTSRB test set per channel, N = 1024, P = 86, 500 random steps;
+"""Workload W1: GTSRB test set per channel, N = 1024, P = 86, 500 random steps;
 Hebbian training for P = 4300, N = 1024 against NumPy's float32 X^T X."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from baselines import numpy_recall
-from conftest import record
 
 from sifternet import _core
+
+from .baselines import numpy_recall
+from .common import record
 
 STEPS = 500
 BASELINE_IMAGES = 1000  # the NumPy baseline runs on a slice; rates are per image
@@ -51,7 +52,7 @@ def test_w1_numpy_baseline(benchmark, w1):
     benchmark.pedantic(numpy_recall, args=(networks[0].patterns, head),
                        kwargs=dict(steps=STEPS, seed=0, indices=np.arange(BASELINE_IMAGES),
                                    channel=0, channels=3), rounds=2)
-    record(benchmark, "baseline: NumPy vectorised", BASELINE_IMAGES, "W1")
+    record(benchmark, "baseline: NumPy overlap form", BASELINE_IMAGES, "W1")
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,16 @@
-"""End to end on the GTSRB test set (issue 3): local_mean k = 11 + W1's recall + merge,
+"""End to end on the GTSRB test set: local_mean k = 11 + W1's recall + merge,
 beside the binarisation alone and a per-image OpenCV binarisation baseline."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from baselines import per_image_local_mean
-from conftest import record
 
 from sifternet import SifterNet, select_seeds
 from sifternet.binarize import binarize
+
+from .baselines import per_image_local_mean
+from .common import record
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -1,4 +1,4 @@
-"""The paper's cost appendix (D.6, Fig. 6) for this package (issue 6): work per
+"""The paper's cost appendix (D.6, Fig. 6) for this package: work per
 representation and the kernel's choice, purification against CNN inference over sample
 counts, and scaling in threads, P, steps and image size."""
 
@@ -8,10 +8,11 @@ import importlib.util
 
 import numpy as np
 import pytest
-from baselines import numpy_recall, python_loop_recall
-from conftest import record
 
 from sifternet import HopfieldNetwork
+
+from .baselines import numpy_recall, python_loop_recall
+from .common import record
 
 SPINS = np.array([-1, 1], np.int8)
 HAS_TORCH = importlib.util.find_spec("torch") is not None
