@@ -70,8 +70,9 @@ def per_image_local_mean(images: np.ndarray, block_size: int) -> np.ndarray:
     for b, image in enumerate(images):
         planes = []
         for plane in cv2.split(image):
-            sums = cv2.boxFilter(plane, cv2.CV_32S, (block_size, block_size), normalize=False,
-                                 borderType=cv2.BORDER_CONSTANT)
+            sums = cv2.boxFilter(
+                plane, cv2.CV_32S, (block_size, block_size), normalize=False, borderType=cv2.BORDER_CONSTANT
+            )
             planes.append(np.where(k2 * plane.astype(np.int32) > sums, 1, -1).astype(np.int8))
         out[b] = cv2.merge(planes)
     return out

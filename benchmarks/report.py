@@ -39,12 +39,18 @@ def group_tables(benches: list[dict]) -> list[str]:
         groups[b["group"]].append(b)
     for group, items in sorted(groups.items()):
         baseline = next((b for b in items if "baseline" in b["name"]), None)
-        lines += [f"### {group}", "", "| benchmark | median ms | min ms | items/s | vs baseline |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [
+            f"### {group}",
+            "",
+            "| benchmark | median ms | min ms | items/s | vs baseline |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
         for b in sorted(items, key=lambda b: b["name"]):
             ratio = f"{rate(b) / rate(baseline):.1f}x" if baseline and b is not baseline else ""
-            lines.append(f"| `{b['name']}` | {1e3 * b['stats']['median']:.2f} | {1e3 * b['stats']['min']:.2f} | "
-                         f"{rate(b):,.0f} | {ratio} |")
+            lines.append(
+                f"| `{b['name']}` | {1e3 * b['stats']['median']:.2f} | {1e3 * b['stats']['min']:.2f} | "
+                f"{rate(b):,.0f} | {ratio} |"
+            )
         lines.append("")
     return lines
 
@@ -57,17 +63,24 @@ def cost_table(benches: list[dict]) -> list[str]:
             cells[(info["n"], info["p"])][info["representation"]] = (info, b["stats"]["min"] / info["images"])
     if not cells:
         return []
-    lines = ["### Work per image and the kernel's choice (500 steps, 1 thread)", "",
-             "The paper counts 2N^2 FLOPs per full sweep of a dense network (2N per step).", "",
-             "| N | P | dense FLOPs/image | overlap FLOPs/image | auto picks | dense us/image | overlap us/image | faster |",
-             "| ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |"]
+    lines = [
+        "### Work per image and the kernel's choice (500 steps, 1 thread)",
+        "",
+        "The paper counts 2N^2 FLOPs per full sweep of a dense network (2N per step).",
+        "",
+        "| N | P | dense FLOPs/image | overlap FLOPs/image | auto picks | dense us/image "
+        "| overlap us/image | faster |",
+        "| ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |",
+    ]
     for (n, p), reps in sorted(cells.items()):
         if len(reps) < 2:
             continue
         (d_info, d_t), (o_info, o_t) = reps["dense"], reps["overlap"]
         faster = "dense" if d_t < o_t else "overlap"
-        lines.append(f"| {n} | {p} | {d_info['flops_per_image']:,.0f} | {o_info['flops_per_image']:,.0f} | "
-                     f"{d_info['picked']} | {1e6 * d_t:.2f} | {1e6 * o_t:.2f} | {faster} |")
+        lines.append(
+            f"| {n} | {p} | {d_info['flops_per_image']:,.0f} | {o_info['flops_per_image']:,.0f} | "
+            f"{d_info['picked']} | {1e6 * d_t:.2f} | {1e6 * o_t:.2f} | {faster} |"
+        )
     return lines + [""]
 
 
@@ -81,13 +94,22 @@ def samples_table(benches: list[dict]) -> tuple[list[str], dict]:
         return [], series
     counts = sorted({c for s in series.values() for c in s})
     keys = sorted(series)
-    lines = ["### Fig. 6: purification and inference time against samples (GTSRB, seconds)", "",
-             "| samples | " + " | ".join(f"{stage}, {t} thread(s)" for stage, t in keys) + " | purify / inference (2 threads) |",
-             "| ---: | " + " | ".join("---:" for _ in keys) + " | ---: |"]
+    lines = [
+        "### Fig. 6: purification and inference time against samples (GTSRB, seconds)",
+        "",
+        "| samples | "
+        + " | ".join(f"{stage}, {t} thread(s)" for stage, t in keys)
+        + " | purify / inference (2 threads) |",
+        "| ---: | " + " | ".join("---:" for _ in keys) + " | ---: |",
+    ]
     for c in counts:
         row = [f"{series[k].get(c, float('nan')):.4f}" for k in keys]
         p, i = series.get(("purify", 2), {}).get(c), series.get(("inference", 2), {}).get(c)
-        lines.append(f"| {c} | " + " | ".join(row) + f" | {p / i:.2f} |" if p and i else f"| {c} | " + " | ".join(row) + " | |")
+        lines.append(
+            f"| {c} | " + " | ".join(row) + f" | {p / i:.2f} |"
+            if p and i
+            else f"| {c} | " + " | ".join(row) + " | |"
+        )
     return lines + [""], series
 
 
@@ -116,7 +138,11 @@ def plots(series: dict, benches: list[dict]) -> list[str]:
     pairs = defaultdict(dict)
     for b in benches:
         threads = b.get("params", {}) or {}
-        if "threads" in threads and b["group"] in ("W1 recall", "purify GTSRB", "Hebbian training P=4300 N=1024"):
+        if "threads" in threads and b["group"] in (
+            "W1 recall",
+            "purify GTSRB",
+            "Hebbian training P=4300 N=1024",
+        ):
             pairs[b["group"]][threads["threads"]] = b["stats"]["min"]
     pairs = {g: t for g, t in pairs.items() if 1 in t and 2 in t}
     if pairs:
@@ -135,30 +161,50 @@ def plots(series: dict, benches: list[dict]) -> list[str]:
 #: What each baseline computes (benchmarks/baselines.py); each is timed in the same run
 #: as the rows it is compared with, and the recall baselines are checked bit-identical.
 BASELINES = [
-    ("W1 recall", (
-        "`test_w1_numpy_baseline`: the Hebbian overlap form vectorised over the "
-        "batch in NumPy, on 1,000 images of channel 0 (rates are per (image, channel) plane, like "
-        "the kernel rows'). Overlaps m = s Xi^T for all rows at once (B x P); then per step, for "
-        "all rows together: one gather of the visited neuron's pattern column xi_i (the kernel's "
-        "random streams), the field h_i = xi_i . m - P s_i (`einsum`), s_i <- +1 if h_i >= 0 "
-        "else -1, and the rank-1 update m += 2 s_i xi_i of the rows whose neuron flipped. "
-        "Integers held in float32, exact since every sum is at most P N in magnitude. "
-        "Single-threaded apart from the one BLAS product that starts the overlaps. The kernel "
-        "rows check channel 1's first 1,000 images against it bit for bit.")),
-    ("Hebbian training", (
-        "`test_hebbian_training_numpy_baseline`: NumPy's float32 `X.T @ X` "
-        "(BLAS, all cores), the same product without the zeroed diagonal.")),
-    ("binarise GTSRB", (
-        "`test_binarise_per_image_opencv_baseline`: local mean k = 11 one image "
-        "at a time, OpenCV `boxFilter` per channel plane, split and merged per image; checked equal "
-        "to the batched binarisation.")),
-    ("baselines on 20 images", (
-        "`test_python_loop_baseline`: the style of common NumPy Hopfield "
-        "code, one image and one neuron at a time, h_i = W_i . s with float64 weights; checked equal "
-        "to the kernel.")),
-    ("GIL: Python threads", (
-        "`test_gil_is_released[1]`: channel 0 recalled by one Python thread "
-        "calling the kernel with one OpenMP thread, against two Python threads on halves.")),
+    (
+        "W1 recall",
+        (
+            "`test_w1_numpy_baseline`: the Hebbian overlap form vectorised over the "
+            "batch in NumPy, on 1,000 images of channel 0 (rates are per (image, channel) plane, like "
+            "the kernel rows'). Overlaps m = s Xi^T for all rows at once (B x P); then per step, for "
+            "all rows together: one gather of the visited neuron's pattern column xi_i (the kernel's "
+            "random streams), the field h_i = xi_i . m - P s_i (`einsum`), s_i <- +1 if h_i >= 0 "
+            "else -1, and the rank-1 update m += 2 s_i xi_i of the rows whose neuron flipped. "
+            "Integers held in float32, exact since every sum is at most P N in magnitude. "
+            "Single-threaded apart from the one BLAS product that starts the overlaps. The kernel "
+            "rows check channel 1's first 1,000 images against it bit for bit."
+        ),
+    ),
+    (
+        "Hebbian training",
+        (
+            "`test_hebbian_training_numpy_baseline`: NumPy's float32 `X.T @ X` "
+            "(BLAS, all cores), the same product without the zeroed diagonal."
+        ),
+    ),
+    (
+        "binarise GTSRB",
+        (
+            "`test_binarise_per_image_opencv_baseline`: local mean k = 11 one image "
+            "at a time, OpenCV `boxFilter` per channel plane, split and merged per image; checked equal "
+            "to the batched binarisation."
+        ),
+    ),
+    (
+        "baselines on 20 images",
+        (
+            "`test_python_loop_baseline`: the style of common NumPy Hopfield "
+            "code, one image and one neuron at a time, h_i = W_i . s with float64 weights; checked equal "
+            "to the kernel."
+        ),
+    ),
+    (
+        "GIL: Python threads",
+        (
+            "`test_gil_is_released[1]`: channel 0 recalled by one Python thread "
+            "calling the kernel with one OpenMP thread, against two Python threads on halves."
+        ),
+    ),
 ]
 
 
@@ -173,11 +219,18 @@ def render(data: dict) -> str:
     cpu = machine.get("cpu", {})
     benches = data["benchmarks"]
     samples, series = samples_table(benches)
-    lines = ["# sifternet benchmark report", "",
-             f"Machine: {cpu.get('brand_raw', machine.get('processor', '?'))}, {cpu.get('count', '?')} logical cores, "
-             f"Python {machine.get('python_version', '?')}; run {data.get('datetime', '?')}. Times are the best and "
-             "median of a few rounds; ratios compare with the baseline measured in the same run.",
-             "", "Regenerate: `python benchmarks/report.py --run`.", ""]
+    lines = [
+        "# sifternet benchmark report",
+        "",
+        f"Machine: {cpu.get('brand_raw', machine.get('processor', '?'))}, "
+        f"{cpu.get('count', '?')} logical cores, "
+        f"Python {machine.get('python_version', '?')}; run {data.get('datetime', '?')}. "
+        "Times are the best and "
+        "median of a few rounds; ratios compare with the baseline measured in the same run.",
+        "",
+        "Regenerate: `python benchmarks/report.py --run`.",
+        "",
+    ]
     lines += baselines_section() + cost_table(benches) + samples + plots(series, benches) + [""]
     lines += group_tables(benches)
     return "\n".join(lines) + "\n"
@@ -190,8 +243,19 @@ def main() -> None:
     args = parser.parse_args()
     results = args.results or HERE / "results.json"
     if args.run:
-        subprocess.run([sys.executable, "-m", "pytest", str(HERE), "-q", "-p", "no:cacheprovider",
-                        f"--benchmark-json={results}"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(HERE),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--benchmark-json={results}",
+            ],
+            check=True,
+        )
     if not results.exists():
         raise SystemExit(f"{results}: not found (pass --run to run the benchmarks)")
     (HERE / "REPORT.md").write_text(render(load(results)))

@@ -26,8 +26,16 @@ def w1(gtsrb, gtsrb_purifier):
 
 def recall_all(networks, planes, threads):
     return [
-        net.recall(plane, steps=STEPS, seed=0, channel=c, channels=3, stats=False,
-                   representation="overlap", num_threads=threads).states
+        net.recall(
+            plane,
+            steps=STEPS,
+            seed=0,
+            channel=c,
+            channels=3,
+            stats=False,
+            representation="overlap",
+            num_threads=threads,
+        ).states
         for c, (net, plane) in enumerate(zip(networks, planes))
     ]
 
@@ -39,8 +47,15 @@ def test_w1_kernel(benchmark, w1, threads):
     out = benchmark.pedantic(recall_all, args=(networks, planes, threads), rounds=5, warmup_rounds=1)
     count = len(planes) * planes[0].shape[0]
     head = slice(0, BASELINE_IMAGES)
-    want = numpy_recall(networks[1].patterns, planes[1][head], steps=STEPS, seed=0,
-                        indices=np.arange(BASELINE_IMAGES), channel=1, channels=3)
+    want = numpy_recall(
+        networks[1].patterns,
+        planes[1][head],
+        steps=STEPS,
+        seed=0,
+        indices=np.arange(BASELINE_IMAGES),
+        channel=1,
+        channels=3,
+    )
     assert np.array_equal(out[1][head], want)
     record(benchmark, f"kernel, {threads} thread(s)", count, "W1")
 
@@ -49,9 +64,12 @@ def test_w1_numpy_baseline(benchmark, w1):
     networks, planes = w1
     benchmark.group = "W1 recall"
     head = planes[0][:BASELINE_IMAGES]
-    benchmark.pedantic(numpy_recall, args=(networks[0].patterns, head),
-                       kwargs=dict(steps=STEPS, seed=0, indices=np.arange(BASELINE_IMAGES),
-                                   channel=0, channels=3), rounds=2)
+    benchmark.pedantic(
+        numpy_recall,
+        args=(networks[0].patterns, head),
+        kwargs=dict(steps=STEPS, seed=0, indices=np.arange(BASELINE_IMAGES), channel=0, channels=3),
+        rounds=2,
+    )
     record(benchmark, "baseline: NumPy overlap form", BASELINE_IMAGES, "W1")
 
 
@@ -63,7 +81,9 @@ def training_patterns():
 @pytest.mark.parametrize("threads", [1, 2])
 def test_hebbian_training_kernel(benchmark, training_patterns, threads):
     benchmark.group = "Hebbian training P=4300 N=1024"
-    weights = benchmark.pedantic(_core.hebbian_weights, args=(training_patterns, threads), rounds=5, warmup_rounds=1)
+    weights = benchmark.pedantic(
+        _core.hebbian_weights, args=(training_patterns, threads), rounds=5, warmup_rounds=1
+    )
     x = training_patterns[:, :64].astype(np.int64)
     expected = x.T @ x
     np.fill_diagonal(expected, 0)
@@ -88,8 +108,13 @@ def _recall_halves_in_python_threads(networks, planes, python_threads):
 
     def part(k):
         a, z = bounds[k], bounds[k + 1]
-        return networks[0].recall(plane[a:z], steps=STEPS, index_offset=a, channel=0, channels=3,
-                                  stats=False, num_threads=1).states
+        return (
+            networks[0]
+            .recall(
+                plane[a:z], steps=STEPS, index_offset=a, channel=0, channels=3, stats=False, num_threads=1
+            )
+            .states
+        )
 
     with ThreadPoolExecutor(python_threads) as pool:
         return np.concatenate(list(pool.map(part, range(python_threads))))
@@ -99,8 +124,9 @@ def _recall_halves_in_python_threads(networks, planes, python_threads):
 def test_gil_is_released(benchmark, w1, python_threads):
     networks, planes = w1
     benchmark.group = "GIL: Python threads"
-    out = benchmark.pedantic(_recall_halves_in_python_threads, args=(networks, planes, python_threads),
-                             rounds=5, warmup_rounds=1)
+    out = benchmark.pedantic(
+        _recall_halves_in_python_threads, args=(networks, planes, python_threads), rounds=5, warmup_rounds=1
+    )
     assert np.array_equal(out[:50], recall_all(networks, [p[:50] for p in planes], 1)[0])
     name = "baseline: 1 Python thread" if python_threads == 1 else "2 Python threads"
     record(benchmark, name, len(planes[0]), "GIL")

@@ -17,8 +17,9 @@ from .common import record
 def test_purify_gtsrb(benchmark, gtsrb, gtsrb_purifier, threads):
     images, _ = gtsrb
     benchmark.group = "purify GTSRB"
-    out = benchmark.pedantic(gtsrb_purifier.purify, args=(images,), kwargs={"num_threads": threads},
-                             rounds=5, warmup_rounds=1)
+    out = benchmark.pedantic(
+        gtsrb_purifier.purify, args=(images,), kwargs={"num_threads": threads}, rounds=5, warmup_rounds=1
+    )
     assert np.array_equal(out[100:110], gtsrb_purifier.purify(images[100:110], index_offset=100))
     record(benchmark, f"purify end to end, {threads} thread(s)", len(images), "purify")
 
@@ -41,15 +42,20 @@ def test_binarise_per_image_opencv_baseline(benchmark, gtsrb):
 def test_binarise_batched(benchmark, gtsrb):
     images, _ = gtsrb
     benchmark.group = "binarise GTSRB"
-    benchmark.pedantic(binarize, args=(images, "local_mean"), kwargs={"block_size": 11}, rounds=5, warmup_rounds=1)
+    benchmark.pedantic(
+        binarize, args=(images, "local_mean"), kwargs={"block_size": 11}, rounds=5, warmup_rounds=1
+    )
     record(benchmark, "sifternet batched local_mean", len(images), "binarise")
 
 
 @pytest.mark.parametrize(
     ("name", "per_class", "options"),
-    [("preset (one sweep)", 2, {}), ("preset, 10 seeds/class", 10, {}),
-     ("Otsu variant (agreement 0.5)", 2, {"binarize": "otsu", "agreement": 0.5}),
-     ("preset to convergence", 2, {"max_sweeps": 100})],
+    [
+        ("preset (one sweep)", 2, {}),
+        ("preset, 10 seeds/class", 10, {}),
+        ("Otsu variant (agreement 0.5)", 2, {"binarize": "otsu", "agreement": 0.5}),
+        ("preset to convergence", 2, {"max_sweeps": 100}),
+    ],
 )
 def test_purify_gtsrb_repair(benchmark, gtsrb, name, per_class, options):
     """The repair preset (highlights, one sweep, agreement gate, inpaint) and variants."""

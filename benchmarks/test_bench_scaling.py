@@ -40,12 +40,20 @@ def test_representation_cost(benchmark, n, p, representation):
     network.recall(states[:1], steps=1, representation=representation)  # builds dense W once
     benchmark.group = f"representation N={n}"
     benchmark.extra_info.update(
-        n=n, p=p, representation=representation, picked=network.representation_for(steps),
+        n=n,
+        p=p,
+        representation=representation,
+        picked=network.representation_for(steps),
         flops_per_step=work_per_image(n, p, 1)[representation],
-        flops_per_image=work_per_image(n, p, steps)[representation], paper_flops_per_sweep=2 * n * n,
+        flops_per_image=work_per_image(n, p, steps)[representation],
+        paper_flops_per_sweep=2 * n * n,
     )
-    benchmark.pedantic(network.recall, args=(states,), kwargs=dict(
-        steps=steps, representation=representation, stats=False, num_threads=1), rounds=3)
+    benchmark.pedantic(
+        network.recall,
+        args=(states,),
+        kwargs=dict(steps=steps, representation=representation, stats=False, num_threads=1),
+        rounds=3,
+    )
     record(benchmark, f"N={n} P={p} {representation}", count, f"cost N={n}")
 
 
@@ -58,8 +66,13 @@ def test_purify_vs_samples(benchmark, gtsrb, gtsrb_purifier, count, threads):
     images, _ = gtsrb
     benchmark.group = "Fig. 6: purify vs samples"
     benchmark.extra_info.update(samples=count, threads=threads, stage="purify")
-    benchmark.pedantic(gtsrb_purifier.purify, args=(images[:count],), kwargs={"num_threads": threads},
-                       rounds=3, warmup_rounds=1)
+    benchmark.pedantic(
+        gtsrb_purifier.purify,
+        args=(images[:count],),
+        kwargs={"num_threads": threads},
+        rounds=3,
+        warmup_rounds=1,
+    )
     record(benchmark, f"purify {count} images, {threads} thread(s)", count, "samples")
 
 
@@ -113,8 +126,12 @@ def test_python_loop_baseline(benchmark):
     states = np.random.default_rng(4).choice(SPINS, (20, 1024))
     indices = np.arange(20)
     benchmark.group = "baselines on 20 images"
-    out = benchmark.pedantic(python_loop_recall, args=(network.weights, states),
-                             kwargs=dict(steps=500, seed=0, indices=indices), rounds=1)
+    out = benchmark.pedantic(
+        python_loop_recall,
+        args=(network.weights, states),
+        kwargs=dict(steps=500, seed=0, indices=indices),
+        rounds=1,
+    )
     want = network.recall(states, steps=500, seed=0).states
     assert np.array_equal(out, want)
     assert np.array_equal(numpy_recall(network.patterns, states, steps=500, seed=0, indices=indices), want)
@@ -125,6 +142,7 @@ def test_kernel_on_the_loop_rows(benchmark):
     network = random_network(1024, 86)
     states = np.random.default_rng(4).choice(SPINS, (20, 1024))
     benchmark.group = "baselines on 20 images"
-    benchmark.pedantic(network.recall, args=(states,), kwargs=dict(steps=500, seed=0, stats=False,
-                                                                   num_threads=1), rounds=20)
+    benchmark.pedantic(
+        network.recall, args=(states,), kwargs=dict(steps=500, seed=0, stats=False, num_threads=1), rounds=20
+    )
     record(benchmark, "kernel, 1 thread", len(states), "loop")

@@ -701,7 +701,7 @@ def load_array(
                     raise ValueError(f"{source}: expected a {key!r} array, got {found}")
                 info = _member(archive, source, f"{key}.npy")
                 with archive.open(info) as member:
-                    shape, dtype, fortran = _npy_header(member, source, f"{key!r} ")  # type: ignore[arg-type]
+                    shape, dtype, fortran = _npy_header(member, source, f"{key!r} ")
                     _check_array(source, key, shape, dtype, image_shape)
                     need = _declared(source, shape, dtype, info.file_size - member.tell())
                     flat = np.empty(need, np.uint8)
@@ -733,7 +733,7 @@ def write_npz(path: PathLike, images: np.ndarray, extras: Optional[PathLike] = N
                     info = _member(archive, source, name)
                     if name.endswith(".npy"):
                         with archive.open(info) as head:
-                            _npy_header(head, source, f"{name[:-4]!r} ")  # type: ignore[arg-type]
+                            _npy_header(head, source, f"{name[:-4]!r} ")
                     with archive.open(info) as copy, out.open(name, "w", force_zip64=True) as member:
                         shutil.copyfileobj(copy, member, 1 << 20)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:

@@ -16,12 +16,19 @@ _spec = importlib.util.spec_from_file_location("sifternet_setup", SETUP)
 setup_py = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(setup_py)
 
-OPENCV = ["opencv-python", "opencv-contrib-python", "opencv-contrib-python-headless", "opencv-python-headless"]
+OPENCV = [
+    "opencv-python",
+    "opencv-contrib-python",
+    "opencv-contrib-python-headless",
+    "opencv-python-headless",
+]
 
 
 def test_no_opencv_installed_requires_headless():
     assert setup_py.opencv_requirement({}) == "opencv-python-headless>=4.6"
-    assert setup_py.opencv_requirement({"numpy": "2.1.0", "opencv-foo": "1.0"}) == "opencv-python-headless>=4.6"
+    assert (
+        setup_py.opencv_requirement({"numpy": "2.1.0", "opencv-foo": "1.0"}) == "opencv-python-headless>=4.6"
+    )
 
 
 @pytest.mark.parametrize("name", OPENCV)
@@ -37,7 +44,10 @@ def test_names_are_compared_in_canonical_form():
 def test_with_several_installed_the_first_in_preference_order_is_kept():
     installed = {"opencv-python-headless": "4.10.0", "opencv-contrib-python": "4.9.0"}
     assert setup_py.opencv_requirement(installed) == "opencv-contrib-python>=4.6"
-    assert setup_py.opencv_requirement({"opencv-python-headless": "1", "opencv-python": "1"}) == "opencv-python>=4.6"
+    assert (
+        setup_py.opencv_requirement({"opencv-python-headless": "1", "opencv-python": "1"})
+        == "opencv-python>=4.6"
+    )
 
 
 def test_install_requires_has_exactly_one_opencv():
