@@ -42,7 +42,8 @@ std::string shape_of(const py::array& a) {
 }
 
 // `obj` as a C-contiguous array of T (copied only if strided or byte-swapped); a TypeError
-// for anything that is not a numpy array of T's kind and size, a ValueError for wrong ndim.
+// for anything that is not a numpy array of T's kind and size, a ValueError for wrong ndim,
+// NumPy's MemoryError when the copy cannot be allocated.
 template <class T>
 py::array_t<T, py::array::c_style> as_array(const py::object& obj, const char* name,
                                             py::ssize_t ndim) {
@@ -61,7 +62,9 @@ py::array_t<T, py::array::c_style> as_array(const py::object& obj, const char* n
         throw py::value_error(std::string(name) + ": expected a " + std::to_string(ndim) +
                               "-D array, got shape " + shape_of(arr));
     }
-    return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(arr);
+    // Not ensure(): it swallows the copy's MemoryError and returns a null array.
+    using Contiguous = py::array_t<T, py::array::c_style | py::array::forcecast>;
+    return Contiguous(static_cast<const py::object&>(arr));
 }
 
 void require_spins(const std::int8_t* data, py::ssize_t size, const char* name) {
@@ -89,12 +92,17 @@ py::array_t<std::int8_t, py::array::c_style> patterns_arg(const py::object& obj)
     return arr;
 }
 
-int threads_arg(int num_threads) {
+int threads_arg(std::int64_t num_threads) {
     if (num_threads < 1) {
         throw py::value_error("num_threads: expected a positive count, got " +
                               std::to_string(num_threads));
     }
-    return num_threads;
+    if (num_threads > sifternet::MAX_TEAM) {
+        throw py::value_error("num_threads: expected a positive count up to " +
+                              std::to_string(sifternet::MAX_TEAM) + ", got " +
+                              std::to_string(num_threads));
+    }
+    return static_cast<int>(num_threads);
 }
 
 std::uint64_t seed_arg(const py::int_& seed) {
@@ -121,7 +129,7 @@ E choice_arg(const char* name, const std::string& value,
 
 // A learning rule's (N, N) weights of checked patterns, computed without the GIL.
 template <class W, void (*rule)(const std::int8_t*, std::int64_t, std::int64_t, W*, int)>
-py::array_t<W> learn(const py::object& patterns_obj, int num_threads) {
+py::array_t<W> learn(const py::object& patterns_obj, std::int64_t num_threads) {
     const auto patterns = patterns_arg(patterns_obj);
     const py::ssize_t P = patterns.shape(0), N = patterns.shape(1);
     py::array_t<W> weights({N, N});
@@ -146,7 +154,7 @@ RecallArgs recall_args(const py::object& states, py::ssize_t N, const py::object
                        const py::object& steps, const std::string& order, const py::int_& seed,
                        std::int64_t channel, std::int64_t channels,
                        const py::object& thresholds, double margin, double agreement,
-                       std::int64_t max_sweeps, bool stats, int num_threads) {
+                       std::int64_t max_sweeps, bool stats, std::int64_t num_threads) {
     RecallArgs args{spins(states, "states"), as_array<std::uint64_t>(indices, "indices", 1),
                     {}, {}};
     if (args.states.shape(1) != N) {
@@ -233,7 +241,8 @@ py::tuple run_recall(const RecallArgs& args, Kernel kernel) {
 // (the states may hold any int8: > 0 counts as +1, and only their differences matter).
 py::array_t<std::uint8_t> repair(const py::object& images_obj, const py::object& binarised_obj,
                                  const py::object& recalled_obj, const std::string& output,
-                                 std::int64_t fill_size, bool joint_channels, int num_threads) {
+                                 std::int64_t fill_size, bool joint_channels,
+                                 std::int64_t num_threads) {
     const auto images = as_array<std::uint8_t>(images_obj, "images", 4);
     const auto binarised = as_array<std::int8_t>(binarised_obj, "binarised", 4);
     const auto recalled = as_array<std::int8_t>(recalled_obj, "recalled", 4);
@@ -269,6 +278,7 @@ py::array_t<std::uint8_t> repair(const py::object& images_obj, const py::object&
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "sifternet's C++ Hopfield kernel (private; use sifternet.HopfieldNetwork).";
+    sifternet::install_fork_handler();  // a child forked after a parallel call runs serially
 
     m.def("hebbian_weights", &learn<std::int32_t, sifternet::hebbian_weights>,
           py::arg("patterns"), py::arg("num_threads") = 1,
@@ -282,7 +292,8 @@ PYBIND11_MODULE(_core, m) {
         [](const py::object& patterns_obj, const py::object& states, const py::object& indices,
            const py::object& steps, const std::string& order, const py::int_& seed,
            std::int64_t channel, std::int64_t channels, const py::object& thresholds,
-           double margin, double agreement, std::int64_t max_sweeps, bool stats, int num_threads) {
+           double margin, double agreement, std::int64_t max_sweeps, bool stats,
+           std::int64_t num_threads) {
             const auto patterns = patterns_arg(patterns_obj);
             const py::ssize_t P = patterns.shape(0), N = patterns.shape(1);
             const RecallArgs args = recall_args(states, N, indices, steps, order, seed, channel,
@@ -306,7 +317,8 @@ PYBIND11_MODULE(_core, m) {
         [](const py::object& weights_obj, const py::object& states, const py::object& indices,
            const py::object& steps, const std::string& order, const py::int_& seed,
            std::int64_t channel, std::int64_t channels, const py::object& thresholds,
-           double margin, double agreement, std::int64_t max_sweeps, bool stats, int num_threads) {
+           double margin, double agreement, std::int64_t max_sweeps, bool stats,
+           std::int64_t num_threads) {
             const bool integral = py::isinstance<py::array>(weights_obj) &&
                                   py::reinterpret_borrow<py::array>(weights_obj).dtype().kind() == 'i';
             // Kept alive until the kernel returns; only one of the two is filled.
@@ -358,7 +370,7 @@ PYBIND11_MODULE(_core, m) {
     // thread's scratch factory when failing_row < 0. Returns how many rows ran.
     m.def(
         "_fail_in_row",
-        [](std::int64_t n_rows, std::int64_t failing_row, int num_threads) {
+        [](std::int64_t n_rows, std::int64_t failing_row, std::int64_t num_threads) {
             if (n_rows < 0) throw py::value_error("n_rows: expected a count >= 0");
             const int threads = threads_arg(num_threads);
             std::atomic<std::int64_t> ran{0};

@@ -17,7 +17,8 @@ std::vector<std::uint64_t> pack_columns(const std::int8_t* patterns, std::int64_
     std::vector<std::uint64_t> bits(static_cast<std::size_t>(N * words), 0);
     std::uint64_t* out = bits.data();
     constexpr std::int64_t block = 256;
-#pragma omp parallel for schedule(static) num_threads(num_threads)
+    [[maybe_unused]] const int team = team_size(num_threads);  // unused by a serial build
+#pragma omp parallel for schedule(static) num_threads(team)
     for (std::int64_t first = 0; first < N; first += block) {
         const std::int64_t last = first + block < N ? first + block : N;
         for (std::int64_t mu = 0; mu < P; ++mu) {
@@ -52,8 +53,9 @@ void hebbian_weights(const std::int8_t* patterns, std::int64_t P, std::int64_t N
                      std::int32_t* weights, int num_threads) {
     const std::int64_t words = (P + 63) / 64;
     const std::vector<std::uint64_t> bits = pack_columns(patterns, P, N, words, num_threads);
+    [[maybe_unused]] const int team = team_size(num_threads);  // unused by a serial build
     // Rows never collide: row i writes (i, j > i) and (j > i, i) only.
-#pragma omp parallel for schedule(dynamic, 16) num_threads(num_threads)
+#pragma omp parallel for schedule(dynamic, 16) num_threads(team)
     for (std::int64_t i = 0; i < N; ++i) hebbian_row(bits.data(), words, P, N, i, weights);
 }
 
@@ -63,17 +65,18 @@ void storkey_weights(const std::int8_t* patterns, std::int64_t P, std::int64_t N
     std::vector<double> xi(static_cast<std::size_t>(N));
     std::vector<double> h(static_cast<std::size_t>(N));
     const double inv_n = 1.0 / static_cast<double>(N);
+    [[maybe_unused]] const int team = team_size(num_threads);  // unused by a serial build
     for (std::int64_t mu = 0; mu < P; ++mu) {
         for (std::int64_t i = 0; i < N; ++i) xi[i] = patterns[mu * N + i];
         // h_i = sum_k W_ik xi_k with the old weights (W_ii = 0).
-#pragma omp parallel for schedule(static) num_threads(num_threads)
+#pragma omp parallel for schedule(static) num_threads(team)
         for (std::int64_t i = 0; i < N; ++i) {
             double acc = 0.0;
             for (std::int64_t k = 0; k < N; ++k) acc += weights[i * N + k] * xi[k];
             h[i] = acc;
         }
         // W_ij += (xi_i xi_j - xi_i h_ji - h_ij xi_j) / N, h_ij = h_i - W_ij xi_j.
-#pragma omp parallel for schedule(static) num_threads(num_threads)
+#pragma omp parallel for schedule(static) num_threads(team)
         for (std::int64_t i = 0; i < N; ++i) {
             for (std::int64_t j = 0; j < N; ++j) {
                 if (j == i) continue;

@@ -37,6 +37,18 @@
 
 namespace sifternet {
 
+// The most threads a call may ask for (sifternet._threads.MAX_THREADS).
+constexpr std::int64_t MAX_TEAM = 1024;
+
+// GNU OpenMP's thread pool does not survive fork(): in a child forked after the parent ran
+// a parallel region, the next region waits forever for the parent's threads. team_size()
+// is the team for `requested` threads: 1 in such a child (results never depend on the
+// thread count), else `requested` (at most MAX_TEAM), noting that a team was started.
+// install_fork_handler() registers the pthread_atfork handler that tells the child; the
+// module does it once when it loads. Every parallel region takes its team from here.
+int team_size(std::int64_t requested);
+void install_fork_handler();
+
 // A zeroed scratch array of one thread, on cache lines of its own (no false sharing).
 // Movable; the array itself never moves.
 template <class T>
@@ -75,8 +87,10 @@ struct RowSchedule {
 template <class MakeScratch, class Body>
 void for_each_row(std::int64_t rows, const RowSchedule& plan, MakeScratch make_scratch,
                   Body body) {
-    std::int64_t threads = std::min<std::int64_t>(plan.num_threads, rows);
-    if (threads < 1 || rows * plan.row_work < plan.serial_below) threads = 1;
+    // Serial while rows * row_work < serial_below (written so that it cannot overflow).
+    const bool small =
+        rows < 1 || (plan.serial_below > 0 && plan.row_work <= (plan.serial_below - 1) / rows);
+    const int threads = small ? 1 : team_size(std::min<std::int64_t>(plan.num_threads, rows));
     [[maybe_unused]] const std::int64_t chunk =  // unused by a serial build
         plan.chunk > 0 ? plan.chunk : std::max<std::int64_t>(1, (rows + threads - 1) / threads);
     std::atomic<bool> failed{false};

@@ -313,7 +313,9 @@ void recall_rows(RowFunction row, const typename Field::Shared& shared, Index N,
                  const RecallOutput& out) {
     const UpdateRule thresholds(config.thresholds, config.margin, config.agreement > 0.0, N,
                                 theta_scale);
-    const Index row_work = (config.steps >= 0 ? config.steps : 4 * N) + N;
+    const Index steps = config.steps >= 0 ? config.steps : 4 * N;
+    const Index row_work = steps < std::numeric_limits<Index>::max() - N ? steps + N
+                                                                          : std::numeric_limits<Index>::max();
     struct Scratch {
         Field field;
         ThreadScratch<std::uint32_t> perm;  // the sweep order's permutation

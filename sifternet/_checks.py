@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import os
 from typing import Any, Optional
 
 import numpy as np
@@ -29,7 +31,8 @@ def check_int(name: str, value: Any, *, low: int, high: Optional[int] = None) ->
 
 def check_finite(name: str, value: Any) -> float:
     """``value`` as a float: TypeError unless a real number, ValueError unless finite."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    exact = type(value) is float or type(value) is int  # skips the slower ABC check
+    if not exact and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
     try:
         number = float(value)
@@ -55,3 +58,68 @@ def check_uint8(name: str, images: Any) -> np.ndarray:
     if images.dtype != np.uint8:
         raise TypeError(f"{name}: expected dtype uint8, got {images.dtype}")
     return images
+
+
+#: Bytes below which check_memory does not look (any machine has them).
+ALWAYS_FITS = 1 << 24
+
+
+def memory_limit() -> Optional[int]:
+    """Bytes of memory this process may use at most: the machine's physical memory, or its
+    control group's or address-space limit if lower; None where unknown."""
+    limit = _machine_memory()
+    try:
+        import resource
+
+        address_space = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, ValueError, OSError):  # not a POSIX system
+        return limit
+    if address_space == resource.RLIM_INFINITY or address_space <= 0:
+        return limit
+    return address_space if limit is None else min(limit, address_space)
+
+
+@functools.lru_cache(maxsize=1)
+def _machine_memory() -> Optional[int]:
+    """Physical memory, or the control group's limit if lower (read once)."""
+    try:
+        limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as file:
+                text = file.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limit = min(limit, int(text))
+    return limit if limit > 0 else None
+
+
+def check_memory(name: str, what: str, nbytes: int, advice: str) -> None:
+    """MemoryError with ``advice`` if ``what`` (say "10 images") needs more than
+    :func:`memory_limit` bytes: checked before allocating, since where Linux overcommits, a
+    too large allocation may succeed and the process be killed once it is touched."""
+    if nbytes < ALWAYS_FITS:
+        return
+    limit = memory_limit()
+    if limit is not None and nbytes > limit:
+        raise MemoryError(
+            f"{name}: expected at most {limit / 2**30:.1f} GiB of working memory, got {what} "
+            f"needing {nbytes / 2**30:.1f} GiB; {advice}"
+        )
+
+
+def empty(shape: tuple[int, ...], dtype: Any, name: str, what: str, advice: str) -> np.ndarray:
+    """``np.empty(shape, dtype)`` after :func:`check_memory`; a failed allocation is a
+    MemoryError with ``advice`` too."""
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    check_memory(name, what, nbytes, advice)
+    try:
+        return np.empty(shape, dtype)
+    except MemoryError:
+        raise MemoryError(
+            f"{name}: expected {nbytes / 2**30:.1f} GiB of free memory for {what}, got an "
+            f"allocation failure; {advice}"
+        ) from None

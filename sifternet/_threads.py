@@ -5,6 +5,9 @@ from __future__ import annotations
 import operator
 import os
 
+#: The most threads a call may ask for (the kernel refuses more, too).
+MAX_THREADS = 1024
+
 
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity), at least 1."""
@@ -18,13 +21,14 @@ def resolve_num_threads(num_threads: int | None) -> int:
     """Thread count for a kernel call.
 
     ``None`` follows ``OMP_NUM_THREADS`` (its first entry) capped at the usable cores, or
-    all usable cores when it is unset; ``-1`` means all usable cores; a positive count is
-    taken as given; anything else is a ``ValueError``.
+    all usable cores when it is unset; ``-1`` means all usable cores; a positive count up to
+    :data:`MAX_THREADS` is taken as given; anything else is a ``ValueError``.
     """
-    cores = usable_cores()
+    cores = min(usable_cores(), MAX_THREADS)
     if num_threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-        return min(int(env), cores) if env.isdigit() and int(env) > 0 else cores
+        wanted = int(env) if env.isdigit() and len(env) < 10 else 0
+        return min(wanted, cores) if wanted > 0 else cores
     if isinstance(num_threads, bool):
         raise TypeError("num_threads: expected an int or None, got bool")
     try:
@@ -35,4 +39,8 @@ def resolve_num_threads(num_threads: int | None) -> int:
         return cores
     if num_threads < 1:
         raise ValueError(f"num_threads: expected a positive count, -1 or None, got {num_threads}")
+    if num_threads > MAX_THREADS:
+        raise ValueError(
+            f"num_threads: expected a positive count up to {MAX_THREADS}, -1 or None, got {num_threads}"
+        )
     return num_threads

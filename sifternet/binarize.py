@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, Optional, get_args
+from typing import Iterator, Literal, Optional, get_args
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from sifternet._checks import check_choice, check_finite, check_int, check_uint8
+from sifternet._checks import check_choice, check_finite, check_int, check_memory, check_uint8, empty
 from sifternet._threads import resolve_num_threads
 
 __all__ = ["BORDERS", "METHODS", "Binarization", "Border", "binarize", "states_to_pixels"]
@@ -40,6 +40,9 @@ _CV_BORDER = {
 MAX_BLOCK_SIZE = 2901  # largest k with 255*k*k + 1 < 2**31: sums and limits fit int32
 _CV_MAX_CHANNELS = 128  # OpenCV 5's CV_CN_MAX: most channels one cv::Mat carries
 _CHUNK_BYTES = 1 << 19  # padded bytes per local_mean chunk, so its buffers stay in cache
+_CV_INT_MAX = 2**31 - 1  # OpenCV's sizes and pixel counts are C ints
+_PIECE = 1 << 20  # values per global / otsu step: bounded copies, int-sized OpenCV calls
+_ADVICE = "process the images in chunks (successive slices of the batch)"
 
 
 def binarize(
@@ -90,7 +93,11 @@ def binarize(
         `threshold` not a number.
     ValueError
         If `images` is not 3-D or 4-D, `method` / `border` is unknown,
-        `block_size` is outside [1, 2901], or `offset` / `threshold` is not finite.
+        `block_size` is outside [1, 2901], `offset` / `threshold` is not finite, or an
+        image is beyond OpenCV's int sizes (``local_mean``: H + k - 1 or W times the
+        channels from 2**31 on; ``otsu``: H * W from 2**31 on).
+    MemoryError
+        If the states would not fit in memory (checked before allocating).
     """
     check_uint8("images", images)
     if images.ndim not in (3, 4):
@@ -104,16 +111,34 @@ def binarize(
     threshold = check_finite("threshold", threshold)
     threads = resolve_num_threads(num_threads)
 
+    images = np.asarray(images)  # a subclass (memmap, masked array) as a plain view
     if images.size == 0:
         return np.empty(images.shape, np.int8)
     batch = images if images.ndim == 4 else images[..., np.newaxis]
+    _check_opencv_sizes(batch.shape, method, block_size)
+    states = empty(batch.shape, np.int8, "images", f"{len(batch)} images", _ADVICE)
     if method == "global":
-        states = _global(batch, threshold)
+        _global(batch, threshold, states)
     elif method == "local_mean":
-        states = _local_mean(batch, block_size, offset, border, threads)
+        _local_mean(batch, block_size, offset, border, threads, states)
     else:
-        states = _otsu(batch)
+        _otsu(batch, states)
     return states.reshape(images.shape)
+
+
+def _check_opencv_sizes(shape: tuple[int, ...], method: str, k: int) -> None:
+    """ValueError for a (B, H, W, C) batch whose images OpenCV's C ints cannot describe
+    (``global`` works in pieces of any image)."""
+    _, height, width, n_channels = shape
+    if method == "local_mean":
+        fits = height + k - 1 <= _CV_INT_MAX and width * min(n_channels, _CV_MAX_CHANNELS) <= _CV_INT_MAX
+        rule = "H + block_size - 1 and W * C below 2**31"
+    elif method == "otsu":
+        fits, rule = height * width <= _CV_INT_MAX, "H * W below 2**31"
+    else:
+        return
+    if not fits:
+        raise ValueError(f"images: expected an image OpenCV can hold ({method}: {rule}), got shape {shape}")
 
 
 def states_to_pixels(states: npt.NDArray[np.int8]) -> npt.NDArray[np.uint8]:
@@ -130,15 +155,45 @@ def states_to_pixels(states: npt.NDArray[np.int8]) -> npt.NDArray[np.uint8]:
     return np.multiply(states > 0, np.uint8(255), dtype=np.uint8)
 
 
-def _global(batch: np.ndarray, threshold: float) -> np.ndarray:
-    """``global`` states of a (B, H, W, C) batch via a 256-entry lookup table."""
+def _global(batch: np.ndarray, threshold: float, states: np.ndarray) -> None:
+    """``global`` states of a (B, H, W, C) batch into ``states`` via a 256-entry lookup
+    table, by blocks of at most about a million values (images, rows of one image or
+    pixels of one row; copied when strided), in pieces that OpenCV's int sizes hold."""
     levels = 2 * np.arange(256) / 255 - 1
     table = np.where(levels > threshold, 1, -1).astype(np.int8)
-    return cv2.LUT(batch.reshape(batch.shape[0], -1), table)
+    for block in _blocks(batch.shape):
+        source = np.ascontiguousarray(batch[block]).reshape(1, -1)
+        target = states[block].reshape(1, -1)  # a view: states is C-contiguous
+        for first in range(0, source.shape[1], _PIECE):
+            piece = slice(first, first + _PIECE)
+            cv2.LUT(source[:, piece], table, dst=target[:, piece])
 
 
-def _local_mean(batch: np.ndarray, k: int, offset: float, border: str, threads: int) -> np.ndarray:
-    """``local_mean`` states of a (B, H, W, C) batch.
+def _blocks(shape: tuple[int, ...]) -> Iterator[tuple[slice, ...]]:
+    """Indices cutting a (B, H, W, C) array into contiguous blocks of about _PIECE values:
+    groups of images, else groups of rows of one image, else groups of pixels of one row."""
+    n_images, height, width, n_channels = shape
+    row = width * n_channels
+    if height * row <= _PIECE:
+        step = _PIECE // (height * row)
+        yield from ((slice(b, b + step),) for b in range(0, n_images, step))
+    elif row <= _PIECE:
+        step = _PIECE // row
+        for b in range(n_images):
+            yield from ((slice(b, b + 1), slice(y, y + step)) for y in range(0, height, step))
+    else:
+        step = max(1, _PIECE // n_channels)
+        for b in range(n_images):
+            for y in range(height):
+                yield from (
+                    (slice(b, b + 1), slice(y, y + 1), slice(x, x + step)) for x in range(0, width, step)
+                )
+
+
+def _local_mean(
+    batch: np.ndarray, k: int, offset: float, border: str, threads: int, states: np.ndarray
+) -> None:
+    """``local_mean`` states of a (B, H, W, C) batch into ``states``.
 
     The batch is split among threads; each thread takes its images a chunk at a
     time, pads their rows per image into a reused buffer, and views the chunk as
@@ -148,13 +203,10 @@ def _local_mean(batch: np.ndarray, k: int, offset: float, border: str, threads: 
     """
     n_images, height, width, n_channels = batch.shape
     if n_channels > _CV_MAX_CHANNELS:
-        return np.concatenate(
-            [
-                _local_mean(batch[..., c : c + _CV_MAX_CHANNELS], k, offset, border, threads)
-                for c in range(0, n_channels, _CV_MAX_CHANNELS)
-            ],
-            axis=3,
-        )
+        for c in range(0, n_channels, _CV_MAX_CHANNELS):
+            part = slice(c, c + _CV_MAX_CHANNELS)
+            _local_mean(batch[..., part], k, offset, border, threads, states[..., part])
+        return
     top = k // 2
     padded_height = height + k - 1
     # Source row of each padded row; zero padding needs none (those rows stay zero).
@@ -167,7 +219,6 @@ def _local_mean(batch: np.ndarray, k: int, offset: float, border: str, threads: 
     else:
         sum_type, sum_depth = np.int32, cv2.CV_32S
     limits: np.ndarray = _window_sum_limits(k, offset).astype(sum_type)
-    states = np.empty(batch.shape, np.int8)
     per_chunk = max(1, _CHUNK_BYTES // (padded_height * width * n_channels))
 
     def work(images: range) -> None:
@@ -209,6 +260,9 @@ def _local_mean(batch: np.ndarray, k: int, offset: float, border: str, threads: 
 
     small = batch.size < _CHUNK_BYTES  # tiny batches stay serial: threads cost more
     workers = 1 if small else min(n_images, threads)
+    # Each worker's buffers: padded pixels and off mask (bytes), window sums and limits.
+    buffers = min(per_chunk, n_images) * padded_height * width * n_channels * (2 + 2 * limits.itemsize)
+    check_memory("images", f"{n_images} images", states.nbytes + workers * buffers, _ADVICE)
     bounds = np.linspace(0, n_images, workers + 1).astype(int)
     parts = [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     if workers == 1:
@@ -216,7 +270,6 @@ def _local_mean(batch: np.ndarray, k: int, offset: float, border: str, threads: 
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(work, parts))
-    return states
 
 
 @functools.lru_cache(maxsize=64)
@@ -241,18 +294,22 @@ def _window_sum_limits(k: int, offset: float) -> np.ndarray:
     return passing
 
 
-def _otsu(batch: np.ndarray) -> np.ndarray:
-    """``otsu`` states of a (B, H, W, C) batch, one cv2.threshold call per image channel.
+def _otsu(batch: np.ndarray, states: np.ndarray) -> None:
+    """``otsu`` states of a (B, H, W, C) batch into ``states``, one cv2.threshold call per
+    image channel, on contiguous copies of a group of images at a time.
 
     Equal to OpenCV by construction. A vectorised replica of OpenCV's criterion
     (bit-exact only with its sequential float recurrence over the 256 bins) was
     about 7x slower than these calls.
     """
     n_images, height, width, n_channels = batch.shape
-    planes = np.moveaxis(batch, 3, 1).reshape(-1, height, width)
-    off = np.empty(planes.shape, np.uint8)
-    for plane, plane_off in zip(planes, off):
-        # Writes plane_off in place: 255 (state -1) where p <= the Otsu threshold, else 0.
-        cv2.threshold(plane, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU, dst=plane_off)
-    per_channel = np.moveaxis(off.reshape(n_images, n_channels, height, width), 1, 3)
-    return np.bitwise_or(per_channel, 1, order="C").view(np.int8)
+    group = max(1, _PIECE // batch[0].size)
+    for start in range(0, n_images, group):
+        images = batch[start : start + group]
+        planes = np.ascontiguousarray(np.moveaxis(images, 3, 1)).reshape(-1, height, width)
+        off = np.empty(planes.shape, np.uint8)
+        for plane, plane_off in zip(planes, off):
+            # Writes plane_off in place: 255 (state -1) where p <= the Otsu threshold, else 0.
+            cv2.threshold(plane, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU, dst=plane_off)
+        per_channel = np.moveaxis(off.reshape(len(images), n_channels, height, width), 1, 3)
+        np.bitwise_or(per_channel, 1, out=states[start : start + group].view(np.uint8))

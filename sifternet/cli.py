@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sifternet import __version__
+from sifternet._threads import MAX_THREADS
 from sifternet.binarize import BORDERS, METHODS
 from sifternet.hopfield import RULES
 from sifternet.io import (
@@ -61,8 +62,7 @@ EVAL_COMMANDS = {
     "report": "the full evaluation report: every data set x attack, all defenses and detectors"
     " (needs PyTorch)",
 }
-#: The most kernel threads --threads takes, and the most images a preview shows.
-MAX_THREADS = 1024
+#: The most images a preview shows.
 MAX_PREVIEW = 256
 ARRAY_SUFFIXES = (".npy", ".npz")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import operator
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union, cast, get_args
@@ -9,7 +10,7 @@ from typing import Any, Literal, Optional, Union, cast, get_args
 import numpy as np
 
 from sifternet import _core
-from sifternet._checks import check_choice, check_fraction
+from sifternet._checks import ALWAYS_FITS, check_choice, check_fraction, check_memory
 from sifternet._threads import resolve_num_threads
 
 Rule = Literal["hebbian", "storkey", "projection"]
@@ -22,6 +23,10 @@ REPRESENTATIONS: tuple[str, ...] = get_args(Representation)
 
 #: Dense weights larger than this are refused: use the overlap form or fewer neurons.
 MAX_DENSE_BYTES = 4 << 30
+
+_INDEX_END = 2**64  # global indices are in [0, 2**64)
+_INT64_END = 2**63  # the kernel's counts are int64
+_ADVICE = "recall it in chunks: recall(states[i:j], index_offset=i) gives each row its one-shot result"
 
 
 @dataclass(frozen=True)
@@ -46,22 +51,53 @@ class RecallResult:
 
 
 def global_indices(count: int, index_offset: int, indices: Any) -> np.ndarray:
-    """The global index of every row (it keys the row's random streams), as uint64."""
+    """The global index of every row (it keys the row's random streams), as uint64.
+
+    One rule for both ways of giving them: every index is in [0, 2**64), so
+    ``index_offset + count <= 2**64``; Python ints beyond int64 are taken as such.
+    """
+    offset = operator.index(index_offset)
     if indices is None:
-        offset = operator.index(index_offset)
-        if offset < 0:
-            raise ValueError(f"index_offset: expected a non-negative integer, got {offset}")
-        return np.arange(offset, offset + count, dtype=np.uint64)
-    if index_offset != 0:
+        if offset < 0 or offset + max(count, 1) > _INDEX_END:
+            raise _index_range_error("index_offset", offset, offset + count - 1)
+        return np.arange(count, dtype=np.uint64) + np.uint64(offset)
+    if offset != 0:
         raise ValueError("give either indices or index_offset, not both")
     idx = np.asarray(indices)
     if idx.dtype.kind not in "iu":
-        raise TypeError(f"indices: expected an integer array, got dtype {idx.dtype}")
+        # Python ints that NumPy holds inexactly (float64) or not at all (object): as such.
+        exact = np.asarray(indices, dtype=object) if idx.dtype.kind in "fO" else idx
+        if exact.dtype != object or not all(_is_int(value) for value in exact.flat):
+            raise TypeError(f"indices: expected an integer array, got dtype {idx.dtype}")
+        idx = exact
     if idx.shape != (count,):
         raise ValueError(f"indices: expected shape ({count},), one per row, got {idx.shape}")
-    if idx.dtype.kind == "i" and count and idx.min() < 0:
-        raise ValueError(f"indices: expected non-negative values, found {idx.min()}")
+    if count and (idx.dtype.kind != "u" or idx.dtype.itemsize > 8):
+        low, high = int(idx.min()), int(idx.max())
+        if low < 0 or high >= _INDEX_END:
+            raise _index_range_error("indices", low, high)
     return idx.astype(np.uint64)
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int or (isinstance(value, numbers.Integral) and not isinstance(value, bool))
+
+
+def _kernel_int(name: str, value: Any) -> int:
+    """``value`` as an int that the kernel's int64 holds (the kernel checks its range)."""
+    if type(value) is int and -_INT64_END <= value < _INT64_END:
+        return value
+    if not _is_int(value):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    number = int(value)
+    if not -_INT64_END <= number < _INT64_END:
+        raise ValueError(f"{name}: expected an int in [-2**63, 2**63), got {number}")
+    return number
+
+
+def _index_range_error(name: str, low: int, high: int) -> ValueError:
+    span = f"{low}..{high}" if high > low else str(low)
+    return ValueError(f"{name}: expected global indices in [0, 2**64), got {span}")
 
 
 class HopfieldNetwork:
@@ -94,6 +130,14 @@ class HopfieldNetwork:
         (pseudo-inverse; both float64, higher capacity). Returns ``self``.
         """
         check_choice("rule", rule, RULES)
+        if isinstance(patterns, np.ndarray) and patterns.dtype == np.int8 and patterns.ndim == 2:
+            copies = 1 + (not patterns.flags.c_contiguous)  # the kernel's contiguous copy, then ours
+            check_memory(
+                "patterns",
+                f"{len(patterns)} patterns",
+                copies * patterns.size,
+                "fit fewer or smaller patterns",
+            )
         stored = _core.check_patterns(patterns).copy()
         stored.flags.writeable = False
         threads = resolve_num_threads(self.num_threads)
@@ -240,10 +284,33 @@ class HopfieldNetwork:
         """
         patterns = self._fitted_patterns()
         check_choice("representation", representation, REPRESENTATIONS)
+        # What the kernel's C types cannot hold, as one-line errors (it checks the rest).
+        agreement = check_fraction("agreement", agreement)
+        steps = None if steps is None else _kernel_int("steps", steps)
+        max_sweeps = _kernel_int("max_sweeps", max_sweeps)
+        channel = _kernel_int("channel", channel)
+        channels = _kernel_int("channels", channels)
+        if not _is_int(seed):
+            raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+        if not isinstance(order, str) or order not in ORDERS:
+            raise ValueError(f"order: expected 'random' or 'sweep', got {order!r}")
+        if type(stats) is not bool and not isinstance(stats, np.bool_):
+            raise TypeError(f"stats: expected a bool, got {type(stats).__name__}")
+        if isinstance(states, np.ndarray) and states.size >= ALWAYS_FITS and states.ndim == 2:
+            rows, n = states.shape
+            copied = not states.flags.c_contiguous
+            # The recalled states, the kernel's contiguous copy, and 33 bytes of results per row.
+            check_memory("states", f"{rows} rows", rows * (n * (1 + copied) + 33), _ADVICE)
         if representation == "auto":
             representation = "overlap" if agreement > 0 else self.representation_for(steps)
         if representation == "overlap" and self._rule != "hebbian":
             raise ValueError(f"representation='overlap' needs rule='hebbian', not {self._rule!r}")
+        if representation == "overlap":  # the kernel's (N, P rounded up to 16) pattern columns
+            p, n = patterns.shape
+            narrow = n < 2**15 and p * n < 2**31  # int16 columns, else int32
+            columns = n * -(-p // 16) * 16 * (2 if narrow else 4)
+            advice = "the overlap form keeps N x P small integers: use smaller images"
+            check_memory("patterns", f"{p} patterns of {n} neurons", columns, advice)
         count = states.shape[0] if isinstance(states, np.ndarray) and states.ndim == 2 else 0
         options = dict(
             steps=steps,
@@ -253,7 +320,7 @@ class HopfieldNetwork:
             channels=channels,
             thresholds=thresholds,
             margin=check_fraction("margin", margin) * patterns.shape[0],
-            agreement=float(agreement),
+            agreement=agreement,
             max_sweeps=max_sweeps,
             stats=stats,
             num_threads=resolve_num_threads(self.num_threads if num_threads is None else num_threads),

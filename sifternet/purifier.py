@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional
 
-import cv2
 import numpy as np
 
-from sifternet._checks import check_choice, check_finite, check_fraction, check_int, check_uint8
+from sifternet._checks import (
+    check_choice,
+    check_finite,
+    check_fraction,
+    check_int,
+    check_memory,
+    check_uint8,
+)
 from sifternet._threads import resolve_num_threads
 from sifternet.binarize import (
     BORDERS,
@@ -257,7 +263,7 @@ class SifterNet:
         """(B, H, W, C) view of one image or a batch of the fitted shape, and whether the
         input was a single image."""
         shape = self.image_shape
-        check_uint8(name, images)
+        images = np.asarray(check_uint8(name, images))  # a subclass (np.matrix, memmap) as a plain view
         if images.shape == shape:
             single = True
         elif images.ndim == len(shape) + 1 and images.shape[1:] == shape:
@@ -317,6 +323,7 @@ class SifterNet:
         """Binarised ``images`` (one image of the fitted shape or a batch): int8 states in
         {-1, +1} of shape (B, H, W, C), C = 1 for grey (docs/method.md, Binarisation)."""
         batch, _ = self._as_batch(images, "images")
+        check_memory("images", f"{len(batch)} images", batch.size, _ADVICE)
         c = self.config
         return binarize(
             batch,
@@ -345,6 +352,11 @@ class SifterNet:
         the units of the field (default zero). Thread-safe; the kernel releases the GIL.
         """
         shape = self._states_shape(states, "states")
+        channels = shape[3]
+        copied = channels > 1 or not states.flags.c_contiguous  # a channel's plane
+        # The result, one channel's plane if copied, and its recalled plane.
+        need = states.size * (channels > 1) + states.size // channels * (1 + copied)
+        check_memory("states", f"{shape[0]} images", need, _ADVICE)
         keys = global_indices(shape[0], index_offset, indices)
         theta = None
         if thresholds is not None:
@@ -355,9 +367,9 @@ class SifterNet:
                 )
             theta = [plane[0] for plane in _planes(np.asarray(thresholds, np.float64)[None])]
         c = self.config
-        recalled = [
+        recalled = (
             network.recall(
-                plane,
+                _plane(states, channel),
                 steps=c.steps,
                 max_sweeps=c.max_sweeps,
                 order=c.order,
@@ -371,8 +383,8 @@ class SifterNet:
                 thresholds=None if theta is None else theta[channel],
                 num_threads=self.num_threads if num_threads is None else num_threads,
             ).states
-            for channel, (network, plane) in enumerate(zip(self.networks, _planes(states)))
-        ]
+            for channel, network in enumerate(self.networks)
+        )
         return _merge(recalled, shape)
 
     def to_images(
@@ -416,6 +428,10 @@ class SifterNet:
         so a single image, a chunk or a shuffled batch purifies exactly as it would
         inside the whole data set. Thread-safe; the kernel releases the GIL.
         """
+        batch, _ = self._as_batch(images, "images")
+        # At the end: states, recalled states and pixels, and the kernel's copy of strided images.
+        held = 3 + (not batch.flags.c_contiguous)
+        check_memory("images", f"{len(batch)} images", held * batch.size, _ADVICE)
         states = self.to_states(images, num_threads=num_threads)
         recalled = self.recall_states(
             states, index_offset=index_offset, indices=indices, num_threads=num_threads
@@ -562,21 +578,28 @@ class SifterNet:
         return f"SifterNet({options}{fitted})"
 
 
-def _planes(states: np.ndarray) -> list[np.ndarray]:
-    """(B, H, W, C) states -> C contiguous (B, H*W) planes, one per channel (OpenCV's split)."""
-    b, h, w, c = states.shape
-    if c == 1:
-        return [np.ascontiguousarray(states.reshape(b, h * w))]
-    if b == 0:  # OpenCV splits no empty image
-        return [np.empty((0, h * w), np.int8) for _ in range(c)]
-    return [p.reshape(b, h * w) for p in cv2.split(states.reshape(b * h, w, c))]
+_ADVICE = "purify it in chunks: purify(images[i:j], index_offset=i) gives each image its one-shot result"
 
 
-def _merge(planes: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
-    """C (B, H*W) planes -> (B, H, W, C) (OpenCV's merge)."""
+def _plane(array: np.ndarray, channel: int) -> np.ndarray:
+    """Channel ``channel`` of a (B, H, W, C) array as a contiguous (B, H*W) array (a view if
+    it is one already). NumPy, not OpenCV: any layout, channel count or size."""
+    b, h, w, _ = array.shape
+    return np.ascontiguousarray(array[..., channel]).reshape(b, h * w)
+
+
+def _planes(array: np.ndarray) -> list[np.ndarray]:
+    """(B, H, W, C) -> C contiguous (B, H*W) planes, one per channel."""
+    return [_plane(array, channel) for channel in range(array.shape[3])]
+
+
+def _merge(planes: Iterable[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """C (B, H*W) int8 planes -> (B, H, W, C), taking one plane at a time (a generator of
+    them keeps a single one alive)."""
     b, h, w, c = shape
     if c == 1:
-        return planes[0].reshape(shape)
-    if b == 0:  # OpenCV merges no empty planes
-        return np.empty(shape, np.int8)
-    return cv2.merge([p.reshape(b * h, w) for p in planes]).reshape(shape)
+        return next(iter(planes)).reshape(shape)
+    merged = np.empty(shape, np.int8)
+    for channel, plane in enumerate(planes):
+        merged[..., channel] = plane.reshape(b, h, w)
+    return merged

@@ -13,10 +13,12 @@ from typing import Literal, Optional, get_args
 import numpy as np
 
 from sifternet import _core
+from sifternet._checks import ALWAYS_FITS, check_int, check_memory
 from sifternet._threads import resolve_num_threads
 
 Output = Literal["binary", "restore", "inpaint"]
 OUTPUTS: tuple[str, ...] = get_args(Output)
+_ADVICE = "repair the images in chunks (successive slices of the batch)"
 
 
 def repair(
@@ -39,6 +41,15 @@ def repair(
     recalled 0/255 where there is none. With ``joint_channels``, a pixel flipped in any
     channel counts as flipped in every channel (a colour trigger is one object).
     """
+    fill_size = check_int("fill_size", fill_size, low=1, high=2**63 - 1)  # the kernel's int64
+    arrays = (images, binarised, recalled)
+    large = isinstance(images, np.ndarray) and images.ndim == 4 and images.size >= ALWAYS_FITS // 4
+    if large and all(
+        isinstance(a, np.ndarray) and a.shape == images.shape and a.itemsize == 1 for a in arrays
+    ):
+        # The pixels and the kernel's contiguous copies of strided inputs.
+        copies = sum(not a.flags.c_contiguous for a in arrays)
+        check_memory("images", f"{len(images)} images", (1 + copies) * images.size, _ADVICE)
     return _core.repair(
         images,
         binarised,

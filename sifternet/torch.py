@@ -8,10 +8,9 @@ sample's position, so every image it sees is keyed by ``index_offset``;
 bits of the one-shot ``purifier.purify(all_images)`` whatever the loader's order, batch
 size or worker count.
 
-Threads: both default to ``num_threads=1``. DataLoader workers already run in parallel,
-and GNU OpenMP's thread pool does not survive ``fork``: a worker forked after the parent
-ran a multi-threaded kernel call can hang in its first multi-threaded call, while
-single-threaded calls never touch the pool.
+Threads: both default to ``num_threads=1``: DataLoader workers already run in parallel
+(a worker forked after a multi-threaded kernel call in the parent runs the kernel serially,
+with the same results).
 """
 
 from __future__ import annotations
