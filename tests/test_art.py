@@ -147,24 +147,21 @@ def classifier(colour):
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 5)
     )
-    defended = PyTorchClassifier(
-        model,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=(3, 32, 32),
-        nb_classes=5,
-        clip_values=(0.0, 1.0),
-        channels_first=True,
-        preprocessing_defences=[SifterNetPreprocessor(purifier, channels_first=True)],
-    )
-    bare = PyTorchClassifier(
-        model,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=(3, 32, 32),
-        nb_classes=5,
-        clip_values=(0.0, 1.0),
-        channels_first=True,
-    )
-    return model, defended, bare
+
+    def wrap(**defences):
+        """ART's classifier of ``model`` (shared weights), with ``defences`` if any."""
+        return PyTorchClassifier(
+            model,
+            loss=torch.nn.CrossEntropyLoss(),
+            input_shape=(3, 32, 32),
+            nb_classes=5,
+            clip_values=(0.0, 1.0),
+            channels_first=True,
+            **defences,
+        )
+
+    defended = wrap(preprocessing_defences=[SifterNetPreprocessor(purifier, channels_first=True)])
+    return model, defended, wrap()
 
 
 def test_pytorch_classifier_predicts_on_purified_input(colour, classifier):

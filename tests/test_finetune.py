@@ -261,22 +261,28 @@ def test_report_json_holds_the_finetuned_rows():
     assert json.loads(report(FINETUNE_ROW).to_json())["finetuned"][0]["raw_asr"] == 0.875
 
 
-EVALUATE = [
-    "evaluate",
-    str(SAMPLE),
-    "--epochs",
-    "1",
-    "--binarize",
-    "global",
-    "--steps",
-    "100",
-    "--per-class",
-    "1",
-    "--defenses",
-    "none,sifternet",
-    "--threads",
-    "1",
-]
+def evaluate_args(defenses, *more):
+    """A quick ``sifternet evaluate`` on the MNIST sample with ``defenses``, then ``more``."""
+    return [
+        "evaluate",
+        str(SAMPLE),
+        "--epochs",
+        "1",
+        "--binarize",
+        "global",
+        "--steps",
+        "100",
+        "--per-class",
+        "1",
+        "--defenses",
+        defenses,
+        "--threads",
+        "1",
+        *more,
+    ]
+
+
+EVALUATE = evaluate_args("none,sifternet")
 
 
 @pytest.fixture
@@ -311,24 +317,7 @@ def test_cli_evaluate_refuses_to_fine_tune_on_ifmv_before_training(cli_main, tmp
     assert not out.exists()
 
 
-PATCH_LEVEL = [
-    "evaluate",
-    str(SAMPLE),
-    "--epochs",
-    "1",
-    "--binarize",
-    "global",
-    "--steps",
-    "100",
-    "--per-class",
-    "1",
-    "--defenses",
-    "none,sifternet-repair-dark",
-    "--threads",
-    "1",
-    "--position",
-    "interior",
-]
+PATCH_LEVEL = evaluate_args("none,sifternet-repair-dark", "--position", "interior")
 
 
 def test_cli_evaluate_takes_the_patch_level(cli_main, tmp_path):

@@ -66,6 +66,18 @@ def spin_arrays(shape):
     return hnp.arrays(np.int8, shape, elements=st.sampled_from([-1, 1]))
 
 
+def spin_cases(max_n, max_patterns, max_states, *more):
+    """(patterns, states, *more): 1..max_patterns patterns and 0..max_states states of the
+    same N spins, N in 1..max_n, then a draw from ``strategy(N)`` for each of ``more``."""
+    return st.integers(1, max_n).flatmap(
+        lambda n: st.tuples(
+            spin_arrays(st.tuples(st.integers(1, max_patterns), st.just(n))),
+            spin_arrays(st.tuples(st.integers(0, max_states), st.just(n))),
+            *(strategy(n) for strategy in more),
+        )
+    )
+
+
 def uint8_arrays(shape):
     return hnp.arrays(np.uint8, shape, elements=st.integers(0, 255))
 
@@ -249,12 +261,7 @@ def test_valid_patterns_are_accepted(patterns):
 
 @VALID
 @given(
-    st.integers(1, 40).flatmap(
-        lambda n: st.tuples(
-            spin_arrays(st.tuples(st.integers(1, 6), st.just(n))),
-            spin_arrays(st.tuples(st.integers(0, 5), st.just(n))),
-        )
-    ),
+    spin_cases(40, 6, 5),
     st.sampled_from(["hebbian", "storkey", "projection"]),
     st.booleans(),
 )
@@ -293,15 +300,7 @@ def recall_options(draw, n: int):
 
 
 @VALID
-@given(
-    st.integers(1, 12).flatmap(
-        lambda n: st.tuples(
-            spin_arrays(st.tuples(st.integers(1, 5), st.just(n))),
-            spin_arrays(st.tuples(st.integers(0, 4), st.just(n))),
-            recall_options(n),
-        )
-    ),
-)
+@given(spin_cases(12, 5, 4, recall_options))
 def test_valid_recall_options_are_accepted(case):
     patterns, states, options = case
     result = HopfieldNetwork().fit(patterns).recall(states, **options)

@@ -66,25 +66,19 @@ def test_unknown_data_set_has_no_range():
     assert paper_ranges("svhn.npz") == {}
 
 
-@pytest.fixture(scope="module")
-def grid():
+def toy_sweep(**grid):
+    """(images, labels, split, result): a sweep of MODEL on toy_data(), half of it held out."""
     images, labels = toy_data()
     split = ev.split_data(len(images), 0.5, seed=0)
-    result = sweep(
-        images,
-        labels,
-        attack=BADNET,
-        model=MODEL,
-        split=split,
-        steps=[40, 0],
-        per_class=[2, 1],
-        block_sizes=[5, 3],
-        options={"seed": 7},
-        seed=1,
-        settings=SETTINGS,
-        progress=False,
-    )
+    result = sweep(images, labels, attack=BADNET, model=MODEL, split=split, progress=False, **grid)
     return images, labels, split, result
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return toy_sweep(
+        steps=[40, 0], per_class=[2, 1], block_sizes=[5, 3], options={"seed": 7}, seed=1, settings=SETTINGS
+    )
 
 
 def test_baseline_is_the_undefended_model(grid):
@@ -120,20 +114,9 @@ def test_a_data_set_without_ranges_says_so(grid):
 
 @pytest.fixture(scope="module")
 def binarised_only():
-    images, labels = toy_data()
-    split = ev.split_data(len(images), 0.5, seed=0)
-    return sweep(
-        images,
-        labels,
-        attack=BADNET,
-        model=MODEL,
-        split=split,
-        steps=[0],
-        per_class=[1],
-        options={"binarize": "global"},
-        settings={**SETTINGS, "data": "mnist.npz"},
-        progress=False,
-    )
+    return toy_sweep(
+        steps=[0], per_class=[1], options={"binarize": "global"}, settings={**SETTINGS, "data": "mnist.npz"}
+    )[3]
 
 
 def test_binarising_alone_keeps_a_white_corner(binarised_only):
@@ -180,20 +163,9 @@ def test_sweep_refuses_bad_grids(changes, message):
 @pytest.fixture(scope="module")
 def block_grid():
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (optional extra 'eval')")
-    images, labels = toy_data()
-    split = ev.split_data(len(images), 0.5, seed=0)
-    return sweep(
-        images,
-        labels,
-        attack=BADNET,
-        model=MODEL,
-        split=split,
-        steps=[0, 20, 60],
-        per_class=[1, 2],
-        block_sizes=[3, 5, 7],
-        settings={**SETTINGS, "data": "gtsrb.npz"},
-        progress=False,
-    )
+    return toy_sweep(
+        steps=[0, 20, 60], per_class=[1, 2], block_sizes=[3, 5, 7], settings={**SETTINGS, "data": "gtsrb.npz"}
+    )[3]
 
 
 @pytest.fixture
