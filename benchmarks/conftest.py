@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from .common import GTSRB, load_gtsrb, summary_lines, w1_purifier
+from common import GTSRB, load_gtsrb, summary_lines, w1_purifier
 
 
 @pytest.fixture(scope="session")

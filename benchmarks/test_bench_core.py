@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from baselines import numpy_recall
+from common import record
 
 from sifternet import _core
-
-from .baselines import numpy_recall
-from .common import record
 
 STEPS = 500
 BASELINE_IMAGES = 1000  # the NumPy baseline runs on a slice; rates are per image

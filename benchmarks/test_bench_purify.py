@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from baselines import per_image_local_mean
+from common import record
 
 from sifternet import SifterNet, select_seeds
 from sifternet.binarize import binarize
-
-from .baselines import per_image_local_mean
-from .common import record
 
 
 @pytest.mark.parametrize("threads", [1, 2])

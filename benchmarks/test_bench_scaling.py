@@ -8,11 +8,10 @@ import importlib.util
 
 import numpy as np
 import pytest
+from baselines import numpy_recall, python_loop_recall
+from common import record
 
 from sifternet import HopfieldNetwork
-
-from .baselines import numpy_recall, python_loop_recall
-from .common import record
 
 SPINS = np.array([-1, 1], np.int8)
 HAS_TORCH = importlib.util.find_spec("torch") is not None
