@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +49,7 @@ def run_python(
         text=True,
         timeout=timeout,
         preexec_fn=cap if address_space and not ASAN else None,
+        cwd=Path(__file__).parent,  # not the source tree: the installed package runs
     )
 
 

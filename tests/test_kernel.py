@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,9 @@ def test_the_interpreter_survives_errors_in_rows():
         "            raise SystemExit('no error')\n"
         "print('alive')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(  # outside the source tree: the installed package runs
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "alive"
 

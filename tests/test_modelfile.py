@@ -381,7 +381,9 @@ def test_load_of_dev_zero_stops_at_once():
         "try:\n    SifterNet.load('/dev/zero')\n"
         "except ModelFileError as error:\n    print(error)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(  # outside the source tree: the installed package runs
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent
+    )
     assert done.returncode == 0 and done.stdout.startswith("/dev/zero: not a readable .npz model file"), done
 
 
