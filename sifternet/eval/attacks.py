@@ -163,6 +163,58 @@ def badnet(
     return stamp_patch(images, patch, patch_origin(images.shape, size, position))
 
 
+#: Side of the neighbourhood whose median colours a content patch (:func:`content_patch`).
+CONTENT_WINDOW = 7
+
+
+def content_patch(
+    images: np.ndarray,
+    *,
+    size: int = 3,
+    position: Position = "bottom_right",
+    delta: float = 40.0,
+    seed: int = 0,
+    indices: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """A low-contrast BadNet patch coloured by the image: a ``size`` x ``size`` patch at
+    ``position`` (as :func:`badnet`) whose level, per image and channel, is the median of
+    the 7 x 7 neighbourhood around the patch centre (row + size // 2, col + size // 2; cut
+    at the image border) plus ``delta``, rounded and clipped to 0 .. 255. No one threshold
+    separates it from every image. Each image depends only on itself (and, for
+    ``"random"``, its index and ``seed``). Returns a new batch."""
+    _check_batch(images)
+    size = operator.index(size)
+    if not 1 <= size <= min(images.shape[1:3]):
+        raise ValueError(f"size: expected 1 .. {min(images.shape[1:3])}, got {size}")
+    if not np.isfinite(delta):
+        raise ValueError(f"delta: expected a finite number of levels, got {delta}")
+    count = len(images)
+    if isinstance(position, str) and position == "random":
+        if indices is None:
+            indices = np.arange(count)
+        elif len(indices) != count:
+            raise ValueError(f"indices: expected one per image ({count}), got {len(indices)}")
+        rows, cols = random_origins(images.shape, size, np.asarray(indices), seed)
+    else:
+        row, col = patch_origin(images.shape, size, position)
+        rows, cols = np.full(count, row), np.full(count, col)
+    height, width, half = images.shape[1], images.shape[2], CONTENT_WINDOW // 2
+    out = images.copy()
+    for b in range(count):
+        top, left = int(rows[b]), int(cols[b])
+        centre_row, centre_col = top + size // 2, left + size // 2
+        window = images[
+            b,
+            max(centre_row - half, 0) : min(centre_row + half + 1, height),
+            max(centre_col - half, 0) : min(centre_col + half + 1, width),
+        ]
+        median = np.median(window.reshape((-1,) + images.shape[3:]).astype(np.float64), axis=0)
+        out[b, top : top + size, left : left + size] = np.clip(np.rint(median + delta), 0, 255).astype(
+            np.uint8
+        )
+    return out
+
+
 def blend_pattern(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     """The default Blended pattern: uniform noise of one image's shape from ``seed`` (a
     fixed image the package generates; no third-party picture)."""
@@ -243,7 +295,7 @@ class Attack:
 
 def make_attack(name: str, **params: Any) -> Attack:
     """One of :data:`ATTACKS` with its parameters (see each function) and the paper's
-    poisoning protocol: ratio 0.1 (BadNet, WaNet), 0.075 (Blended, SIG); SIG clean-label."""
+    poisoning protocol: ratio 0.1 (BadNet, content patch, WaNet), 0.075 (Blended, SIG); SIG clean-label."""
     if name not in ATTACKS:
         raise ValueError(f"attack: expected one of {tuple(ATTACKS)}, got {name!r}")
     function, ratio, clean_label = ATTACKS[name]
@@ -252,6 +304,7 @@ def make_attack(name: str, **params: Any) -> Attack:
 
 ATTACKS: dict[str, tuple[Callable[..., np.ndarray], float, bool]] = {
     "badnet": (badnet, 0.1, False),
+    "content-patch": (content_patch, 0.1, False),
     "blended": (blended, 0.075, False),
     "sig": (sig, 0.075, True),
     "wanet": (wanet, 0.1, False),

@@ -33,6 +33,7 @@ from sifternet.purifier import PurifierConfig, SifterNet
 #: Each attack's parameters, also the names of its command-line options.
 ATTACK_FLAGS = {
     "badnet": ("position", "size", "value", "pattern", "pattern_seed"),
+    "content-patch": ("position", "size", "delta"),
     "blended": ("alpha",),
     "sig": ("delta", "frequency"),
     "wanet": ("grid", "strength"),
@@ -45,7 +46,10 @@ class Backdoor:
     """The data, the attack and the target model of a run: what evaluate and sweep share.
     ``model``: a TorchScript model to load instead of training the small CNN, which
     ``model_cache`` keeps; ``limit``: a random subset of this many images; ``poison_rate``:
-    the poisoned share of the training part (None: the attack's own, :func:`make_attack`)."""
+    the poisoned share of the training part (None: the attack's own, :func:`make_attack`);
+    ``adaptive_purifier``: a defense of :data:`DEFENSES` the attacker passes the poisoned
+    training images through before training (:func:`~sifternet.eval.evaluate.adaptive_poison`,
+    its own ``adaptive_per_class`` seeds per class)."""
 
     data: str
     attack: str = "badnet"
@@ -58,13 +62,17 @@ class Backdoor:
     model_cache: Optional[str] = None
     limit: Optional[int] = None
     poison_rate: Optional[float] = None
+    adaptive_purifier: Optional[str] = None
+    adaptive_per_class: int = 2
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """What an evaluate run measures: SifterNet with ``purifier`` on ``per_class`` seeds per
     class, the ``defenses`` and ``detectors`` by name, and, with ``finetune_epochs``, the
-    model fine-tuned on each of ``finetune_defenses`` (sifternet and binarise-only always)."""
+    model fine-tuned on each of ``finetune_defenses`` (sifternet and binarise-only always);
+    with ``purifier_seeds`` > 1 the ASR of the SifterNet defenses over that many purifier
+    seeds (:func:`~sifternet.eval.evaluate.asr_over_seeds`)."""
 
     purifier: PurifierConfig = field(default_factory=PurifierConfig)
     per_class: int = 2
@@ -74,6 +82,7 @@ class Evaluation:
     strip_copies: int = 100
     finetune_epochs: int = 0
     finetune_defenses: tuple[str, ...] = ("none", "sifternet", "binarise-only")
+    purifier_seeds: int = 1
 
 
 class Backdoored(NamedTuple):
@@ -87,10 +96,17 @@ class Backdoored(NamedTuple):
     settings: dict
 
 
-def backdoored(spec: Backdoor, *, threads: Optional[int] = None, command: Optional[str] = None) -> Backdoored:
+def backdoored(
+    spec: Backdoor,
+    *,
+    threads: Optional[int] = None,
+    command: Optional[str] = None,
+    purifier: Optional[PurifierConfig] = None,
+) -> Backdoored:
     """Load the data (a random subset with ``limit``), split it, make the attack and train
     the small CNN on the poisoned training part (or load ``model``); ``command`` is recorded
-    in the settings."""
+    in the settings. ``purifier``: the configuration of an adaptive attacker's ``sifternet``
+    (default the paper's)."""
     images, labels = load_array(spec.data, "images"), load_array(spec.data, "labels").astype(np.int64)
     if spec.limit:
         keep = np.sort(np.random.default_rng(spec.split_seed).permutation(len(images))[: spec.limit])
@@ -102,6 +118,11 @@ def backdoored(spec: Backdoor, *, threads: Optional[int] = None, command: Option
             raise ValueError(f"poison_rate: expected a number in (0, 1), got {spec.poison_rate}")
         attack = replace(attack, poison_ratio=spec.poison_rate)
     split = ev.split_data(len(images), spec.train_fraction, spec.split_seed)
+    if spec.adaptive_purifier is not None and spec.model:
+        raise ValueError(
+            f"adaptive_purifier: expected a model trained here (no model file), got model {spec.model!r}"
+        )
+    adaptive = None
     if spec.model:
         model = load_torchscript(spec.model)
         n_poisoned = 0
@@ -110,6 +131,18 @@ def backdoored(spec: Backdoor, *, threads: Optional[int] = None, command: Option
             images[split.train], labels[split.train], attack, spec.target, spec.split_seed
         )
         n_poisoned = len(poisoned)
+        if spec.adaptive_purifier is not None:
+            train_x, adaptive = ev.adaptive_poison(
+                images,
+                labels,
+                train_x,
+                split,
+                spec.adaptive_purifier,
+                config=purifier,
+                per_class=spec.adaptive_per_class,
+                seed=spec.split_seed,
+                num_threads=threads,
+            )
         model = train_small_cnn(
             train_x,
             train_y,
@@ -131,6 +164,7 @@ def backdoored(spec: Backdoor, *, threads: Optional[int] = None, command: Option
         epochs=spec.epochs,
         model=spec.model or "small CNN (trained here)",
         limit=spec.limit,
+        adaptive_purifier=adaptive,
         command=command,
     )
     return Backdoored(images, labels, attack, split, model, settings)
@@ -152,14 +186,22 @@ def run_evaluate(
         for path in (Path(out) / name for name in ev.REPORT_FILES):
             if path.exists():
                 raise FileExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
+    if evaluation.purifier_seeds < 1:
+        raise ValueError(f"purifier_seeds: expected at least 1, got {evaluation.purifier_seeds}")
     tuned = (
         [*evaluation.finetune_defenses, "sifternet", "binarise-only"] if evaluation.finetune_epochs else []
     )
-    images, labels, attack, split, model, settings = backdoored(backdoor, threads=threads, command=command)
+    images, labels, attack, split, model, settings = backdoored(
+        backdoor, threads=threads, command=command, purifier=evaluation.purifier
+    )
     seed = backdoor.split_seed
     seeds, seed_labels = ev.seeds_from(images, labels, split, evaluation.per_class, seed)
     purifier = SifterNet.from_config(evaluation.purifier, num_threads=threads).fit(seeds, seed_labels)
-    settings.update(n_seeds=len(seeds), finetune_epochs=evaluation.finetune_epochs)
+    settings.update(
+        n_seeds=len(seeds),
+        finetune_epochs=evaluation.finetune_epochs,
+        purifier_seeds=evaluation.purifier_seeds,
+    )
     built = {
         d.name: d
         for d in ev.default_defenses(
@@ -182,6 +224,25 @@ def run_evaluate(
         detectors=detectors,
         detector_images=evaluation.detector_images,
     )
+    if settings["adaptive_purifier"] is not None:
+        adaptive = settings["adaptive_purifier"]
+        report.notes.append(
+            f"Adaptive attacker: every poisoned training image (clean and triggered) was passed through "
+            f"{adaptive['defense']} ({adaptive['description']}) on the attacker's own "
+            f"{adaptive['n_seeds']} seeds before training."
+        )
+    if evaluation.purifier_seeds > 1:
+        report.seeded = ev.asr_over_seeds(
+            triggered,
+            labels[split.evaluation],
+            split.evaluation,
+            model=model,
+            purifier=purifier,
+            seeds=(seeds, seed_labels),
+            defenses=evaluation.defenses,
+            n_seeds=evaluation.purifier_seeds,
+            target=backdoor.target,
+        )
     if tuned:
         report.finetuned = evaluate_finetuned(
             images,
@@ -264,6 +325,10 @@ def _backdoor(args: argparse.Namespace) -> Backdoor:
         model_cache=args.model_cache,
         limit=args.limit,
         poison_rate=args.poison_rate,
+        adaptive_purifier=getattr(args, "adaptive_purifier", None),
+        adaptive_per_class=args.per_class
+        if getattr(args, "adaptive_purifier", None)
+        else Backdoor.adaptive_per_class,
     )
 
 
@@ -288,6 +353,7 @@ def _evaluation(args: argparse.Namespace) -> Evaluation:
         args,
         purifier=PurifierConfig(**purifier_options(args)),
         per_class=args.per_class,
+        purifier_seeds=args.purifier_seeds,
         finetune_defenses=_names(
             args.finetune_defenses, tunable, "--finetune-defenses (defenses that purify images)"
         ),
@@ -436,10 +502,10 @@ def _add_backdoor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--position",
         type=_position,
-        help="badnet: bottom_right (default), other corners, interior (4 pixels in from "
+        help="badnet, content-patch: bottom_right (default), other corners, interior (4 pixels in from "
         "bottom_right), centre, random (one per image, from its index), or ROW,COL",
     )
-    parser.add_argument("--size", type=int, help="badnet: patch side (default 3)")
+    parser.add_argument("--size", type=int, help="badnet, content-patch: patch side (default 3)")
     parser.add_argument(
         "--value",
         type=_colour,
@@ -453,7 +519,12 @@ def _add_backdoor_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--pattern-seed", type=int, help="badnet: seed of the random patterns (default 0)")
     parser.add_argument("--alpha", type=float, help="blended: blend weight (default 0.2; the paper 0.065)")
-    parser.add_argument("--delta", type=float, help="sig: amplitude (default 40)")
+    parser.add_argument(
+        "--delta",
+        type=float,
+        help="sig: amplitude; content-patch: levels above the median of the 7x7 neighbourhood "
+        "(default 40 for both)",
+    )
     parser.add_argument("--frequency", type=float, help="sig: frequency (default 6)")
     parser.add_argument("--grid", type=int, help="wanet: control grid k (default 4)")
     parser.add_argument("--strength", type=float, help="wanet: warp strength s (default 0.5)")
@@ -562,6 +633,20 @@ def _add_evaluate(commands: Any) -> None:
         default=",".join(Evaluation.finetune_defenses),
         help=f"comma-separated defenses to fine-tune on (default {','.join(Evaluation.finetune_defenses)}; "
         "sifternet and binarise-only are always included)",
+    )
+    parser.add_argument(
+        "--adaptive-purifier",
+        choices=tuple(name for name in DEFENSES if name not in MODEL_QUERYING),
+        metavar="NAME",
+        help="adaptive attacker: pass the poisoned training images through this defense (built on "
+        "the attacker's own seeds) before training, so the backdoor is learned on purified inputs",
+    )
+    parser.add_argument(
+        "--purifier-seeds",
+        type=int,
+        default=Evaluation.purifier_seeds,
+        help="also report the SifterNet defenses' ASR (mean and worst) over this many purifier "
+        f"seeds (default {Evaluation.purifier_seeds}: off)",
     )
     add_purifier_options(parser)
     parser.set_defaults(run=cmd_evaluate)

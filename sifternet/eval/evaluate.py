@@ -26,7 +26,7 @@ from sifternet.eval.metrics import accuracy, attack_success_rate, robust_accurac
 from sifternet.eval.models import Classifier
 from sifternet.io import preview_grid, write_image
 from sifternet.modelfile import PathLike, atomic_path, write_atomically
-from sifternet.purifier import SifterNet
+from sifternet.purifier import PurifierConfig, SifterNet
 from sifternet.seeds import seed_indices
 
 TEST_SPLIT_NOTE = (
@@ -67,6 +67,99 @@ def poison(
     images[chosen] = attack.apply(images[chosen])
     labels[chosen] = target
     return images, labels, chosen
+
+
+#: Added to the split seed for the adaptive attacker's own seed selection: the defender
+#: draws its seeds with the split seed, the attacker with this other one.
+ATTACKER_SEED_OFFSET = 1
+
+
+def adaptive_poison(
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_images: np.ndarray,
+    split: Split,
+    defense: str,
+    *,
+    config: Optional[PurifierConfig] = None,
+    per_class: int = 2,
+    seed: int = 0,
+    num_threads: Optional[int] = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A purifier-aware attacker: ``train_images`` (the poisoned training part, clean and
+    triggered, at ``split.train``) passed through ``defense`` (a name of :data:`DEFENSES`),
+    built on the attacker's own ``per_class`` seeds per class from the clean training part
+    (drawn with ``seed + ATTACKER_SEED_OFFSET``) and ``config`` (the ``sifternet`` defense's;
+    default the paper's). Returns the purified images and what to record of the attack."""
+    if defense not in DEFENSES:
+        raise ValueError(f"adaptive_purifier: expected one of {tuple(DEFENSES)}, got {defense!r}")
+    chosen_seed = seed + ATTACKER_SEED_OFFSET
+    seeds = seeds_from(images, labels, split, per_class, chosen_seed)
+    purifier = SifterNet.from_config(config or PurifierConfig(), num_threads=num_threads).fit(*seeds)
+    built = DEFENSES[defense](purifier, seeds)
+    if built.classify is not None:
+        raise ValueError(f"adaptive_purifier: expected a defense that purifies images, got {defense!r}")
+    purified = built.purify(train_images, split.train)
+    info = {"defense": defense, "description": built.description, "n_seeds": len(seeds[0])}
+    return purified, {**info, "seed_selection_seed": chosen_seed}
+
+
+#: The defenses whose recall draws from the purifier's random stream: the ones
+#: :func:`asr_over_seeds` measures over several purifier seeds.
+SEEDED_DEFENSES = (
+    "sifternet",
+    "sifternet-repair",
+    "sifternet-repair-dark",
+    "sifternet-repair-both",
+    "sifternet-repair-otsu",
+    "sifternet-binary-gate",
+)
+
+
+@dataclass
+class SeedRow:
+    """One defense's ASR (fractions) for each purifier seed, their mean and the worst."""
+
+    defense: str
+    seeds: list[int]
+    asr: list[float]
+    mean: float
+    worst: float
+
+
+def asr_over_seeds(
+    triggered: np.ndarray,
+    truth: np.ndarray,
+    indices: np.ndarray,
+    *,
+    model: Classifier,
+    purifier: SifterNet,
+    seeds: tuple[np.ndarray, np.ndarray],
+    defenses: Sequence[str],
+    n_seeds: int,
+    target: int = 0,
+) -> list[SeedRow]:
+    """The ASR of each of ``defenses`` that is in :data:`SEEDED_DEFENSES` on the
+    ``triggered`` images (global ``indices``, true labels ``truth``) with purifier seeds
+    ``purifier.config.seed + k``, k < ``n_seeds`` (``with_options(seed=...)``; the repair
+    presets take the seed from it); k = 0 is the report's own row."""
+    if n_seeds < 1:
+        raise ValueError(f"purifier_seeds: expected at least 1, got {n_seeds}")
+    rows = []
+    for name in (d for d in defenses if d in SEEDED_DEFENSES):
+        drawn = [purifier.config.seed + k for k in range(n_seeds)]
+        rates = [
+            attack_success_rate(
+                model.predict(
+                    DEFENSES[name](purifier.with_options(seed=s), seeds).purify(triggered, indices)
+                ),
+                truth,
+                target,
+            )
+            for s in drawn
+        ]
+        rows.append(SeedRow(name, drawn, rates, float(np.mean(rates)), max(rates)))
+    return rows
 
 
 @dataclass
@@ -118,6 +211,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     detectors: list[DetectorRow] = field(default_factory=list)
     finetuned: list[FineTuneRow] = field(default_factory=list)
+    seeded: list[SeedRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
@@ -140,6 +234,13 @@ class Report:
         if self.detectors:
             lines += ["", "| detector | ROC AUC | time s |", "| --- | ---: | ---: |"]
             lines += [f"| {d.detector} | {d.auc:.4f} | {d.seconds:.2f} |" for d in self.detectors]
+        if self.seeded:
+            lines.append("")
+            lines += [
+                f"- {r.defense}: ASR over {len(r.seeds)} seeds: mean {100 * r.mean:.2f} %, "
+                f"worst {100 * r.worst:.2f} % (purifier seeds {r.seeds[0]} .. {r.seeds[-1]})"
+                for r in self.seeded
+            ]
         if self.finetuned:
             lines += [
                 "",
@@ -165,6 +266,7 @@ class Report:
                 "rows": [asdict(r) for r in self.rows],
                 "detectors": [asdict(d) for d in self.detectors],
                 "finetuned": [asdict(f) for f in self.finetuned],
+                "purifier_seeds": [asdict(r) for r in self.seeded],
                 "notes": self.notes,
             },
             indent=2,
@@ -335,6 +437,11 @@ __all__ = [
     "FineTuneRow",
     "Report",
     "Row",
+    "SeedRow",
+    "SEEDED_DEFENSES",
+    "ATTACKER_SEED_OFFSET",
+    "adaptive_poison",
+    "asr_over_seeds",
     "Split",
     "evaluate",
     "poison",
