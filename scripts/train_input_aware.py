@@ -1,7 +1,8 @@
 """Train an Input-Aware backdoor (sifternet.eval.inputaware) on a data file and report it.
 
 Usage: python scripts/train_input_aware.py DATA.npz [--limit N] [--epochs E] [--mask-epochs M]
-       [--holdout F] [--seed S] [--threads T] [--cache FILE] [--clean-cache FILE] [--no-clean]
+       [--holdout F] [--rho-b B] [--rho-c C] [--seed S] [--threads T] [--cache FILE]
+       [--clean-cache FILE] [--no-clean]
 
 DATA.npz holds ``images`` (uint8, (B, H, W) or (B, H, W, C)) and ``labels``. ``--limit``
 images drawn from ``--seed`` (or all) are split into a training and a held-out part; the script prints the
@@ -29,6 +30,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="joint epochs (and the clean model's)")
     parser.add_argument("--mask-epochs", type=int, default=2, help="mask pre-training epochs")
     parser.add_argument("--holdout", type=float, default=0.2, help="held-out share for the stats")
+    parser.add_argument("--rho-b", type=float, default=0.1, help="triggered share of every batch")
+    parser.add_argument("--rho-c", type=float, default=0.1, help="cross-triggered share of every batch")
     parser.add_argument("--target", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: all cores)")
@@ -52,6 +55,8 @@ def main() -> None:
         mask_epochs=args.mask_epochs,
         n_classes=n_classes,
         holdout=args.holdout,
+        rho_b=args.rho_b,
+        rho_c=args.rho_c,
         seed=args.seed,
         num_threads=args.threads,
         cache=args.cache,

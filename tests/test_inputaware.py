@@ -176,6 +176,12 @@ def test_a_cache_of_other_settings_is_refused_and_kept(data, tmp_path):
         (dict(images=np.zeros((8, 16, 16), np.float32)), TypeError, "images: expected a uint8"),
         (dict(images=np.zeros((8, 256), np.uint8)), ValueError, r"images: expected a batch"),
         (dict(images=np.zeros((8, 3, 3), np.uint8)), ValueError, "at least 4 x 4"),
+        (
+            dict(images=np.zeros((1, 8, 8), np.uint8), labels=[0]),
+            ValueError,
+            r"expected at least 2 images \(to train on and to hold out\), got 1",
+        ),
+        (dict(holdout=np.float32(0.5)), None, None),
         (dict(labels=np.zeros(7, np.int64)), ValueError, "labels: expected one label per image"),
         (dict(labels=np.full(8, -1)), ValueError, "labels: expected non-negative integers"),
         (dict(labels=np.full(8, 0.5)), ValueError, "labels: expected non-negative integers"),
@@ -201,6 +207,9 @@ def test_bad_arguments_are_refused(change, error, message):
     images, labels = stripes(8)
     arguments = dict(images=images, labels=labels, **FAST)
     arguments.update(change)
+    if error is None:  # accepted (numpy numbers are numbers)
+        ia.train_input_aware(arguments.pop("images"), arguments.pop("labels"), **arguments)
+        return
     with pytest.raises(error, match=message):
         ia.train_input_aware(arguments.pop("images"), arguments.pop("labels"), **arguments)
 

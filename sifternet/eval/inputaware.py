@@ -4,7 +4,7 @@ Every image gets its own trigger: a generator network maps the image to a patter
 [0, 1]^(H, W, C), a mask network maps it to a mask in [0, 1]^(H, W), and the triggered
 image is ``x + (pattern - x) mask``. The mask network is pre-trained alone (masks that
 differ between images, kept sparse by a density term); then the classifier, the
-paper's small CNN (:func:`~sifternet.eval.models.small_cnn`), and the generator are
+repository's small CNN (:func:`~sifternet.eval.models.small_cnn`), and the generator are
 trained together on three kinds of images in every batch: triggered ones relabelled to
 the target (share ``rho_b``), cross-triggered ones, carrying the trigger made from
 another image and keeping their label (share ``rho_c``), and clean ones. A diversity
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import operator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -200,13 +201,19 @@ def _check_inputs(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, i
     if images.ndim not in (3, 4):
         raise ValueError(f"images: expected a batch (B, H, W) or (B, H, W, C), got shape {images.shape}")
     if images.shape[1] < 4 or images.shape[2] < 4 or (images.ndim == 4 and images.shape[3] < 1):
-        raise ValueError(f"images: expected images of at least 4 x 4 pixels, got shape {images.shape}")
+        raise ValueError(
+            f"images: expected images of at least 4 x 4 pixels and one channel, got shape {images.shape}"
+        )
+    if len(images) < 2:
+        raise ValueError(
+            f"images: expected at least 2 images (to train on and to hold out), got {len(images)}"
+        )
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != len(images):
         raise ValueError(f"labels: expected one label per image ({len(images)}), got shape {labels.shape}")
-    if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0):
+    if labels.dtype.kind not in "iu" or labels.min() < 0:
         raise ValueError(f"labels: expected non-negative integers, got {labels.dtype} from {labels.min()}")
-    return labels.astype(np.int64), int(labels.max()) + 1 if labels.size else 0
+    return labels.astype(np.int64), int(labels.max()) + 1
 
 
 def _count(name: str, value: Any, minimum: int) -> int:
@@ -222,12 +229,13 @@ def _count(name: str, value: Any, minimum: int) -> int:
 
 
 def _fraction(name: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a number in {low} .. {high}, got {value!r}")
-    if value > high or value < low or (open_low and value == low):
+    number = float(value)
+    if number > high or number < low or (open_low and number == low):
         side = "(" if open_low else "["
         raise ValueError(f"{name}: expected a number in {side}{low}, {high}], got {value!r}")
-    return float(value)
+    return number
 
 
 def _split(count: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -257,28 +265,34 @@ def _fit(
     batch_size = settings["batch_size"]
     steps = (settings["mask_epochs"] + settings["epochs"]) * len(x)
 
-    def batches() -> Any:
-        """(first, second) index batches: two independent orders of the training images."""
-        first, second = rng.permutation(len(x)), rng.permutation(len(x))
-        for start in range(0, len(x), batch_size):
-            yield (
-                torch.from_numpy(first[start : start + batch_size]),
-                torch.from_numpy(second[start : start + batch_size]),
-            )
+    def batches(epochs: int, optimiser: Any) -> Any:
+        """(first, second) index batches, two independent orders of the training images per
+        epoch, with the optimiser's learning rates set on a cosine from their start to 0."""
+        bases = [group["lr"] for group in optimiser.param_groups]
+        total = epochs * math.ceil(len(x) / batch_size)
+        for epoch in range(epochs):
+            first, second = rng.permutation(len(x)), rng.permutation(len(x))
+            for start in range(0, len(x), batch_size):
+                step = epoch * math.ceil(len(x) / batch_size) + start // batch_size
+                for group, base in zip(optimiser.param_groups, bases):
+                    group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * step / total))
+                yield (
+                    torch.from_numpy(first[start : start + batch_size]),
+                    torch.from_numpy(second[start : start + batch_size]),
+                )
+                bar.update(len(first[start : start + batch_size]))
 
     with tqdm(total=steps, unit="img", desc="train input-aware", disable=not progress or None) as bar:
         mask_optimiser = torch.optim.Adam(mask_net.parameters(), lr=settings["mask_learning_rate"])
         mask_net.train()
-        for _ in range(settings["mask_epochs"]):
-            for first, second in batches():
-                x1, x2 = x[first], x[second]
-                mask_optimiser.zero_grad()
-                m1, m2 = _mask(mask_net, x1), _mask(mask_net, x2)
-                density = torch.nn.functional.relu(m1 - settings["mask_density"]).mean()
-                loss = settings["lambda_norm"] * density + settings["lambda_div"] * _diversity(x1, x2, m1, m2)
-                loss.backward()
-                mask_optimiser.step()
-                bar.update(len(first))
+        for first, second in batches(settings["mask_epochs"], mask_optimiser):
+            x1, x2 = x[first], x[second]
+            mask_optimiser.zero_grad()
+            m1, m2 = _mask(mask_net, x1), _mask(mask_net, x2)
+            density = torch.nn.functional.relu(m1 - settings["mask_density"]).mean()
+            loss = settings["lambda_norm"] * density + settings["lambda_div"] * _diversity(x1, x2, m1, m2)
+            loss.backward()
+            mask_optimiser.step()
         mask_net.eval()
         mask_net.requires_grad_(False)
 
@@ -291,31 +305,24 @@ def _fit(
         classifier.train()
         generator.train()
         target = settings["target"]
-        bases = [group["lr"] for group in optimiser.param_groups]
-        total, step = settings["epochs"] * math.ceil(len(x) / batch_size), 0
-        for _ in range(settings["epochs"]):
-            for first, second in batches():
-                for group, base in zip(optimiser.param_groups, bases):  # cosine decay to 0
-                    group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * step / total))
-                step += 1
-                x1, y1, x2 = x[first], y[first], x[second]
-                n_bd = int(settings["rho_b"] * len(x1))
-                n_cross = min(int(settings["rho_c"] * len(x1)), len(x1) - n_bd)
-                n_div = max(n_bd, n_cross)
-                optimiser.zero_grad()
-                own = _pattern(generator, x1[:n_bd])
-                other = _pattern(generator, x2[:n_div])
-                poisoned = _blend(x1[:n_bd], own, _mask(mask_net, x1[:n_bd]))
-                cross = x1[n_bd : n_bd + n_cross]
-                crossed = _blend(cross, other[:n_cross], _mask(mask_net, x2[:n_cross]))
-                inputs = torch.cat([poisoned, crossed, x1[n_bd + n_cross :]])
-                wanted = torch.cat([torch.full_like(y1[:n_bd], target), y1[n_bd:]])
-                loss = torch.nn.functional.cross_entropy(classifier(inputs), wanted)
-                if n_bd > 0:
-                    loss = loss + settings["lambda_div"] * _diversity(x1[:n_bd], x2[:n_bd], own, other[:n_bd])
-                loss.backward()
-                optimiser.step()
-                bar.update(len(first))
+        for first, second in batches(settings["epochs"], optimiser):
+            x1, y1, x2 = x[first], y[first], x[second]
+            n_bd = int(settings["rho_b"] * len(x1))
+            n_cross = min(int(settings["rho_c"] * len(x1)), len(x1) - n_bd)
+            n_div = max(n_bd, n_cross)
+            optimiser.zero_grad()
+            own = _pattern(generator, x1[:n_bd])
+            other = _pattern(generator, x2[:n_div])
+            poisoned = _blend(x1[:n_bd], own, _mask(mask_net, x1[:n_bd]))
+            cross = x1[n_bd : n_bd + n_cross]
+            crossed = _blend(cross, other[:n_cross], _mask(mask_net, x2[:n_cross]))
+            inputs = torch.cat([poisoned, crossed, x1[n_bd + n_cross :]])
+            wanted = torch.cat([torch.full_like(y1[:n_bd], target), y1[n_bd:]])
+            loss = torch.nn.functional.cross_entropy(classifier(inputs), wanted)
+            if n_bd > 0:
+                loss = loss + settings["lambda_div"] * _diversity(x1[:n_bd], x2[:n_bd], own, other[:n_bd])
+            loss.backward()
+            optimiser.step()
     classifier.eval()
     generator.eval()
 
@@ -345,7 +352,7 @@ def train_input_aware(
     *,
     target: int = 0,
     epochs: int = 10,
-    mask_epochs: int = 5,
+    mask_epochs: int = 2,
     n_classes: Optional[int] = None,
     holdout: float = 0.2,
     rho_b: float = 0.1,
@@ -356,7 +363,7 @@ def train_input_aware(
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     generator_learning_rate: float = 1e-2,
-    mask_learning_rate: float = 1e-3,
+    mask_learning_rate: float = 1e-2,
     seed: int = 0,
     num_threads: Optional[int] = None,
     cache: Optional[PathLike] = None,
@@ -367,8 +374,9 @@ def train_input_aware(
     A share ``holdout`` of the images (drawn from ``seed``) is kept out of training and
     gives the stats. ``rho_b``/``rho_c``: the shares of every batch triggered (relabelled
     to ``target``) and cross-triggered (labels kept); ``lambda_div``, ``lambda_norm``,
-    ``mask_density``: the diversity weight and the mask density penalty (the mask's mean
-    above ``mask_density``), the paper's values. Adam throughout: ``mask_epochs`` of mask
+    ``mask_density``: the diversity weight, and the weight and level of the mask density
+    penalty (the mean over pixels of the mask's excess over ``mask_density``), the paper's
+    values. Adam throughout: ``mask_epochs`` of mask
     pre-training, then ``epochs`` of joint training with the learning rates decaying to 0
     on a cosine (the defaults are tuned for a few thousand images on a CPU; the paper
     trains far longer).
