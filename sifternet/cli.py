@@ -25,7 +25,6 @@ from sifternet.io import (
     MANIFEST_NAME,
     Entry,
     OutputInUseError,
-    atomic_path,
     file_kind,
     list_images,
     load_array,
@@ -36,13 +35,12 @@ from sifternet.io import (
     read_manifest,
     remove_temporaries,
     shown,
-    temporary_path,
     writable_suffix,
     write_image,
     write_manifest,
     write_npz,
 )
-from sifternet.modelfile import ModelFileError, read_model_file
+from sifternet.modelfile import ModelFileError, atomic_path, read_model_file, temporary_path
 from sifternet.purifier import ORDERS, PurifierConfig, SifterNet
 from sifternet.repair import OUTPUTS
 from sifternet.seeds import STRATEGIES, seed_indices, select_seeds

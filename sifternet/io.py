@@ -22,7 +22,6 @@ import re
 import shutil
 import stat
 import struct
-import tempfile
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -33,11 +32,16 @@ from typing import IO, Any, Iterable, Iterator, Optional, Sequence
 import cv2
 import numpy as np
 
-from sifternet.modelfile import FILE_MODE, PathLike
+from sifternet.modelfile import (
+    FILE_MODE,
+    TEMP_SUFFIX,
+    PathLike,
+    temp_prefix,
+    write_atomically,
+)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
 #: The suffix of every temporary file written here (never an image suffix).
-TEMP_SUFFIX = ".sifternet-tmp"
 #: The lock file inside an output folder (beside an array output: ``.<name>.sifternet-lock``).
 LOCK_NAME = ".sifternet-lock"
 #: The record of a folder run's finished outputs, in the output folder.
@@ -444,15 +448,10 @@ def write_image(path: PathLike, image: np.ndarray) -> None:
         ok = False
     if not ok:
         raise ValueError(f"{shown(path)}: expected an image OpenCV can encode, got shape {image.shape}")
-    write_bytes(path, encoded.tobytes())
+    write_atomically(path, encoded.tobytes(), overwrite=True)
 
 
 # -- atomic writes, temporaries, locks ---------------------------------------------------------
-def _temp_prefix(target: Path) -> str:
-    name = os.fsencode(target.name)[:96]  # room for the random part and the suffix
-    return "." + name.decode("utf-8", "surrogateescape") + "."
-
-
 _RANDOM = re.compile(r"[a-z0-9_]{8}")  # tempfile's part of a temporary's name
 
 
@@ -461,46 +460,13 @@ def is_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
-@contextmanager
-def temporary_path(target: PathLike) -> Iterator[Path]:
-    """A new empty temporary file beside ``target``, removed when the block ends."""
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_temp_prefix(target), suffix=TEMP_SUFFIX)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-@contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path`` that becomes ``path`` (synced to disk, the usual
-    permissions) only if the block succeeds: no reader ever sees half a file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with temporary_path(target) as tmp:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, target)
-
-
-def write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-
-
 def remove_temporaries(targets: Iterable[PathLike]) -> int:
     """Remove the temporary files a killed run left beside ``targets`` (those named for
     them, no other); the number removed. Call it only while holding the output's lock:
     then every such temporary is stale."""
     prefixes: dict[str, set[str]] = {}
     for target in map(Path, targets):
-        prefixes.setdefault(str(target.parent), set()).add(_temp_prefix(target))
+        prefixes.setdefault(str(target.parent), set()).add(temp_prefix(target))
     removed = 0
     for folder, owned in prefixes.items():
         try:
@@ -608,7 +574,7 @@ def write_manifest(path: PathLike, settings: dict[str, Any], finished: dict[str,
         "finished": {name: list(entry) for name, entry in finished.items()},
     }
     text = json.dumps(content, sort_keys=True, separators=(",", ":"))
-    write_bytes(path, (text + "\n").encode("ascii"))
+    write_atomically(path, (text + "\n").encode("ascii"), overwrite=True)
 
 
 # -- arrays ------------------------------------------------------------------------------

@@ -481,22 +481,40 @@ def _umask() -> int:
 #: Permissions of the files written here: what open() would give (0666 less the umask),
 #: not mkstemp's private 0600. Read once, at import.
 FILE_MODE = 0o666 & ~_umask()
+#: The suffix of every temporary file, so that no reader takes one for an image or a model.
+TEMP_SUFFIX = ".sifternet-tmp"
+
+
+def temp_prefix(target: Path) -> str:
+    """The start of the name of ``target``'s temporaries: ``.<name>.``."""
+    name = os.fsencode(target.name)[:96]  # room for the random part and the suffix
+    return "." + name.decode("utf-8", "surrogateescape") + "."
+
+
+@contextmanager
+def temporary_path(target: PathLike) -> Iterator[Path]:
+    """A new empty temporary file beside ``target``, removed when the block ends."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=TEMP_SUFFIX)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 @contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path`` that becomes ``path`` only if the block succeeds,
-    so that no reader ever sees half a file."""
+    """A temporary path beside ``path`` that becomes ``path`` (synced to disk, the usual
+    permissions) only if the block succeeds: no reader ever sees half a file."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
+    with temporary_path(target) as tmp:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def write_atomically(path: PathLike, data: bytes, *, overwrite: bool = False) -> None:
@@ -507,5 +525,3 @@ def write_atomically(path: PathLike, data: bytes, *, overwrite: bool = False) ->
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
