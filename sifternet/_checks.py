@@ -20,6 +20,8 @@ def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
 
 def check_int(name: str, value: Any, *, low: int, high: Optional[int] = None) -> int:
     """``value`` as an int in [low, high]: TypeError unless an integer, ValueError outside."""
+    if type(value) is int and value >= low and (high is None or value <= high):  # the common case, fast
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     number = int(value)

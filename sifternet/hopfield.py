@@ -10,7 +10,7 @@ from typing import Any, Literal, Optional, Union, cast, get_args
 import numpy as np
 
 from sifternet import _core
-from sifternet._checks import ALWAYS_FITS, check_choice, check_fraction, check_memory
+from sifternet._checks import ALWAYS_FITS, check_choice, check_fraction, check_int, check_memory
 from sifternet._threads import resolve_num_threads
 
 Rule = Literal["hebbian", "storkey", "projection"]
@@ -85,14 +85,7 @@ def _is_int(value: Any) -> bool:
 
 def _kernel_int(name: str, value: Any) -> int:
     """``value`` as an int that the kernel's int64 holds (the kernel checks its range)."""
-    if type(value) is int and -_INT64_END <= value < _INT64_END:
-        return value
-    if not _is_int(value):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    number = int(value)
-    if not -_INT64_END <= number < _INT64_END:
-        raise ValueError(f"{name}: expected an int in [-2**63, 2**63), got {number}")
-    return number
+    return check_int(name, value, low=-_INT64_END, high=_INT64_END - 1)
 
 
 def _index_range_error(name: str, low: int, high: int) -> ValueError:
@@ -292,8 +285,7 @@ class HopfieldNetwork:
         channels = _kernel_int("channels", channels)
         if not _is_int(seed):
             raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
-        if not isinstance(order, str) or order not in ORDERS:
-            raise ValueError(f"order: expected 'random' or 'sweep', got {order!r}")
+        check_choice("order", order, ORDERS)
         if type(stats) is not bool and not isinstance(stats, np.bool_):
             raise TypeError(f"stats: expected a bool, got {type(stats).__name__}")
         if isinstance(states, np.ndarray) and states.size >= ALWAYS_FITS and states.ndim == 2:

@@ -531,7 +531,7 @@ def test_bad_patterns_are_refused(patterns, error, message, rule):
     ("options", "error", "message"),
     [
         ({"steps": -1}, ValueError, "steps: expected a non-negative count or None, got -1"),
-        ({"order": "spiral"}, ValueError, "order: expected 'random' or 'sweep', got 'spiral'"),
+        ({"order": "spiral"}, ValueError, "order: expected one of 'random', 'sweep'; got 'spiral'"),
         ({"seed": -1}, ValueError, r"seed: expected an integer in \[0, 2\*\*64\), got -1"),
         ({"seed": 2**64}, ValueError, "seed: expected an integer"),
         ({"channel": 3, "channels": 3}, ValueError, "channel: expected 0 <= channel < channels"),
