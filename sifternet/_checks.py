@@ -62,6 +62,16 @@ def check_uint8(name: str, images: Any) -> np.ndarray:
     return images
 
 
+def check_batch(name: str, images: Any) -> np.ndarray:
+    """``images`` if it is a uint8 batch (B, H, W) or (B, H, W, C), else TypeError / ValueError."""
+    check_uint8(name, images)
+    if images.ndim not in (3, 4):
+        raise ValueError(
+            f"{name}: expected shape (B, H, W) or (B, H, W, C), got {images.ndim}-D shape {images.shape}"
+        )
+    return images
+
+
 #: Bytes below which check_memory does not look (any machine has them).
 ALWAYS_FITS = 1 << 24
 

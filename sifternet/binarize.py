@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from sifternet._checks import check_choice, check_finite, check_int, check_memory, check_uint8, empty
+from sifternet._checks import check_batch, check_choice, check_finite, check_int, check_memory, empty
 from sifternet._threads import resolve_num_threads
 
 __all__ = ["BORDERS", "METHODS", "Binarization", "Border", "binarize", "states_to_pixels"]
@@ -99,11 +99,7 @@ def binarize(
     MemoryError
         If the states would not fit in memory (checked before allocating).
     """
-    check_uint8("images", images)
-    if images.ndim not in (3, 4):
-        raise ValueError(
-            f"images: expected shape (B, H, W) or (B, H, W, C), got {images.ndim}-D shape {images.shape}"
-        )
+    check_batch("images", images)
     check_choice("method", method, METHODS)
     check_choice("border", border, BORDERS)
     block_size = check_int("block_size", block_size, low=1, high=MAX_BLOCK_SIZE)

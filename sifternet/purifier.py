@@ -535,9 +535,8 @@ class SifterNet:
                 purifier.networks.append(HopfieldNetwork.from_dict(state, num_threads=num_threads))
             labels = arrays.get("seed_labels")
             purifier.seed_labels = None if labels is None else labels.astype(np.int64)
-            purifier.purify(
-                np.zeros((0, *purifier.image_shape), np.uint8)
-            )  # every check purify makes, at no cost
+            # Every check purify makes, at no cost.
+            purifier.purify(np.zeros((0, *purifier.image_shape), np.uint8))
         except ModelFileError:
             raise
         except (KeyError, TypeError, ValueError, ArithmeticError, RuntimeError) as error:

@@ -194,7 +194,7 @@ def test_badnet_checkerboard_alternates_colour_and_black():
             ValueError,
             r"value: expected a level or \(R, G, B\) of integers in 0 \.\. 255, got 'white'",
         ),
-        (np.zeros((1, 8, 8)), {}, TypeError, "images: expected a uint8 numpy array, got float64"),
+        (np.zeros((1, 8, 8)), {}, TypeError, "images: expected dtype uint8, got float64"),
     ],
 )
 def test_badnet_refuses_bad_input(images, options, error, message):

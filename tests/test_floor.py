@@ -69,7 +69,7 @@ def test_refuses_bad_batches(name):
     defense = floor(name)
     with pytest.raises(TypeError, match=rf"{name}: expected dtype uint8, got float64"):
         defense.purify(GREY.astype(float), INDICES)
-    with pytest.raises(ValueError, match=rf"{name}: expected images \(B, H, W\) or \(B, H, W, C\)"):
+    with pytest.raises(ValueError, match=rf"{name}: expected shape \(B, H, W\) or \(B, H, W, C\)"):
         defense.purify(GREY[0], INDICES[:1])
     with pytest.raises(ValueError, match=rf"{name}: expected 6 indices, one per image, got shape \(5,\)"):
         defense.purify(GREY, INDICES[:5])

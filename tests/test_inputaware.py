@@ -173,8 +173,16 @@ def test_a_cache_of_other_settings_is_refused_and_kept(data, tmp_path):
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
-        (dict(images=np.zeros((8, 16, 16), np.float32)), TypeError, "images: expected a uint8"),
-        (dict(images=np.zeros((8, 256), np.uint8)), ValueError, r"images: expected a batch"),
+        (
+            dict(images=np.zeros((8, 16, 16), np.float32)),
+            TypeError,
+            "images: expected dtype uint8, got float32",
+        ),
+        (
+            dict(images=np.zeros((8, 256), np.uint8)),
+            ValueError,
+            r"images: expected shape \(B, H, W\) or \(B, H, W, C\), got 2-D shape",
+        ),
         (dict(images=np.zeros((8, 3, 3), np.uint8)), ValueError, "at least 4 x 4"),
         (
             dict(images=np.zeros((1, 8, 8), np.uint8), labels=[0]),
@@ -215,7 +223,7 @@ def test_bad_arguments_are_refused(change, error, message):
 
 
 def test_apply_refuses_other_images(trained):
-    with pytest.raises(TypeError, match="images: expected a uint8"):
+    with pytest.raises(TypeError, match="images: expected dtype uint8, got float32"):
         trained.apply(np.zeros((2, 16, 16), np.float32))
     with pytest.raises(ValueError, match=r"images: expected a batch of shape \(B, 16, 16\)"):
         trained.apply(np.zeros((2, 8, 8), np.uint8))

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import cv2
 import numpy as np
 
+from sifternet._checks import check_batch
 from sifternet.triggers import stamp_patch
 
 Position = Union[str, tuple[int, int]]
@@ -26,12 +27,7 @@ PATTERNS = ("solid", "checkerboard", "random", "random-checkerboard")
 
 
 def _check_batch(images: np.ndarray) -> None:
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        raise TypeError(
-            f"images: expected a uint8 numpy array, got {getattr(images, 'dtype', type(images).__name__)}"
-        )
-    if images.ndim not in (3, 4):
-        raise ValueError(f"images: expected a batch (B, H, W) or (B, H, W, C), got shape {images.shape}")
+    check_batch("images", images)
     if 0 in images.shape[1:]:
         raise ValueError(
             f"images: expected images with at least one pixel and channel, got shape {images.shape}"

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import cv2
 import numpy as np
 
-from sifternet._checks import check_finite, check_int, check_uint8
+from sifternet._checks import check_batch, check_finite, check_int
 from sifternet.binarize import states_to_pixels
 from sifternet.purifier import SifterNet
 
@@ -100,9 +100,7 @@ def median3x3(purifier: Optional[SifterNet] = None) -> Defense:
 
 def _check_batch(name: str, images: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """The indices as an array, once ``images`` is a uint8 batch with one index per image."""
-    check_uint8(name, images)
-    if images.ndim not in (3, 4):
-        raise ValueError(f"{name}: expected images (B, H, W) or (B, H, W, C), got shape {images.shape}")
+    check_batch(name, images)
     indices = np.asarray(indices)
     if indices.shape != images.shape[:1]:
         raise ValueError(f"{name}: expected {len(images)} indices, one per image, got shape {indices.shape}")

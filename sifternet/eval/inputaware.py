@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 from tqdm import tqdm
 
+from sifternet._checks import check_batch, check_uint8
 from sifternet._threads import resolve_num_threads
 from sifternet.eval.metrics import accuracy, attack_success_rate
 from sifternet.eval.models import TorchClassifier, _as_tensor, _torch, small_cnn, training_key
@@ -134,10 +135,7 @@ class InputAwareBackdoor:
         self.from_cache = from_cache
 
     def _check(self, images: np.ndarray, what: str) -> None:
-        if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-            raise TypeError(
-                f"{what}: expected a uint8 numpy array, got {getattr(images, 'dtype', type(images).__name__)}"
-            )
+        check_uint8(what, images)
         if images.shape[1:] != self.shape or images.ndim != len(self.shape) + 1:
             raise ValueError(
                 f"{what}: expected a batch of shape (B, {', '.join(map(str, self.shape))}), "
@@ -194,12 +192,7 @@ class InputAwareBackdoor:
 
 
 def _check_inputs(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int]:
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        raise TypeError(
-            f"images: expected a uint8 numpy array, got {getattr(images, 'dtype', type(images).__name__)}"
-        )
-    if images.ndim not in (3, 4):
-        raise ValueError(f"images: expected a batch (B, H, W) or (B, H, W, C), got shape {images.shape}")
+    check_batch("images", images)
     if images.shape[1] < 4 or images.shape[2] < 4 or (images.ndim == 4 and images.shape[3] < 1):
         raise ValueError(
             f"images: expected images of at least 4 x 4 pixels and one channel, got shape {images.shape}"
