@@ -231,3 +231,49 @@ def test_apply_refuses_other_images(trained):
         trained.triggers(np.zeros((2, 16, 16, 1), np.uint8))
     with pytest.raises(ValueError, match="trigger_from: expected as many images as images"):
         trained.apply(np.zeros((2, 16, 16), np.uint8), trigger_from=np.zeros((3, 16, 16), np.uint8))
+
+
+# -- as an attack of evaluate and the report ---------------------------------------------
+def sample_file(tmp_path, count=200):
+    """A data file of the shipped MNIST sample's first ``count`` images."""
+    from importlib.resources import files
+
+    with np.load(files("sifternet") / "data" / "mnist_sample.npz") as sample:
+        path = tmp_path / "mnist.npz"
+        np.savez(path, images=sample["images"][:count], labels=sample["labels"][:count])
+    return path
+
+
+def test_evaluate_trains_input_aware_as_an_attack(tmp_path):
+    from sifternet.eval import cli as eval_cli
+
+    spec = eval_cli.Backdoor(
+        str(sample_file(tmp_path)), attack="input-aware", epochs=1, model_cache=str(tmp_path / "ia.pt")
+    )
+    images, labels, attack, split, model, settings = eval_cli.backdoored(spec, threads=1)
+    assert attack.name == "input-aware" and attack.poison_ratio == eval_cli.INPUT_AWARE_RATE
+    held_out = settings["input_aware"]
+    assert held_out["n_holdout"] > 0 and 0.0 <= held_out["attack_success_rate"] <= 1.0
+    first = images[split.evaluation][:8]
+    triggered = attack.apply(first)
+    again = eval_cli.backdoored(spec, threads=1)  # from the cache: the same trigger
+    np.testing.assert_array_equal(again.attack.apply(first), triggered)
+    changed = triggered != first  # a trigger of its own per image: the masks differ
+    assert len({changed[i].tobytes() for i in range(len(first))}) > 1
+    assert model.predict(triggered).shape == (8,)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": "m.pt"}, "takes no model file"),
+        ({"adaptive_purifier": "sifternet-repair"}, "takes no model file, adaptive purifier"),
+        ({"attack_params": {"size": 3}}, r"parameters \{'size': 3\}"),
+    ],
+)
+def test_input_aware_refuses_what_it_cannot_take(tmp_path, change, message):
+    from sifternet.eval import cli as eval_cli
+
+    spec = eval_cli.Backdoor(str(sample_file(tmp_path)), attack="input-aware", **change)
+    with pytest.raises(ValueError, match=message):
+        eval_cli.backdoored(spec)

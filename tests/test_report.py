@@ -245,7 +245,7 @@ def test_paper_grid_is_todays_plan():
     assert build_parser("report").parse_args(["report", "d", "--out", "o"]).grid == "paper"
 
 
-def test_unknown_grid_adds_six_patches_to_the_paper_attacks():
+def test_unknown_grid_adds_patches_input_aware_and_adaptive_attackers_to_the_paper_attacks():
     new = [a for a in sm.GRIDS["unknown"] if a not in sm.GRIDS["paper"]]
     assert new == [
         "white-centre",
@@ -254,14 +254,22 @@ def test_unknown_grid_adds_six_patches_to_the_paper_attacks():
         "colour-interior",
         "random-checker",
         "white-centre-5",
+        "input-aware",
+        "content-patch",
+        "repair-aware",
     ]
     assert set(sm.GRIDS["paper"]) < set(sm.GRIDS["unknown"])
-    assert len(eval_cli.report_plan("unknown")) == 4 * 11
+    assert len(eval_cli.report_plan("unknown")) == 4 * 14
+    assert sm.ATTACKS["repair-aware"].adaptive_purifier == "sifternet-repair"
+    assert sm.ATTACKS["input-aware"].attack == eval_cli.INPUT_AWARE
 
 
-@pytest.mark.parametrize("attack", sm.GRIDS["unknown"])
+STAMPED = [a for a in sm.GRIDS["unknown"] if sm.ATTACKS[a].attack != eval_cli.INPUT_AWARE]
+
+
+@pytest.mark.parametrize("attack", STAMPED)
 @pytest.mark.parametrize("dataset", list(sm.DATASETS))
-def test_every_grid_trigger_applies_to_every_data_set(dataset, attack):
+def test_every_stamped_grid_trigger_applies_to_every_data_set(dataset, attack):
     data, spec = sm.DATASETS[dataset], sm.ATTACKS[attack]
     shape = (3, 28, 28) if data.grey else (3, 32, 32, 3)
     images = np.random.default_rng(0).integers(1, 255, shape, dtype=np.uint8)
@@ -297,6 +305,63 @@ def test_report_entry_takes_a_triggers_grey_parameters_rate_and_epochs(tmp_path,
     assert (backdoor.attack_params, backdoor.poison_rate, backdoor.epochs) == ({"value": 2}, 0.2, 6 + 3)
     eval_cli.run_report_entry(tmp_path, tmp_path / "r", "gtsrb", "test-trigger", eval_cli.Evaluation())
     assert calls[1][0].attack_params == {"value": (1, 2, 3)} and calls[1][0].epochs == 8 + 3
+    assert backdoor.adaptive_purifier is None
+
+
+def test_report_entry_gives_an_adaptive_attacker_the_defenders_seed_count(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(eval_cli, "run_evaluate", lambda *args, **options: calls.append(args))
+    for dataset in ("fmnist", "gtsrb"):
+        eval_cli.run_report_entry(tmp_path, tmp_path / "r", dataset, "repair-aware", eval_cli.Evaluation())
+    assert [(b.adaptive_purifier, b.adaptive_per_class) for b, *_ in calls] == [
+        ("sifternet-repair", sm.DATASETS["fmnist"].per_class),
+        ("sifternet-repair", sm.DATASETS["gtsrb"].per_class),
+    ]
+
+
+class Measured(Exception):
+    """Raised by a stand-in run with what it was asked to measure."""
+
+
+def report_measures(tmp_path, *options: str) -> eval_cli.Evaluation:
+    """What ``sifternet report`` would measure with ``options`` (the run is not made)."""
+
+    def entry(data, out, dataset, attack, measured, **kwargs):
+        raise Measured(measured)
+
+    for spec in sm.DATASETS.values():
+        (tmp_path / spec.file).touch()
+    args = [
+        "report",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "r"),
+        "--datasets",
+        "mnist",
+        "--attacks",
+        "badnet",
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(eval_cli, "run_report_entry", entry)
+        with pytest.raises(Measured) as raised:
+            main([*args, *options])
+    return raised.value.args[0]
+
+
+def test_unknown_grid_defaults_to_strip_five_purifier_seeds_and_no_model_queries(tmp_path):
+    measured = report_measures(tmp_path, "--grid", "unknown")
+    assert (measured.detectors, measured.purifier_seeds) == (("strip",), 5)
+    assert "ifmv" not in measured.defenses and measured.defenses[0] == "none"
+    assert set(sm.FLOOR_DEFENSES) < set(measured.defenses)
+    paper = report_measures(tmp_path)
+    assert (paper.detectors, paper.purifier_seeds) == (("strip", "teco"), 1)
+    mine = report_measures(tmp_path, "--grid", "unknown", "--detectors", "", "--purifier-seeds", "2")
+    assert (mine.detectors, mine.purifier_seeds) == ((), 2)
+
+
+def test_evaluate_takes_input_aware_as_an_attack_without_options():
+    args = build_parser("evaluate").parse_args(["evaluate", "d.npz", "--out", "o", "--attack", "input-aware"])
+    assert eval_cli._backdoor(args).attack == "input-aware" and eval_cli._backdoor(args).attack_params == {}
 
 
 def test_evaluate_parses_the_badnet_options():
@@ -438,6 +503,19 @@ def test_grid_markdown_flags_marks_and_counts(grid):
     assert "Reproduce: `sifternet report x --grid unknown`" in text
 
 
+def test_grid_markdown_shows_the_asr_over_purifier_seeds(grid):
+    path = grid / run_name("gtsrb", "white-centre") / "report.json"
+    run = json.loads(path.read_text())
+    run["purifier_seeds"] = [
+        dict(defense="sifternet", seeds=[0, 1, 2], asr=[0.02, 0.05, 0.08], mean=0.05, worst=0.08)
+    ]
+    path.write_text(json.dumps(run))
+    text = sm.grid_markdown(load_runs(grid, KEYS))
+    assert "## ASR over purifier seeds" in text
+    assert "| GTSRB, White 3x3 centre | 5.00 / 8.00 (3) |" in text
+    assert "| MNIST, White 3x3 centre | - |" in text
+
+
 def test_grid_without_floor_defenses_marks_nothing(grid):
     text = sm.grid_markdown(load_runs(grid, KEYS), floors=("shrinkpad",))
     assert "No floor defense ran" in text and " †" not in text.split("## Acc / ASR")[1]
@@ -515,7 +593,7 @@ def test_tiny_grid_records_each_triggers_parameters(tiny_grid):
         "pattern": "random-checkerboard",
         "position": "random",
     }
-    assert run["settings"]["poison_rate"] == 0.1
+    assert run["settings"]["poison_rate"] == sm.ATTACKS["random-checker"].poison_rate == 0.2
 
 
 def test_tiny_grid_resume_keeps_finished_runs(tiny_grid):

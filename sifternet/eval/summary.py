@@ -40,7 +40,9 @@ class AttackSpec:
     :func:`sifternet.eval.attacks.make_attack` (empty: the attack's defaults), the
     parameters that replace them on grey data sets, and what its training may need
     beyond the data set's settings: a poisoning rate (None: the attack's own) and
-    extra epochs."""
+    extra epochs; ``adaptive_purifier``: a defense the attacker passes the poisoned
+    training images through before training (purifier-aware poisoning), built on the
+    attacker's own seeds, as many per class as the defender's."""
 
     label: str
     attack: str
@@ -48,6 +50,7 @@ class AttackSpec:
     grey_params: Mapping[str, Any] = field(default_factory=dict)
     poison_rate: Optional[float] = None
     extra_epochs: int = 0
+    adaptive_purifier: Optional[str] = None
 
     def params_for(self, data: DataSpec) -> dict[str, Any]:
         """The attack's parameters on the data set ``data``."""
@@ -89,14 +92,17 @@ DATASETS: dict[str, DataSpec] = {
     ),
 }
 #: Every attack of the reports, by the name of its run folders: the paper grid's five
-#: with BackdoorBench's default parameters, then the unknown-trigger grid's patches.
+#: with BackdoorBench's default parameters, then the unknown-trigger grid's patches, the
+#: Input-Aware dynamic backdoor and the defense-aware attackers.
 ATTACKS: dict[str, AttackSpec] = {
     "badnet": AttackSpec("BadNet corner", "badnet"),
     "badnet-interior": AttackSpec("BadNet interior", "badnet", {"position": "interior"}),
     "blended": AttackSpec("Blended", "blended"),
     "sig": AttackSpec("SIG", "sig"),
     "wanet": AttackSpec("WaNet", "wanet"),
-    "white-centre": AttackSpec("White 3x3 centre", "badnet", {"position": "centre"}),
+    "white-centre": AttackSpec(
+        "White 3x3 centre", "badnet", {"position": "centre"}, poison_rate=0.2, extra_epochs=6
+    ),
     "black-interior": AttackSpec("Black 3x3 interior", "badnet", {"position": "interior", "value": 0}),
     "grey-corner": AttackSpec("Grey 3x3 corner", "badnet", {"position": "top_left", "value": 160}),
     "colour-interior": AttackSpec(
@@ -109,11 +115,30 @@ ATTACKS: dict[str, AttackSpec] = {
         "Random-colour 4x4 checkerboard, random position",
         "badnet",
         {"size": 4, "pattern": "random-checkerboard", "position": "random"},
+        poison_rate=0.2,
+        extra_epochs=6,
     ),
     "white-centre-5": AttackSpec("White 5x5 centre", "badnet", {"size": 5, "position": "centre"}),
+    "input-aware": AttackSpec("Input-Aware", "input-aware", poison_rate=0.2, extra_epochs=12),
+    "content-patch": AttackSpec(
+        "Content-coloured 3x3 interior (adaptive)",
+        "content-patch",
+        {"position": "interior"},
+        poison_rate=0.2,
+        extra_epochs=6,
+    ),
+    "repair-aware": AttackSpec(
+        "White 3x3 interior learned through sifternet-repair (adaptive)",
+        "badnet",
+        {"position": "interior"},
+        poison_rate=0.2,
+        extra_epochs=6,
+        adaptive_purifier="sifternet-repair",
+    ),
 }
 #: The report's plans: ``paper`` (the default) the paper's attacks; ``unknown`` the
-#: unknown-trigger grid, six patches the repair presets were not tuned on plus the paper's.
+#: unknown-trigger grid, six patches the repair presets were not tuned on, the paper's,
+#: Input-Aware and two defense-aware attackers.
 GRIDS: dict[str, tuple[str, ...]] = {
     "paper": ("badnet", "badnet-interior", "blended", "sig", "wanet"),
     "unknown": tuple(ATTACKS),
@@ -209,6 +234,23 @@ def _detector_table(runs: Runs) -> list[str]:
         lines.append(
             f"| {_label(key)} | " + " | ".join(f"{aucs[n]:.3f}" if n in aucs else "-" for n in names) + " |"
         )
+    return lines
+
+
+def _seed_table(runs: Runs) -> list[str]:
+    names = list(dict.fromkeys(r["defense"] for run in runs.values() for r in run.get("purifier_seeds", [])))
+    if not names:
+        return []
+    lines = ["| data set, attack | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    for key, run in runs.items():
+        seeded = {r["defense"]: r for r in run.get("purifier_seeds", [])}
+        cells = [
+            f"{100 * seeded[n]['mean']:.2f} / {100 * seeded[n]['worst']:.2f} ({len(seeded[n]['seeds'])})"
+            if n in seeded
+            else "-"
+            for n in names
+        ]
+        lines.append(f"| {_label(key)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -486,15 +528,19 @@ def _row_label(key: tuple[str, str], cell: GridCell) -> str:
 
 def _trigger_table(runs: Runs) -> list[str]:
     lines = [
-        "| trigger | attack | parameters | on grey data sets | poisoning rate | extra epochs |",
-        "| --- | --- | --- | --- | --- | ---: |",
+        "| trigger | attack | parameters | on grey data sets | poisoning rate | extra epochs "
+        "| learned through |",
+        "| --- | --- | --- | --- | --- | ---: | --- |",
     ]
     for name in dict.fromkeys(attack for _, attack in runs):
         spec = ATTACKS[name]
         params = ", ".join(f"{k} {v}" for k, v in spec.params.items()) or "defaults"
         grey = ", ".join(f"{k} {v}" for k, v in spec.grey_params.items()) or "the same"
         rate = "the attack's" if spec.poison_rate is None else f"{100 * spec.poison_rate:g} %"
-        lines.append(f"| {spec.label} | {spec.attack} | {params} | {grey} | {rate} | {spec.extra_epochs} |")
+        through = spec.adaptive_purifier or "-"
+        lines.append(
+            f"| {spec.label} | {spec.attack} | {params} | {grey} | {rate} | {spec.extra_epochs} | {through} |"
+        )
     return lines
 
 
@@ -563,6 +609,11 @@ def grid_markdown(
     ]
     for title, lines in (
         ("Detectors (ROC AUC, clean vs triggered)", _detector_table(runs)),
+        (
+            "ASR over purifier seeds (mean / worst in %, seeds in brackets; an attacker who can "
+            "retry gets the worst)",
+            _seed_table(runs),
+        ),
         (
             "Timings (clean + triggered evaluation images, on the machine that ran the report)",
             _timing_table(runs),
