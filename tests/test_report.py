@@ -348,15 +348,16 @@ def report_measures(tmp_path, *options: str) -> eval_cli.Evaluation:
     return raised.value.args[0]
 
 
-def test_unknown_grid_defaults_to_strip_five_purifier_seeds_and_no_model_queries(tmp_path):
+def test_unknown_grid_defaults_to_the_sifternet_defenses_the_floor_and_five_purifier_seeds(tmp_path):
     measured = report_measures(tmp_path, "--grid", "unknown")
-    assert (measured.detectors, measured.purifier_seeds) == (("strip",), 5)
-    assert "ifmv" not in measured.defenses and measured.defenses[0] == "none"
-    assert set(sm.FLOOR_DEFENSES) < set(measured.defenses)
+    assert (measured.detectors, measured.purifier_seeds) == ((), 5)
+    assert measured.defenses[0] == "none" and set(sm.FLOOR_DEFENSES) < set(measured.defenses)
+    assert {"sifternet", "sifternet-repair", "sifternet-repair-dark"} < set(measured.defenses)
+    assert "ifmv" not in measured.defenses
     paper = report_measures(tmp_path)
     assert (paper.detectors, paper.purifier_seeds) == (("strip", "teco"), 1)
-    mine = report_measures(tmp_path, "--grid", "unknown", "--detectors", "", "--purifier-seeds", "2")
-    assert (mine.detectors, mine.purifier_seeds) == ((), 2)
+    mine = report_measures(tmp_path, "--grid", "unknown", "--detectors", "strip", "--purifier-seeds", "2")
+    assert (mine.detectors, mine.purifier_seeds) == (("strip",), 2)
 
 
 def test_evaluate_takes_input_aware_as_an_attack_without_options():

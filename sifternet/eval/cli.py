@@ -21,7 +21,7 @@ from tqdm import tqdm
 from sifternet.cli import EVAL_COMMANDS, CliError, add_purifier_options, purifier_options, refuse_existing
 from sifternet.eval import evaluate as ev
 from sifternet.eval.attacks import PATTERNS, POSITIONS, Attack, Colour, Position, make_attack
-from sifternet.eval.defenses import DEFAULT_DEFENSES, DEFENSES, MODEL_QUERYING
+from sifternet.eval.defenses import DEFAULT_DEFENSES, DEFENSES, FLOOR_DEFENSES, MODEL_QUERYING
 from sifternet.eval.detectors import DETECTORS, make_detectors
 from sifternet.eval.finetune import evaluate_finetuned
 from sifternet.eval.inputaware import train_input_aware
@@ -441,16 +441,24 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 #: The defenses each grid of the report runs unless --defenses says otherwise: the paper
-#: grid today's defaults, the unknown grid every defense that purifies images (the dark
-#: and both-ways repair presets too: some of its triggers are dark; not IFMV, which
-#: queries the model and costs a minute a run).
+#: grid today's defaults; the unknown grid the SifterNet defenses (the dark and both-ways
+#: repair presets too: some of its triggers are dark) and the floor, without the paper
+#: grid's controls and IFMV (a minute a run, querying the model).
 GRID_DEFENSES: dict[str, tuple[str, ...]] = {
     "paper": DEFAULT_DEFENSES,
-    "unknown": tuple(name for name in DEFENSES if name not in MODEL_QUERYING),
+    "unknown": (
+        "none",
+        "sifternet",
+        "sifternet-repair",
+        "sifternet-repair-dark",
+        "sifternet-repair-both",
+        "sifternet-repair-otsu",
+        *FLOOR_DEFENSES,
+    ),
 }
 #: The detectors and purifier seeds of each grid unless --detectors / --purifier-seeds
-#: say otherwise.
-GRID_DETECTORS: dict[str, str] = {"paper": "strip,teco", "unknown": "strip"}
+#: say otherwise (the paper grid scores the detectors).
+GRID_DETECTORS: dict[str, str] = {"paper": "strip,teco", "unknown": ""}
 GRID_PURIFIER_SEEDS: dict[str, int] = {"paper": 1, "unknown": 5}
 
 
@@ -782,9 +790,9 @@ def _add_report(commands: Any) -> None:
         images=250,
         copies=50,
         defenses=None,
-        defenses_note="paper grid: all but the dark-trigger ones; unknown grid: all that purify "
-        "images, and none always",
-        detectors_note=f"paper grid: {GRID_DETECTORS['paper']}; unknown grid: {GRID_DETECTORS['unknown']}",
+        defenses_note="paper grid: all but the dark-trigger ones; unknown grid: the SifterNet ones "
+        "and the floor, and none always",
+        detectors_note=f"paper grid: {GRID_DETECTORS['paper']}; unknown grid: none",
         seeds=None,
         seeds_note=f"paper grid: {GRID_PURIFIER_SEEDS['paper']}, off; unknown grid: "
         f"{GRID_PURIFIER_SEEDS['unknown']}",
