@@ -504,6 +504,16 @@ def test_grid_markdown_flags_marks_and_counts(grid):
     assert "Reproduce: `sifternet report x --grid unknown`" in text
 
 
+def test_grid_count_table_splits_the_counts_by_data_set_and_kind(grid):
+    text = sm.grid_markdown(load_runs(grid, KEYS), floors=("jpeg-75", "bits-3"))
+    header = "| defense | MNIST | GTSRB | patch triggers | all |"
+    assert header in text
+    assert (
+        "| sifternet-repair | 1 of 1 | 0 of 1 | 1 of 2 | 1 of 2 |" in text
+    )  # MNIST's black patch: not learned
+    assert "| median-3x3 | 1 of 1 | - | 1 of 1 | 1 of 1 |" in text
+
+
 def test_grid_markdown_shows_the_asr_over_purifier_seeds(grid):
     path = grid / run_name("gtsrb", "white-centre") / "report.json"
     run = json.loads(path.read_text())

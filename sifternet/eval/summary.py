@@ -42,7 +42,8 @@ class AttackSpec:
     beyond the data set's settings: a poisoning rate (None: the attack's own) and
     extra epochs; ``adaptive_purifier``: a defense the attacker passes the poisoned
     training images through before training (purifier-aware poisoning), built on the
-    attacker's own seeds, as many per class as the defender's."""
+    attacker's own seeds, as many per class as the defender's; ``kind``: what the count
+    table groups it under (:data:`TRIGGER_KINDS`)."""
 
     label: str
     attack: str
@@ -51,6 +52,7 @@ class AttackSpec:
     poison_rate: Optional[float] = None
     extra_epochs: int = 0
     adaptive_purifier: Optional[str] = None
+    kind: str = "patch"
 
     def params_for(self, data: DataSpec) -> dict[str, Any]:
         """The attack's parameters on the data set ``data``."""
@@ -97,9 +99,9 @@ DATASETS: dict[str, DataSpec] = {
 ATTACKS: dict[str, AttackSpec] = {
     "badnet": AttackSpec("BadNet corner", "badnet"),
     "badnet-interior": AttackSpec("BadNet interior", "badnet", {"position": "interior"}),
-    "blended": AttackSpec("Blended", "blended"),
-    "sig": AttackSpec("SIG", "sig"),
-    "wanet": AttackSpec("WaNet", "wanet"),
+    "blended": AttackSpec("Blended", "blended", kind="image-wide"),
+    "sig": AttackSpec("SIG", "sig", kind="image-wide"),
+    "wanet": AttackSpec("WaNet", "wanet", kind="image-wide"),
     "white-centre": AttackSpec(
         "White 3x3 centre", "badnet", {"position": "centre"}, poison_rate=0.2, extra_epochs=6
     ),
@@ -119,13 +121,16 @@ ATTACKS: dict[str, AttackSpec] = {
         extra_epochs=6,
     ),
     "white-centre-5": AttackSpec("White 5x5 centre", "badnet", {"size": 5, "position": "centre"}),
-    "input-aware": AttackSpec("Input-Aware", "input-aware", poison_rate=0.2, extra_epochs=12),
+    "input-aware": AttackSpec(
+        "Input-Aware", "input-aware", poison_rate=0.2, extra_epochs=12, kind="image-wide"
+    ),
     "content-patch": AttackSpec(
         "Content-coloured 3x3 interior (adaptive)",
         "content-patch",
         {"position": "interior"},
         poison_rate=0.2,
         extra_epochs=6,
+        kind="adaptive",
     ),
     "repair-aware": AttackSpec(
         "White 3x3 interior learned through sifternet-repair (adaptive)",
@@ -134,8 +139,13 @@ ATTACKS: dict[str, AttackSpec] = {
         poison_rate=0.2,
         extra_epochs=6,
         adaptive_purifier="sifternet-repair",
+        kind="adaptive",
     ),
 }
+#: What the grid's count table groups the triggers by: localised patches the attacker
+#: did not shape against a defense, triggers over the whole image (Input-Aware's too, a
+#: mask that differs per image), and defense-aware (adaptive) attackers.
+TRIGGER_KINDS = ("patch", "image-wide", "adaptive")
 #: The report's plans: ``paper`` (the default) the paper's attacks; ``unknown`` the
 #: unknown-trigger grid, six patches the repair presets were not tuned on, the paper's,
 #: Input-Aware and two defense-aware attackers.
@@ -513,6 +523,27 @@ def grid_counts(runs: Runs, cells: Mapping[tuple[str, str], GridCell]) -> dict[s
     return {d: (k, n) for d, (k, n) in counts.items()}
 
 
+def _count_table(runs: Runs, cells: Mapping[tuple[str, str], GridCell]) -> list[str]:
+    """Per defense, "k of n" of :func:`grid_counts` per data set and per trigger kind,
+    then over every row."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for key in runs:
+        groups.setdefault(DATASETS[key[0]].label, []).append(key)
+    for kind in TRIGGER_KINDS:
+        chosen = [key for key in runs if ATTACKS[key[1]].kind == kind]
+        if chosen:
+            groups[f"{kind} triggers"] = chosen
+    groups["all"] = list(runs)
+    counted = {name: grid_counts({key: runs[key] for key in keys}, cells) for name, keys in groups.items()}
+    lines = ["| defense | " + " | ".join(groups) + " |", "| --- |" + " ---: |" * len(groups)]
+    for defense in grid_counts(runs, cells):
+        entries = [
+            "{} of {}".format(*counted[name][defense]) if defense in counted[name] else "-" for name in groups
+        ]
+        lines.append(f"| {defense} | " + " | ".join(entries) + " |")
+    return lines
+
+
 def _defenses(runs: Runs) -> list[str]:
     """The defenses of the runs, known ones in :data:`DEFENSE_ORDER` first."""
     seen = [r["defense"] for run in runs.values() for r in run["rows"]]
@@ -602,6 +633,11 @@ def grid_markdown(
         "",
         *count_lines,
         "",
+        "The same counts per data set and per kind of trigger (patch: localised patches; "
+        "image-wide: Blended, SIG, WaNet, Input-Aware; adaptive: shaped against a defense):",
+        "",
+        *_count_table(runs, cells),
+        "",
         "## Triggers",
         "",
         *_trigger_table(runs),
@@ -678,6 +714,7 @@ __all__ = [
     "DataSpec",
     "GRIDS",
     "GridCell",
+    "TRIGGER_KINDS",
     "beats",
     "best_floor",
     "grid_cells",
