@@ -259,6 +259,21 @@ def test_readme_results_come_from_the_evaluation_report():
         assert [none, paper, repair] == expected, f"README results row {row!r}"
 
 
+def test_readme_unknown_trigger_counts_come_from_the_grid_report():
+    readme = _section((ROOT / "README.md").read_text(encoding="utf-8"), "## Triggers it was not told about")
+    grid = (ROOT / "docs" / "evaluation" / "grid" / "summary.md").read_text(encoding="utf-8")
+    counts = _table_rows(_section(grid, "## Count per defense"))
+    readme_rows = {k: v for k, v in _table_rows(readme).items() if k != "defense"}
+    assert readme_rows, "README: no count table under '## Triggers it was not told about'"
+    header = next(line for line in readme.splitlines() if line.startswith("| defense"))
+    grid_header = next(line for line in grid.splitlines() if line.startswith("| defense"))
+    assert header == grid_header, "README count table: not the grid report's columns"
+    for row, cells in readme_rows.items():
+        assert counts.get(row) == cells, (
+            f"README count row {row!r} differs from docs/evaluation/grid/summary.md"
+        )
+
+
 def test_readme_performance_line_comes_from_the_benchmark_report():
     readme = _section((ROOT / "README.md").read_text(encoding="utf-8"), "## Performance")
     report = (ROOT / "benchmarks" / "REPORT.md").read_text(encoding="utf-8")
