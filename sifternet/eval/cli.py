@@ -483,13 +483,11 @@ def cmd_report(args: argparse.Namespace) -> None:
     defenses = args.defenses if args.defenses is not None else ",".join(GRID_DEFENSES[args.grid])
     if args.grid == "unknown" and "none" not in defenses.split(","):
         defenses = "none," + defenses  # the baseline of the grid's marks and count lines
-    detectors = args.detectors if args.detectors is not None else GRID_DETECTORS[args.grid]
-    seeds = args.purifier_seeds if args.purifier_seeds is not None else GRID_PURIFIER_SEEDS[args.grid]
-    measured = replace(
-        _measured(args, defenses),
-        detectors=_names(detectors, DETECTORS, "--detectors") if detectors else (),
-        purifier_seeds=seeds,
-    )
+    if args.detectors is None:  # the grid's own defaults, parsed as --detectors is
+        args.detectors = GRID_DETECTORS[args.grid]
+    if args.purifier_seeds is None:
+        args.purifier_seeds = GRID_PURIFIER_SEEDS[args.grid]
+    measured = _measured(args, defenses)
     missing = sorted({DATASETS[d].file for d, _ in plan if not (data / DATASETS[d].file).exists()})
     if missing:
         raise FileNotFoundError(
