@@ -105,13 +105,27 @@ ATTACKS: dict[str, AttackSpec] = {
     "white-centre": AttackSpec(
         "White 3x3 centre", "badnet", {"position": "centre"}, poison_rate=0.2, extra_epochs=6
     ),
-    "black-interior": AttackSpec("Black 3x3 interior", "badnet", {"position": "interior", "value": 0}),
-    "grey-corner": AttackSpec("Grey 3x3 corner", "badnet", {"position": "top_left", "value": 160}),
+    "black-interior": AttackSpec(
+        "Black 3x3 interior",
+        "badnet",
+        {"position": "interior", "value": 0},
+        poison_rate=0.2,
+        extra_epochs=6,
+    ),
+    "grey-corner": AttackSpec(
+        "Grey 3x3 corner",
+        "badnet",
+        {"position": "top_left", "value": 160},
+        poison_rate=0.2,
+        extra_epochs=6,
+    ),
     "colour-interior": AttackSpec(
         "Colour 3x3 interior",
         "badnet",
         {"position": "interior", "value": (30, 200, 200)},
         grey_params={"value": 90},
+        poison_rate=0.2,
+        extra_epochs=6,
     ),
     "random-checker": AttackSpec(
         "Random-colour 4x4 checkerboard, random position",
