@@ -334,6 +334,10 @@ MNIST = Path(__file__).resolve().parents[1] / "sifternet" / "data" / "mnist_samp
 MANIFEST = ".sifternet-manifest.json"
 #: The command in a fresh interpreter, so that a crash or a hang cannot take the session down.
 CLI = "import sys\nfrom sifternet.cli import main\nsys.exit(main(sys.argv[1:]))"
+#: The command as a terminal's foreground job runs it: Ctrl-C raises KeyboardInterrupt even
+#: where the tests themselves run in the background of a shell, whose children inherit an
+#: ignored SIGINT (which Python, and so the command, then keep ignoring).
+CLI_FOREGROUND = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n" + CLI
 #: The command, killed (SIGKILL) at its n-th os.replace: a temporary is complete, not renamed.
 KILLED_AT_RENAME = """import os, signal, sys
 from sifternet.cli import main
@@ -618,7 +622,7 @@ def test_sigint_exits_130_in_one_line(grey, tmp_path):
     model, images = grey
     write_images(tmp_path / "in", np.concatenate([images] * 4))  # 48 images: the signal lands mid-run
     out = tmp_path / "out"
-    argv = [sys.executable, "-c", CLI, "purify", str(model), str(tmp_path / "in"), str(out), *SLOW]
+    argv = [sys.executable, "-c", CLI_FOREGROUND, "purify", str(model), str(tmp_path / "in"), str(out), *SLOW]
     with subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
     ) as run:
