@@ -21,7 +21,7 @@ except ModuleNotFoundError as _error:
 
 from sifternet.hopfield import HopfieldNetwork, RecallResult
 from sifternet.modelfile import ModelFileError
-from sifternet.purifier import PurifierConfig, SifterNet
+from sifternet.purifier import Purification, PurifierConfig, SifterNet
 from sifternet.seeds import seed_indices, select_seeds
 
 del _importlib, _os
@@ -29,6 +29,7 @@ del _importlib, _os
 __all__ = [
     "HopfieldNetwork",
     "ModelFileError",
+    "Purification",
     "PurifierConfig",
     "RecallResult",
     "SifterNet",

@@ -35,7 +35,7 @@ from sifternet.modelfile import (
     read_model_file,
     write_atomically,
 )
-from sifternet.repair import OUTPUTS, Output, repair
+from sifternet.repair import OUTPUTS, Output, flipped_pixels, repair, suspicion
 
 #: The recommended repair mode (docs/method.md, Repair presets): a "highlights"
 #: binarisation (+1 only above 242 of 255, global threshold 0.9), so the memories learn
@@ -123,6 +123,19 @@ class PurifierConfig:
 
 
 _DEFAULTS = PurifierConfig()
+
+
+@dataclass(frozen=True)
+class Purification:
+    """What :meth:`SifterNet.purify_scored` returns for a batch (B images of H x W)."""
+
+    #: the purified images, exactly as :meth:`SifterNet.purify` returns them
+    images: np.ndarray
+    #: bool (B, H, W): the pixels whose state the recall changed in any channel
+    flipped: np.ndarray
+    #: float64 (B,) in [0, 1]: how strongly the memories disagree with each image, the
+    #: largest share of flipped pixels in any 3 x 3 square (docs/method.md, Suspicion score)
+    scores: np.ndarray
 
 
 class SifterNet:
@@ -428,6 +441,17 @@ class SifterNet:
         so a single image, a chunk or a shuffled batch purifies exactly as it would
         inside the whole data set. Thread-safe; the kernel releases the GIL.
         """
+        states, recalled = self._recall_images(images, index_offset, indices, num_threads)
+        return self.to_images(images, states, recalled, num_threads=num_threads)
+
+    def _recall_images(
+        self,
+        images: np.ndarray,
+        index_offset: int,
+        indices: Optional[np.ndarray],
+        num_threads: Optional[int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The states of ``images`` before and after recall (the stages before the output)."""
         batch, _ = self._as_batch(images, "images")
         # At the end: states, recalled states and pixels, and the kernel's copy of strided images.
         held = 3 + (not batch.flags.c_contiguous)
@@ -436,7 +460,27 @@ class SifterNet:
         recalled = self.recall_states(
             states, index_offset=index_offset, indices=indices, num_threads=num_threads
         )
-        return self.to_images(images, states, recalled, num_threads=num_threads)
+        return states, recalled
+
+    def purify_scored(
+        self,
+        images: np.ndarray,
+        *,
+        index_offset: int = 0,
+        indices: Optional[np.ndarray] = None,
+        num_threads: Optional[int] = None,
+    ) -> Purification:
+        """:meth:`purify` that also returns, per image, the pixels the recall flipped and
+        a suspicion score from them (:class:`Purification`; a single image gives a batch
+        of one). The same pass: the images are bit-identical to :meth:`purify`'s."""
+        states, recalled = self._recall_images(images, index_offset, indices, num_threads)
+        flipped = flipped_pixels(states, recalled)
+        pixels = self.to_images(images, states, recalled, num_threads=num_threads)
+        return Purification(
+            images=pixels.reshape((len(states), *self.image_shape)),
+            flipped=flipped,
+            scores=suspicion(flipped),
+        )
 
     def binarize(self, images: np.ndarray) -> np.ndarray:
         """The binarised input as 0/255 uint8 of the input's shape: purification without

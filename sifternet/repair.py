@@ -18,6 +18,8 @@ from sifternet._threads import resolve_num_threads
 
 Output = Literal["binary", "restore", "inpaint"]
 OUTPUTS: tuple[str, ...] = get_args(Output)
+#: The side of the square window of the suspicion score: the smallest patch with an inside.
+SUSPICION_WINDOW = 3
 _ADVICE = "repair the images in chunks (successive slices of the batch)"
 
 
@@ -59,3 +61,30 @@ def repair(
         joint_channels=joint_channels,
         num_threads=resolve_num_threads(num_threads),
     )
+
+
+def flipped_pixels(binarised: np.ndarray, recalled: np.ndarray) -> np.ndarray:
+    """bool (B, H, W): the pixels whose state the recall changed in any channel, from
+    int8 states (B, H, W, C) before and after recall."""
+    if binarised.shape != recalled.shape or binarised.ndim != 4:
+        raise ValueError(
+            f"states: expected two arrays of one shape (B, H, W, C), got {binarised.shape} and "
+            f"{recalled.shape}"
+        )
+    return (binarised != recalled).any(axis=3)
+
+
+def suspicion(flipped: np.ndarray, window: int = SUSPICION_WINDOW) -> np.ndarray:
+    """float64 (B,): per image, the largest share of flipped pixels in any ``window`` x
+    ``window`` square of ``flipped`` (B, H, W) bool (docs/method.md, Suspicion score): 1
+    where the recall changed a whole square, as it does on a patch trigger it removes,
+    and low where its changes are scattered, as they are on clean images. Exact: an
+    integer count over a summed-area table, divided once."""
+    batch, height, width = flipped.shape
+    side = min(window, height, width)
+    table = np.zeros((batch, height + 1, width + 1), np.int64)
+    np.cumsum(np.cumsum(flipped, axis=1, dtype=np.int64), axis=2, out=table[:, 1:, 1:])
+    counts = (
+        table[:, side:, side:] - table[:, :-side, side:] - table[:, side:, :-side] + table[:, :-side, :-side]
+    )
+    return counts.reshape(batch, -1).max(axis=1, initial=0) / (side * side)

@@ -248,3 +248,33 @@ def test_gates_reduce_flips_and_the_repair_preset_validates():
         SifterNet(rule="storkey", agreement=0.5)
     with pytest.raises(ValueError, match="agreement gate needs the Hebbian rule"):
         SifterNet(rule="projection").fit(seeds).with_options(agreement=0.5)
+
+
+@pytest.mark.parametrize("fixture", ["colour", "grey"])
+def test_purify_scored_is_purify_with_its_flips_and_scores_per_image(fixture, request):
+    purifier, batch = request.getfixturevalue(fixture)
+    purifier = purifier.with_options(output="inpaint", joint_channels=True)
+    whole = purifier.purify_scored(batch)
+    np.testing.assert_array_equal(whole.images, purifier.purify(batch))
+    states = purifier.to_states(batch)
+    flipped = (states != purifier.recall_states(states)).any(axis=3)
+    np.testing.assert_array_equal(whole.flipped, flipped)
+    assert whole.flipped.any() and not whole.flipped.all()  # the check can tell
+    # inpaint changes exactly the flipped pixels' values (where a neighbour fills them)
+    assert not (whole.images != batch).reshape(flipped.shape + (-1,)).any(-1)[~flipped].any()
+    chunk = purifier.purify_scored(batch[10:20], index_offset=10)
+    np.testing.assert_array_equal(chunk.flipped, whole.flipped[10:20])
+    np.testing.assert_array_equal(chunk.scores, whole.scores[10:20])
+    one = purifier.purify_scored(batch[3], index_offset=3)
+    assert one.images.shape == (1, *batch.shape[1:]) and one.scores[0] == whole.scores[3]
+
+
+def test_the_score_is_one_where_the_repair_preset_removes_a_corner_patch():
+    rng = np.random.default_rng(4)
+    seeds = rng.integers(0, 200, size=(8, 16, 16, 3), dtype=np.uint8)  # never near white
+    clean = rng.integers(0, 200, size=(12, 16, 16, 3), dtype=np.uint8)
+    triggered = clean.copy()
+    triggered[:, -3:, -3:] = 255
+    purifier = SifterNet.repairing().fit(seeds)
+    assert (purifier.purify_scored(triggered).scores == 1.0).all()
+    assert (purifier.purify_scored(clean).scores == 0.0).all()

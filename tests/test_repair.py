@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sifternet import _core
 from sifternet import reference as ref
-from sifternet.repair import OUTPUTS, repair
+from sifternet.repair import OUTPUTS, flipped_pixels, repair, suspicion
 
 
 def case(seed: int, shape: tuple[int, ...], flip_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,3 +137,48 @@ def test_empty_batch_gives_an_empty_batch(output):
 def test_empty_batch_of_huge_images_allocates_no_scratch():
     huge = np.zeros((0, 40000, 40000, 3), np.uint8)  # no pixel: no scratch is allocated
     assert repair("inpaint", huge, huge.view(np.int8), huge.view(np.int8), 3).shape == huge.shape
+
+
+def brute_suspicion(flipped: np.ndarray, window: int) -> np.ndarray:
+    """The largest share of flipped pixels in any window x window square, by loops."""
+    batch, height, width = flipped.shape
+    side = min(window, height, width)
+    return np.array(
+        [
+            max(
+                int(mask[r : r + side, c : c + side].sum())
+                for r in range(height - side + 1)
+                for c in range(width - side + 1)
+            )
+            / side**2
+            for mask in flipped
+        ]
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9)),
+    st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+    st.integers(1, 5),
+)
+def test_suspicion_equals_a_window_count_by_loops(seed, shape, rate, window):
+    flipped = np.random.default_rng(seed).random(shape) < rate
+    np.testing.assert_array_equal(suspicion(flipped, window), brute_suspicion(flipped, window))
+
+
+def test_suspicion_is_one_on_a_flipped_square_and_low_on_scattered_flips():
+    flipped = np.zeros((2, 16, 16), bool)
+    flipped[0, 5:8, 9:12] = True  # a removed 3x3 patch
+    flipped[1, ::4, ::4] = True  # 16 scattered flips
+    np.testing.assert_array_equal(suspicion(flipped), [1.0, 1 / 9])
+
+
+def test_flipped_pixels_are_any_channel_and_need_matching_states():
+    before = np.ones((1, 2, 2, 3), np.int8)
+    after = before.copy()
+    after[0, 1, 0, 2] = -1
+    np.testing.assert_array_equal(flipped_pixels(before, after), [[[False, False], [True, False]]])
+    with pytest.raises(ValueError, match=r"states: expected two arrays of one shape"):
+        flipped_pixels(before, after[:, :1])
