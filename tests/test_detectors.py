@@ -445,8 +445,28 @@ def test_make_detectors_refuses_unknown_names():
         make_detectors(["neural-cleanse"], model, pool, seed=0)
 
 
-def test_detectors_are_strip_teco_and_sentinet():
-    assert set(DETECTORS) == {"strip", "teco", "sentinet"}
+def test_detectors_are_strip_teco_sentinet_and_the_repair_scores():
+    assert set(DETECTORS) == {"strip", "teco", "sentinet", "sifternet-repair", "sifternet-repair-dark"}
+
+
+def test_the_repair_score_detects_a_white_patch_without_querying_the_model():
+    clean, triggered, _, pool = backdoored_set()
+
+    def refuse(images):
+        raise AssertionError("the model was queried")
+
+    model = CallableClassifier(refuse)
+    (detector,) = make_detectors(["sifternet-repair"], model, pool, seed=0, seeds=clean[:8])
+    indices = np.arange(len(clean))
+    clean_scores, triggered_scores = detector.score(clean, indices), detector.score(triggered, indices)
+    assert roc_auc(clean_scores, triggered_scores) == 1.0, (clean_scores, triggered_scores)
+    np.testing.assert_array_equal(detector.score(triggered[5:], indices[5:]), triggered_scores[5:])
+
+
+def test_the_repair_scores_need_the_defenders_seeds():
+    _, _, model, pool = backdoored_set()
+    with pytest.raises(ValueError, match=r"detectors: sifternet-repair-dark needs the defender's seed images"):
+        make_detectors(["sifternet-repair-dark"], model, pool, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -248,7 +248,12 @@ def run_evaluate(
         )
     }  # each fitted once
     detectors = make_detectors(
-        evaluation.detectors, model, images[split.train], seed, strip_copies=evaluation.strip_copies
+        evaluation.detectors,
+        model,
+        images[split.train],
+        seed,
+        strip_copies=evaluation.strip_copies,
+        seeds=seeds,
     )
     report, outputs, triggered = ev.evaluate(
         images,

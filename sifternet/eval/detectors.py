@@ -1,4 +1,5 @@
-"""Detectors of triggered inputs, for the evaluation's ROC AUC table: STRIP, TeCo and SentiNet.
+"""Detectors of triggered inputs, for the evaluation's ROC AUC table: STRIP, TeCo,
+SentiNet and the SifterNet repair presets' own suspicion scores.
 
 A detector gives every input a score, higher for inputs that look poisoned; ``evaluate``
 scores the clean and the triggered evaluation images and reports the ROC AUC
@@ -28,10 +29,11 @@ Random choices are keyed by each image's global index and a seed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence, cast
+from typing import Callable, Optional, Sequence, cast
 
 import numpy as np
 
+from sifternet import SifterNet
 from sifternet.eval.corruptions import CORRUPTIONS, LEFT_OUT, SEVERITIES, corrupt
 from sifternet.eval.models import Classifier, GradientClassifier, ProbabilisticClassifier
 
@@ -356,29 +358,71 @@ def sentinet(
     )
 
 
-#: model, clean pool images (held out from the evaluated inputs), seed, STRIP's copies -> Detector
-DetectorFactory = Callable[[Classifier, np.ndarray, int, int], Detector]
+@dataclass(frozen=True)
+class DetectorInputs:
+    """What a detector may be built from."""
+
+    #: the target model
+    model: Classifier
+    #: clean images held out from the evaluated inputs (STRIP's overlays, SentiNet's hold-out)
+    pool: np.ndarray
+    #: the defender's clean seed images, or None where none were chosen
+    seeds: Optional[np.ndarray]
+    #: seeds the detector's random choices
+    seed: int
+    #: STRIP's overlays per input
+    strip_copies: int
+
+
+DetectorFactory = Callable[[DetectorInputs], Detector]
+
+
+def purifier_score(name: str, purifier: SifterNet, seeds: Optional[np.ndarray]) -> Detector:
+    """The suspicion score of ``purifier`` (:meth:`SifterNet.purify_scored`), fitted on the
+    defender's ``seeds``; it never queries the model."""
+    if seeds is None:
+        raise ValueError(f"detectors: {name} needs the defender's seed images, got none")
+    purifier.fit(seeds)
+    return Detector(
+        name,
+        lambda images, indices: purifier.purify_scored(images, indices=indices).scores,
+        f"{name}'s suspicion score: the densest 3 x 3 square of pixels its recall flipped",
+    )
+
 
 #: The detectors ``sifternet evaluate --detectors`` knows by name.
 DETECTORS: dict[str, DetectorFactory] = {
-    "strip": lambda model, pool, seed, copies: strip(
-        _require_probabilities(model), pool, seed=seed, copies=copies
+    "strip": lambda given: strip(
+        _require_probabilities(given.model), given.pool, seed=given.seed, copies=given.strip_copies
     ),
-    "teco": lambda model, pool, seed, copies: teco(model, seed=seed),
-    "sentinet": lambda model, pool, seed, copies: sentinet(_require_gradients(model), pool, seed=seed),
+    "teco": lambda given: teco(given.model, seed=given.seed),
+    "sentinet": lambda given: sentinet(_require_gradients(given.model), given.pool, seed=given.seed),
+    "sifternet-repair": lambda given: purifier_score(
+        "sifternet-repair", SifterNet.repairing(seed=given.seed), given.seeds
+    ),
+    "sifternet-repair-dark": lambda given: purifier_score(
+        "sifternet-repair-dark", SifterNet.repairing(dark=True, seed=given.seed), given.seeds
+    ),
 }
 
 
 def make_detectors(
-    names: Sequence[str], model: Classifier, pool: np.ndarray, seed: int, *, strip_copies: int = 100
+    names: Sequence[str],
+    model: Classifier,
+    pool: np.ndarray,
+    seed: int,
+    *,
+    strip_copies: int = 100,
+    seeds: Optional[np.ndarray] = None,
 ) -> list[Detector]:
     """The named detectors of :data:`DETECTORS` for ``model``, with clean ``pool`` images
-    (STRIP's overlays, SentiNet's hold-out and fitting images) and ``strip_copies``
-    overlays per input for STRIP."""
+    (STRIP's overlays, SentiNet's hold-out and fitting images), ``strip_copies`` overlays
+    per input for STRIP, and the defender's ``seeds`` (the SifterNet scores')."""
     unknown = [name for name in names if name not in DETECTORS]
     if unknown:
         raise ValueError(f"detectors: unknown {unknown}; expected some of {tuple(DETECTORS)}")
-    return [DETECTORS[name](model, pool, seed, strip_copies) for name in names]
+    given = DetectorInputs(model, pool, seeds, seed, strip_copies)
+    return [DETECTORS[name](given) for name in names]
 
 
 __all__ = [
@@ -386,11 +430,13 @@ __all__ = [
     "DETECTORS",
     "Boundary",
     "Detector",
+    "DetectorInputs",
     "ScoreFunction",
     "entropy",
     "first_change_severities",
     "fit_boundary",
     "make_detectors",
+    "purifier_score",
     "salient_mask",
     "sentinet",
     "sentinet_points",
