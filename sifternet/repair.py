@@ -87,4 +87,4 @@ def suspicion(flipped: np.ndarray, window: int = SUSPICION_WINDOW) -> np.ndarray
     counts = (
         table[:, side:, side:] - table[:, :-side, side:] - table[:, side:, :-side] + table[:, :-side, :-side]
     )
-    return counts.reshape(batch, -1).max(axis=1, initial=0) / (side * side)
+    return counts.reshape(batch, counts[0].size if batch else 0).max(axis=1, initial=0) / (side * side)

@@ -465,7 +465,7 @@ def test_the_repair_score_detects_a_white_patch_without_querying_the_model():
 
 def test_the_repair_scores_need_the_defenders_seeds():
     _, _, model, pool = backdoored_set()
-    with pytest.raises(ValueError, match=r"detectors: sifternet-repair-dark needs the defender's seed images"):
+    with pytest.raises(ValueError, match=r"detectors: sifternet-repair-dark needs the defender's seed"):
         make_detectors(["sifternet-repair-dark"], model, pool, seed=0)
 
 

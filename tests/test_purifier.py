@@ -267,6 +267,7 @@ def test_purify_scored_is_purify_with_its_flips_and_scores_per_image(fixture, re
     np.testing.assert_array_equal(chunk.scores, whole.scores[10:20])
     one = purifier.purify_scored(batch[3], index_offset=3)
     assert one.images.shape == (1, *batch.shape[1:]) and one.scores[0] == whole.scores[3]
+    assert purifier.purify_scored(batch[:0]).scores.shape == (0,)
 
 
 def test_the_score_is_one_where_the_repair_preset_removes_a_corner_patch():
