@@ -71,20 +71,26 @@ def flipped_pixels(binarised: np.ndarray, recalled: np.ndarray) -> np.ndarray:
             f"states: expected two arrays of one shape (B, H, W, C), got {binarised.shape} and "
             f"{recalled.shape}"
         )
-    return (binarised != recalled).any(axis=3)
+    flipped = binarised[..., 0] != recalled[..., 0]
+    for channel in range(1, binarised.shape[3]):
+        flipped |= binarised[..., channel] != recalled[..., channel]
+    return flipped
 
 
 def suspicion(flipped: np.ndarray, window: int = SUSPICION_WINDOW) -> np.ndarray:
     """float64 (B,): per image, the largest share of flipped pixels in any ``window`` x
     ``window`` square of ``flipped`` (B, H, W) bool (docs/method.md, Suspicion score): 1
     where the recall changed a whole square, as it does on a patch trigger it removes,
-    and low where its changes are scattered, as they are on clean images. Exact: an
-    integer count over a summed-area table, divided once."""
+    and low where its changes are scattered, as they are on clean images. Exact: integer
+    counts (sums of shifted rows, then of shifted columns), divided once."""
+    window = check_int("window", window, low=1, high=255)  # counts of at most 255**2 in uint16
     batch, height, width = flipped.shape
     side = min(window, height, width)
-    table = np.zeros((batch, height + 1, width + 1), np.int64)
-    np.cumsum(np.cumsum(flipped, axis=1, dtype=np.int64), axis=2, out=table[:, 1:, 1:])
-    counts = (
-        table[:, side:, side:] - table[:, :-side, side:] - table[:, side:, :-side] + table[:, :-side, :-side]
-    )
-    return counts.reshape(batch, counts[0].size if batch else 0).max(axis=1, initial=0) / (side * side)
+    mask = flipped.astype(np.uint16)
+    rows = mask[:, : height - side + 1].copy()
+    for k in range(1, side):
+        rows += mask[:, k : height - side + 1 + k]
+    counts = rows[:, :, : width - side + 1].copy()
+    for k in range(1, side):
+        counts += rows[:, :, k : width - side + 1 + k]
+    return counts.reshape(batch, -1).max(axis=1, initial=0) / (side * side) if batch else np.zeros(0)
