@@ -20,6 +20,9 @@ papers' descriptions, with their parameters exposed:
   filled with noise leaves their predictions confident. Score: the fooled rate's height
   above a boundary fitted to clean inputs in the (inert confidence, fooled) plane. The
   only one of the three that needs gradients (STRIP needs probabilities, TeCo labels).
+- ``sifternet-repair`` and ``sifternet-repair-dark``: the repair presets fitted on the
+  defender's seeds; the score is :meth:`SifterNet.purify_scored`'s (the densest 3 x 3
+  square of pixels the recall flipped). No model query at all.
 
 Random choices are keyed by each image's global index and a seed
 (``np.random.default_rng([seed, index])`` for STRIP's overlays, see
