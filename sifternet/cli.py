@@ -39,6 +39,7 @@ from sifternet.io import (
     write_image,
     write_manifest,
     write_npz,
+    write_scores,
 )
 from sifternet.modelfile import ModelFileError, atomic_path, read_model_file, temporary_path
 from sifternet.purifier import ORDERS, PurifierConfig, SifterNet
@@ -182,6 +183,24 @@ def _check_places(source: Path, target: Path, model: Path, preview: Optional[Pat
             )
 
 
+def _check_scores_output(
+    scores: Path, source: Path, target: Path, model: Path, args: argparse.Namespace
+) -> None:
+    """The --scores CSV: a .csv file apart from the input, the output and the model, not
+    replaced without --force (--resume rewrites it whole at the end)."""
+    if scores.suffix.lower() != ".csv" or scores.is_dir():
+        raise CliError(f"--scores: expected a .csv file, got {shown(scores)}")
+    where = Path(os.path.realpath(scores))
+    if any(_inside(where, Path(os.path.realpath(p))) for p in (source, target)) or where == Path(
+        os.path.realpath(model)
+    ):
+        raise CliError(
+            f"--scores: expected a file apart from the input, the output and the model, got {shown(scores)}"
+        )
+    if scores.exists() and not (args.force or args.resume):
+        raise CliError(f"--scores: {shown(scores)} already exists: pass --force to replace it")
+
+
 def _input_is_folder(source: Path) -> bool:
     """Whether the input is a folder (else a regular file); nothing else is read."""
     try:
@@ -214,6 +233,8 @@ def cmd_purify(args: argparse.Namespace) -> None:
     _check_places(source, target, model, preview)
     if preview is not None:
         _check_image_output("--preview", preview, args.force)
+    if args.scores is not None:
+        _check_scores_output(Path(args.scores), source, target, model, args)
     data = read_model_file(model)
     purifier = SifterNet.from_bytes(data, num_threads=args.threads, source=str(model))
     changes = {k: v for k, v in purifier_options(args).items() if k in ("seed", "steps")}
@@ -258,7 +279,7 @@ def _purify_folder(
     target.mkdir(parents=True, exist_ok=True)
     try:
         with output_lock(target, lock_path(target, folder=True)):
-            pending = _finish_folder(purifier, settings, files, names, target, args)
+            pending = _finish_folder(purifier, settings, source, files, names, target, args)
     except BaseException:
         if created and not any(target.iterdir()):  # a run that wrote nothing leaves nothing
             target.rmdir()
@@ -274,6 +295,7 @@ def _purify_folder(
 def _finish_folder(
     purifier: SifterNet,
     settings: dict[str, Any],
+    source: Path,
     files: list[Path],
     names: list[str],
     target: Path,
@@ -306,14 +328,17 @@ def _finish_folder(
             f"{shown(target)}: expected outputs of this model and these options, got a run with others "
             f"({MANIFEST_NAME}): rerun with its model, --seed and --steps, or pass --force to redo them"
         )
-    listed = earlier[1] if earlier is not None else {}
+    listed = earlier.finished if earlier is not None else {}
+    scores = dict(earlier.scores) if earlier is not None else {}
     finished = {
         name: entry
         for name, entry in zip(names, entries)
-        if listed.get(name) == entry and (target / name).is_file()
+        if listed.get(name) == entry
+        and (target / name).is_file()
+        and (args.scores is None or name in scores)  # an output scored by no earlier run is redone
     }
     remove_temporaries([manifest, *(target / name for name in names)])
-    write_manifest(manifest, settings, finished)  # a killed run is known from its first output on
+    write_manifest(manifest, settings, finished, scores)  # a killed run is known from its first output on
     pending = [k for k, name in enumerate(names) if name not in finished]
     saved = len(finished)
 
@@ -326,11 +351,13 @@ def _finish_folder(
             for start in range(0, len(pending), args.chunk):
                 chunk = pending[start : start + args.chunk]  # global indices key the streams
                 images = read_images([files[k] for k in chunk], purifier.image_shape)
-                for k, image in zip(chunk, purifier.purify(images, indices=np.asarray(chunk))):
-                    write_image(target / names[k], image)
+                done = purifier.purify_scored(images, indices=np.asarray(chunk))
+                for k, image, score, flipped in zip(chunk, done.images, done.scores, done.flipped):
+                    write_image(target / names[k], image.reshape(purifier.image_shape))
+                    scores[names[k]] = (float(score), int(flipped.sum()))
                     finished[names[k]] = entries[k]
                     args.progress = written()
-                write_manifest(manifest, settings, finished)
+                write_manifest(manifest, settings, finished, scores)
                 saved = len(finished)
                 bar.update(len(chunk))
     finally:
@@ -338,9 +365,12 @@ def _finish_folder(
             manifest.unlink(missing_ok=True)
         elif len(finished) != saved:  # an error or Ctrl-C inside a chunk: keep what it wrote
             try:
-                write_manifest(manifest, settings, finished)
+                write_manifest(manifest, settings, finished, scores)
             except OSError:
                 pass
+    if args.scores is not None:
+        inputs = [file.relative_to(source).as_posix() for file in files]
+        write_scores(args.scores, inputs, [scores[name] for name in names], overwrite=True)
     return len(pending)
 
 
@@ -357,26 +387,35 @@ def _purify_array(
         with atomic_path(target) as tmp:
             if target.suffix.lower() == ".npy":
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=images.shape)
-                _purify_chunks(purifier, images, out, args.chunk)
+                scores = _purify_chunks(purifier, images, out, args.chunk)
                 out.flush()
             else:  # purify into a scratch memory map, then compress it with the input's extras
                 with temporary_path(target) as scratch:
                     out = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=images.shape)
-                    _purify_chunks(purifier, images, out, args.chunk)
+                    scores = _purify_chunks(purifier, images, out, args.chunk)
                     extras = source if source.suffix.lower() == ".npz" else None
                     write_npz(tmp, out, extras)
             del out
+            if args.scores is not None:  # before the output's rename: both, or neither
+                write_scores(args.scores, [str(i) for i in range(len(images))], scores, overwrite=args.force)
     print(f"purified {len(images)} images from {shown(source)} -> {shown(target)}")
     return images[: args.preview_count]
 
 
-def _purify_chunks(purifier: SifterNet, images: np.ndarray, out: np.ndarray, chunk: int) -> None:
-    """out[i] = purified images[i], ``chunk`` images at a time, each with its global index."""
+def _purify_chunks(
+    purifier: SifterNet, images: np.ndarray, out: np.ndarray, chunk: int
+) -> list[tuple[float, int]]:
+    """out[i] = purified images[i], ``chunk`` images at a time, each with its global index;
+    returns each image's suspicion score and number of flipped pixels."""
+    scores: list[tuple[float, int]] = []
     with _progress(len(images), "purify") as bar:
         for start in range(0, len(images), chunk):
             batch = np.asarray(images[start : start + chunk])
-            out[start : start + len(batch)] = purifier.purify(batch, index_offset=start)
+            done = purifier.purify_scored(batch, index_offset=start)
+            out[start : start + len(batch)] = done.images.reshape(batch.shape)
+            scores += zip(done.scores.tolist(), done.flipped.sum(axis=(1, 2)).tolist())
             bar.update(len(batch))
+    return scores
 
 
 # -- demo ---------------------------------------------------------------------------
@@ -546,6 +585,11 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "--preview", help="write a PNG grid original | binarised | purified of the first images"
     )
     purify.add_argument("--preview-count", type=int, default=8, help="images in the preview (default 8)")
+    purify.add_argument(
+        "--scores",
+        help="also write a CSV of each image's suspicion score and flipped pixels "
+        "(columns input, score, flipped_pixels)",
+    )
     add_recall_options(purify)
     purify.set_defaults(run=cmd_purify)
 

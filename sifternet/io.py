@@ -27,7 +27,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Optional, Sequence
+from typing import IO, Any, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -537,11 +537,22 @@ def output_lock(output: PathLike, lock: PathLike) -> Iterator[None]:
 # -- manifests ---------------------------------------------------------------------------
 #: A finished output: (its image's index, its input's size, its input's mtime in ns).
 Entry = tuple[int, int, int]
+#: An output's suspicion score and its number of flipped pixels (``purify_scored``).
+Score = tuple[float, int]
 
 
-def read_manifest(path: PathLike) -> Optional[tuple[dict[str, Any], dict[str, Entry]]]:
-    """(settings, finished outputs by relative path) of a folder run, None if ``path`` does
-    not exist; ValueError naming it if it is not a manifest written by :func:`write_manifest`."""
+class Manifest(NamedTuple):
+    """A folder run's record: its settings, its finished outputs by relative path (input
+    index, size, mtime) and the scores of those it scored."""
+
+    settings: dict[str, Any]
+    finished: dict[str, Entry]
+    scores: dict[str, Score]
+
+
+def read_manifest(path: PathLike) -> Optional[Manifest]:
+    """The :class:`Manifest` of a folder run, None if ``path`` does not exist; ValueError
+    naming it if it is not a manifest written by :func:`write_manifest`."""
     try:
         data = read_file(path, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
@@ -553,28 +564,59 @@ def read_manifest(path: PathLike) -> Optional[tuple[dict[str, Any], dict[str, En
         if content.get("version") != MANIFEST_VERSION:
             raise ValueError(f"version {content.get('version')!r}")
         settings, finished = content.get("settings"), content.get("finished")
+        listed_scores = content.get("scores", {})  # absent in manifests of earlier versions
         if not isinstance(settings, dict) or not isinstance(finished, dict):
             raise ValueError("no settings or finished outputs")
+        if not isinstance(listed_scores, dict):
+            raise ValueError("scores that are not a mapping")
         entries: dict[str, Entry] = {}
         for name, entry in finished.items():
             if not (isinstance(entry, list) and len(entry) == 3 and all(type(v) is int for v in entry)):
                 raise ValueError(f"the entry {name!r}")
             entries[name] = (entry[0], entry[1], entry[2])
+        scores: dict[str, Score] = {}
+        for name, score in listed_scores.items():
+            if not (
+                name in entries
+                and isinstance(score, list)
+                and len(score) == 2
+                and type(score[0]) is float
+                and 0.0 <= score[0] <= 1.0
+                and type(score[1]) is int
+                and score[1] >= 0
+            ):
+                raise ValueError(f"the score of {name!r}")
+            scores[name] = (score[0], score[1])
     except (ValueError, RecursionError) as error:
         raise ValueError(f"{shown(path)}: expected a sifternet manifest, got {str(error)[:200]}") from None
-    return settings, entries
+    return Manifest(settings, entries, scores)
 
 
-def write_manifest(path: PathLike, settings: dict[str, Any], finished: dict[str, Entry]) -> None:
+def write_manifest(
+    path: PathLike,
+    settings: dict[str, Any],
+    finished: dict[str, Entry],
+    scores: Optional[dict[str, Score]] = None,
+) -> None:
     """Write a folder run's manifest atomically (sorted: equal runs give equal bytes)."""
     content = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
         "settings": settings,
         "finished": {name: list(entry) for name, entry in finished.items()},
+        "scores": {name: list(score) for name, score in (scores or {}).items() if name in finished},
     }
     text = json.dumps(content, sort_keys=True, separators=(",", ":"))
     write_atomically(path, (text + "\n").encode("ascii"), overwrite=True)
+
+
+def write_scores(path: PathLike, names: Sequence[str], scores: Sequence[Score], *, overwrite: bool) -> None:
+    """Write a CSV of one row per image (``input,score,flipped_pixels``) atomically."""
+    rows = ["input,score,flipped_pixels"]
+    for name, (score, flipped) in zip(names, scores):
+        quoted = '"' + name.replace('"', '""') + '"' if any(c in name for c in ',"\r\n') else name
+        rows.append(f"{quoted},{float(score)!r},{int(flipped)}")
+    write_atomically(path, ("\n".join(rows) + "\n").encode("utf-8", "surrogateescape"), overwrite=overwrite)
 
 
 # -- arrays ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -578,14 +579,10 @@ def test_main_reports_resource_errors_in_one_line(grey, tmp_path, capsys, monkey
     model, images = grey
     write_images(tmp_path / "in", images[:2])
 
-    purify = SifterNet.purify
-
     def fail(self, images, *args, **kwargs):
-        if len(images):  # not the empty batch of the model file's check
-            raise error()
-        return purify(self, images, *args, **kwargs)
+        raise error()
 
-    monkeypatch.setattr(SifterNet, "purify", fail)
+    monkeypatch.setattr(SifterNet, "purify_scored", fail)
     assert main(["purify", str(model), str(tmp_path / "in"), str(tmp_path / "out")]) == 1
     assert one_line(capsys.readouterr().err).startswith("sifternet: error: ")
 
@@ -596,15 +593,15 @@ def test_ctrl_c_exits_130_saying_what_was_finished(grey, tmp_path, capsys, monke
     whole, out = tmp_path / "whole", tmp_path / "out"
     argv = ["purify", str(model), str(tmp_path / "in")]
     assert main([*argv, str(whole), "--chunk", "1"]) == 0
-    purify, calls = SifterNet.purify, []
+    purify, calls = SifterNet.purify_scored, []
 
     def interrupted(self, images, *args, **kwargs):
-        calls.append(len(images))  # the model file's check purifies an empty batch
-        if calls.count(1) == 2:
+        calls.append(len(images))
+        if len(calls) == 2:
             raise KeyboardInterrupt
         return purify(self, images, *args, **kwargs)
 
-    monkeypatch.setattr(SifterNet, "purify", interrupted)
+    monkeypatch.setattr(SifterNet, "purify_scored", interrupted)
     capsys.readouterr()
     try:
         status = main([*argv, str(out), "--chunk", "1"])
@@ -794,3 +791,65 @@ def test_a_single_image_array_is_refused_as_ambiguous(grey, tmp_path, capsys):
     error = one_line(capsys.readouterr().err)
     assert "expected images of shape (B, 28, 28)" in error and "(1, 28, 28)" in error
     assert not (tmp_path / "out.npy").exists()
+
+
+def read_scores(path: Path) -> list[tuple[str, float, int]]:
+    """The rows of a --scores CSV, after checking its header."""
+    lines = path.read_text().splitlines()
+    assert lines[0] == "input,score,flipped_pixels"
+    rows = (line.split(",") for line in lines[1:])
+    return [(name, float(score), int(flipped)) for name, score, flipped in rows]
+
+
+def test_scores_of_an_array_run_are_purify_scored_per_image(grey, tmp_path):
+    model, images = grey
+    np.save(tmp_path / "in.npy", images)
+    argv = ["purify", str(model), str(tmp_path / "in.npy"), str(tmp_path / "out.npy"), "--chunk", "5"]
+    assert main([*argv, "--scores", str(tmp_path / "scores.csv")]) == 0
+    want = SifterNet.load(model).purify_scored(images)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), want.images)
+    flipped = want.flipped.sum(axis=(1, 2))
+    assert read_scores(tmp_path / "scores.csv") == [
+        (str(i), score, count) for i, (score, count) in enumerate(zip(want.scores, flipped))
+    ]
+    assert len({score for _, score, _ in read_scores(tmp_path / "scores.csv")}) > 1  # the check can tell
+
+
+def test_scores_of_a_resumed_folder_run_are_those_of_one_run(grey, tmp_path, capsys):
+    model, images = grey
+    write_images(tmp_path / "in" / "a,b", images[:6])  # a comma in the path: quoted in the CSV
+    write_images(tmp_path / "in", images[6:])
+    argv = ["purify", str(model), str(tmp_path / "in")]
+    assert main([*argv, str(tmp_path / "whole"), "--scores", str(tmp_path / "whole.csv")]) == 0
+    rows = (tmp_path / "whole.csv").read_text().splitlines()
+    assert len(rows) == 13 and any(row.startswith('"a,b/000.png",') for row in rows)
+    # a run without scores, two of its outputs lost, resumed with --scores: the same CSV
+    assert main([*argv, str(tmp_path / "out")]) == 0
+    for name in ("000.png", "a,b/003.png"):
+        (tmp_path / "out" / name).unlink()
+    scores = tmp_path / "scores.csv"
+    assert main([*argv, str(tmp_path / "out"), "--resume", "--scores", str(scores)]) == 0
+    assert scores.read_text() == (tmp_path / "whole.csv").read_text()
+    assert tree(tmp_path / "out") == tree(tmp_path / "whole")
+    # resumed again with everything finished: the scores come from the manifest
+    assert main([*argv, str(tmp_path / "out"), "--resume", "--scores", str(scores)]) == 0
+    assert scores.read_text() == (tmp_path / "whole.csv").read_text()
+    # a manifest of an earlier version, with no scores: the outputs are redone to score them
+    manifest = tmp_path / "out" / ".sifternet-manifest.json"
+    content = json.loads(manifest.read_text())
+    del content["scores"]
+    manifest.write_text(json.dumps(content))
+    assert main([*argv, str(tmp_path / "out"), "--resume", "--scores", str(scores)]) == 0
+    assert scores.read_text() == (tmp_path / "whole.csv").read_text()
+    assert "purified 12 images" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["existing.csv", "out/scores.csv", "in/scores.csv", "scores.txt"])
+def test_scores_outputs_are_checked_before_any_work(grey, tmp_path, capsys, where):
+    model, images = grey
+    write_images(tmp_path / "in", images[:2])
+    (tmp_path / "existing.csv").write_text("an earlier table")
+    argv = ["purify", str(model), str(tmp_path / "in"), str(tmp_path / "out")]
+    assert main([*argv, "--scores", str(tmp_path / where)]) == 1
+    assert one_line(capsys.readouterr().err).startswith("sifternet: error: --scores: ")
+    assert not (tmp_path / "out").exists() and (tmp_path / "existing.csv").read_text() == "an earlier table"

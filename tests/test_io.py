@@ -211,8 +211,18 @@ def test_manifests_round_trip_and_refuse_other_content(tmp_path):
     assert read_manifest(path) is None
     name = os.fsdecode(b"sub/caf\xe9.png")
     write_manifest(path, {"seed": 1}, {name: (3, 100, 10**18)})
-    assert read_manifest(path) == ({"seed": 1}, {name: (3, 100, 10**18)})
-    for junk in (b"[" * 100_000, b"{}", b'{"format": "sifternet-purify-manifest", "version": 1}'):
+    assert read_manifest(path) == ({"seed": 1}, {name: (3, 100, 10**18)}, {})
+    write_manifest(path, {"seed": 1}, {name: (3, 100, 10**18)}, {name: (1 / 9, 4), "gone.png": (1.0, 9)})
+    assert read_manifest(path) == ({"seed": 1}, {name: (3, 100, 10**18)}, {name: (1 / 9, 4)})
+    head = b'{"format": "sifternet-purify-manifest", "version": 1, "settings": {}, '
+    for junk in (
+        b"[" * 100_000,
+        b"{}",
+        b'{"format": "sifternet-purify-manifest", "version": 1}',
+        head + b'"finished": {"a.png": [0, 1, 2]}, "scores": {"a.png": [1.5, 3]}}',  # score above 1
+        head + b'"finished": {}, "scores": {"a.png": [0.5, 3]}}',  # a score of no finished output
+        head + b'"finished": {}, "scores": []}',
+    ):
         path.write_bytes(junk)
         with pytest.raises(ValueError, match="m.json: expected a sifternet manifest"):
             read_manifest(path)
