@@ -158,9 +158,10 @@ def _inside(inner: Path, outer: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
-def _check_places(source: Path, target: Path, model: Path, preview: Optional[Path]) -> None:
-    """The input, output, model and preview must not overlap, links resolved: an output in
-    the input would be read back as input, an input in the output could be overwritten."""
+def _check_places(source: Path, target: Path, model: Path, extras: dict[str, Optional[Path]]) -> None:
+    """The input, output, model and the extra files given by option (``--preview``,
+    ``--scores``) must not overlap, links resolved: an output in the input would be read
+    back as input, an input in the output could be overwritten."""
     src, dst, mdl = (Path(os.path.realpath(p)) for p in (source, target, model))
     if src == dst or (target.exists() and os.path.samefile(source, target)):
         raise CliError("the output must differ from the input (the input is never overwritten)")
@@ -174,29 +175,22 @@ def _check_places(source: Path, target: Path, model: Path, preview: Optional[Pat
         )
     if dst == mdl or (target.exists() and model.exists() and os.path.samefile(model, target)):
         raise CliError(f"{shown(target)}: expected an output other than the model file, got the model itself")
-    if preview is not None:
-        shot = Path(os.path.realpath(preview))
-        if _inside(shot, src) or _inside(shot, dst) or shot == mdl:
+    for option, extra in extras.items():
+        if extra is None:
+            continue
+        where = Path(os.path.realpath(extra))
+        if _inside(where, src) or _inside(where, dst) or where == mdl:
             raise CliError(
-                "--preview: expected a file apart from the input, the output and the model, "
-                f"got {shown(preview)}"
+                f"{option}: expected a file apart from the input, the output and the model, "
+                f"got {shown(extra)}"
             )
 
 
-def _check_scores_output(
-    scores: Path, source: Path, target: Path, model: Path, args: argparse.Namespace
-) -> None:
-    """The --scores CSV: a .csv file apart from the input, the output and the model, not
-    replaced without --force (--resume rewrites it whole at the end)."""
+def _check_scores_output(scores: Path, args: argparse.Namespace) -> None:
+    """The --scores CSV: a .csv file, not replaced without --force (--resume rewrites it
+    whole at the end)."""
     if scores.suffix.lower() != ".csv" or scores.is_dir():
         raise CliError(f"--scores: expected a .csv file, got {shown(scores)}")
-    where = Path(os.path.realpath(scores))
-    if any(_inside(where, Path(os.path.realpath(p))) for p in (source, target)) or where == Path(
-        os.path.realpath(model)
-    ):
-        raise CliError(
-            f"--scores: expected a file apart from the input, the output and the model, got {shown(scores)}"
-        )
     if scores.exists() and not (args.force or args.resume):
         raise CliError(f"--scores: {shown(scores)} already exists: pass --force to replace it")
 
@@ -230,11 +224,12 @@ def cmd_purify(args: argparse.Namespace) -> None:
     if target.exists() and target.is_dir() != folder:
         what = "an output folder" if folder else "an output file"
         raise CliError(f"{shown(target)}: expected {what}, got {'a folder' if target.is_dir() else 'a file'}")
-    _check_places(source, target, model, preview)
+    scores = Path(args.scores) if args.scores is not None else None
+    _check_places(source, target, model, {"--preview": preview, "--scores": scores})
     if preview is not None:
         _check_image_output("--preview", preview, args.force)
-    if args.scores is not None:
-        _check_scores_output(Path(args.scores), source, target, model, args)
+    if scores is not None:
+        _check_scores_output(scores, args)
     data = read_model_file(model)
     purifier = SifterNet.from_bytes(data, num_threads=args.threads, source=str(model))
     changes = {k: v for k, v in purifier_options(args).items() if k in ("seed", "steps")}
@@ -353,7 +348,7 @@ def _finish_folder(
                 images = read_images([files[k] for k in chunk], purifier.image_shape)
                 done = purifier.purify_scored(images, indices=np.asarray(chunk))
                 for k, image, score, flipped in zip(chunk, done.images, done.scores, done.flipped):
-                    write_image(target / names[k], image.reshape(purifier.image_shape))
+                    write_image(target / names[k], image)
                     scores[names[k]] = (float(score), int(flipped.sum()))
                     finished[names[k]] = entries[k]
                     args.progress = written()
@@ -387,12 +382,12 @@ def _purify_array(
         with atomic_path(target) as tmp:
             if target.suffix.lower() == ".npy":
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=images.shape)
-                scores = _purify_chunks(purifier, images, out, args.chunk)
+                scores = _purify_chunks(purifier, images, out, args.chunk, args.scores is not None)
                 out.flush()
             else:  # purify into a scratch memory map, then compress it with the input's extras
                 with temporary_path(target) as scratch:
                     out = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=images.shape)
-                    scores = _purify_chunks(purifier, images, out, args.chunk)
+                    scores = _purify_chunks(purifier, images, out, args.chunk, args.scores is not None)
                     extras = source if source.suffix.lower() == ".npz" else None
                     write_npz(tmp, out, extras)
             del out
@@ -403,17 +398,20 @@ def _purify_array(
 
 
 def _purify_chunks(
-    purifier: SifterNet, images: np.ndarray, out: np.ndarray, chunk: int
+    purifier: SifterNet, images: np.ndarray, out: np.ndarray, chunk: int, scored: bool
 ) -> list[tuple[float, int]]:
     """out[i] = purified images[i], ``chunk`` images at a time, each with its global index;
-    returns each image's suspicion score and number of flipped pixels."""
+    with ``scored``, returns each image's suspicion score and number of flipped pixels."""
     scores: list[tuple[float, int]] = []
     with _progress(len(images), "purify") as bar:
         for start in range(0, len(images), chunk):
             batch = np.asarray(images[start : start + chunk])
-            done = purifier.purify_scored(batch, index_offset=start)
-            out[start : start + len(batch)] = done.images.reshape(batch.shape)
-            scores += zip(done.scores.tolist(), done.flipped.sum(axis=(1, 2)).tolist())
+            if scored:
+                done = purifier.purify_scored(batch, index_offset=start)
+                out[start : start + len(batch)] = done.images
+                scores += zip(done.scores.tolist(), done.flipped.sum(axis=(1, 2)).tolist())
+            else:
+                out[start : start + len(batch)] = purifier.purify(batch, index_offset=start)
             bar.update(len(batch))
     return scores
 
