@@ -30,6 +30,7 @@ const char* dtype_name() {
     if (std::is_same<T, std::uint8_t>::value) return "uint8";
     if (std::is_same<T, std::int32_t>::value) return "int32";
     if (std::is_same<T, std::uint64_t>::value) return "uint64";
+    if (std::is_same<T, std::int64_t>::value) return "int64";
     return "float64";
 }
 
@@ -274,6 +275,103 @@ py::array_t<std::uint8_t> repair(const py::object& images_obj, const py::object&
     return out;
 }
 
+void require_range(const char* name, std::int64_t value, std::int64_t low, std::int64_t high) {
+    if (value < low || value > high) {
+        throw py::value_error(std::string(name) + ": expected an integer in [" + std::to_string(low) +
+                              ", " + std::to_string(high) + "], got " + std::to_string(value));
+    }
+}
+
+// The largest squared thumbnail distance, 255^2 C (H W)^2, must fit in int64.
+void require_thumbnail_range(const py::array& images) {
+    const double pixels = static_cast<double>(images.shape(1)) * static_cast<double>(images.shape(2));
+    if (65025.0 * static_cast<double>(images.shape(3)) * pixels * pixels >= 9.0e18) {
+        throw py::value_error("images: too many pixels for exact thumbnail distances, got shape " +
+                              shape_of(images));
+    }
+}
+
+py::array_t<std::int64_t> thumbnails(const py::object& images_obj, std::int64_t side) {
+    const auto images = as_array<std::uint8_t>(images_obj, "images", 4);
+    require_thumbnail_range(images);
+    require_range("side", side, 1, 1 << 12);
+    const py::ssize_t B = images.shape(0), T = side * side * images.shape(3);
+    py::array_t<std::int64_t> out({B, T});
+    py::gil_scoped_release release;
+    sifternet::thumbnails(images.data(), B, images.shape(1), images.shape(2), images.shape(3), side,
+                          out.mutable_data());
+    return out;
+}
+
+// Nearest-seed repair; the seeds' arrays are checked against the images and each other.
+py::tuple nearest_repair(const py::object& images_obj, const py::object& planes_obj,
+                         const py::object& cuts_obj, const py::object& low_obj,
+                         const py::object& high_obj, const py::object& thumbs_obj,
+                         std::int64_t side, std::int64_t neighbours, double agreement, bool support,
+                         std::int64_t max_area, std::int64_t grow, std::int64_t fill_size,
+                         std::int64_t window, std::int64_t num_threads) {
+    const auto images = as_array<std::uint8_t>(images_obj, "images", 4);
+    const auto planes = as_array<std::int8_t>(planes_obj, "planes", 4);
+    const auto cuts = as_array<std::uint8_t>(cuts_obj, "cuts", 1);
+    const auto low = as_array<std::uint8_t>(low_obj, "low", 4);
+    const auto high = as_array<std::uint8_t>(high_obj, "high", 4);
+    const auto thumbs = as_array<std::int64_t>(thumbs_obj, "thumbs", 2);
+    require_thumbnail_range(images);
+    const py::ssize_t P = low.shape(0), H = images.shape(1), W = images.shape(2), C = images.shape(3);
+    if (P < 1 || low.shape(1) != H || low.shape(2) != W || low.shape(3) != C) {
+        throw py::value_error("low: expected (P, H, W, C) with P >= 1 and the images' (H, W, C) " +
+                              shape_of(images) + ", got " + shape_of(low));
+    }
+    if (!std::equal(high.shape(), high.shape() + 4, low.shape())) {
+        throw py::value_error("high: expected low's shape " + shape_of(low) + ", got " + shape_of(high));
+    }
+    if (planes.shape(0) != P || planes.shape(1) != cuts.shape(0) || planes.shape(2) != C ||
+        planes.shape(3) != H * W) {
+        throw py::value_error("planes: expected (" + std::to_string(P) + ", " + std::to_string(cuts.shape(0)) +
+                              ", " + std::to_string(C) + ", " + std::to_string(H * W) + "), got " +
+                              shape_of(planes));
+    }
+    require_range("side", side, 1, 1 << 12);
+    if (thumbs.shape(0) != P || thumbs.shape(1) != side * side * C) {
+        throw py::value_error("thumbs: expected (" + std::to_string(P) + ", " +
+                              std::to_string(side * side * C) + "), got " + shape_of(thumbs));
+    }
+    if (!(agreement >= 0.0 && agreement < 1.0)) {
+        throw py::value_error("agreement: expected a fraction in [0, 1), got " + std::to_string(agreement));
+    }
+    require_range("neighbours", neighbours, 1, std::numeric_limits<std::int32_t>::max());
+    if (static_cast<double>(std::min<py::ssize_t>(neighbours, P)) * static_cast<double>(H * W) >= 2147483648.0) {
+        throw py::value_error("neighbours: " + std::to_string(neighbours) + " memories of " +
+                              std::to_string(H * W) + " pixels overflow the int32 field; use fewer");
+    }
+    require_range("max_area", max_area, 0, std::numeric_limits<std::int64_t>::max());
+    require_range("grow", grow, 0, 1 << 20);
+    require_range("fill_size", fill_size, 1, 1 << 20);
+    require_range("window", window, 1, 1 << 20);
+    sifternet::NearestConfig config;
+    config.neighbours = neighbours;
+    config.agreement = agreement;
+    config.support = support;
+    config.max_area = max_area;
+    config.grow = grow;
+    config.fill_size = fill_size;
+    config.window = window;
+    config.num_threads = threads_arg(num_threads);
+    const sifternet::NearestSeeds bank{planes.data(), cuts.data(), low.data(), high.data(),
+                                       thumbs.data(), P, cuts.shape(0), thumbs.shape(1), side};
+    const sifternet::RepairShape shape{images.shape(0), H, W, C};
+    py::array_t<std::uint8_t> out({shape.B, H, W, C});
+    py::array_t<bool> holes({shape.B, H, W});
+    py::array_t<std::int64_t> scores(shape.B);
+    {
+        py::gil_scoped_release release;
+        sifternet::nearest_repair(images.data(), shape, bank, config, out.mutable_data(),
+                                  reinterpret_cast<std::uint8_t*>(holes.mutable_data()),
+                                  scores.mutable_data());
+    }
+    return py::make_tuple(out, holes, scores);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -359,6 +457,15 @@ PYBIND11_MODULE(_core, m) {
           py::arg("num_threads"),
           "Purified pixels (B, H, W, C) uint8 of an output mode from the images (uint8), their "
           "binarised and recalled states (int8), all (B, H, W, C).");
+
+    m.def("thumbnails", &thumbnails, py::arg("images"), py::arg("side"),
+          "Block sums (B, side * side * C) int64 of images (B, H, W, C) uint8 on a side x side grid.");
+    m.def("nearest_repair", &nearest_repair, py::arg("images"), py::arg("planes"), py::arg("cuts"),
+          py::arg("low"), py::arg("high"), py::arg("thumbs"), py::kw_only(), py::arg("side"),
+          py::arg("neighbours"), py::arg("agreement"), py::arg("support"), py::arg("max_area"),
+          py::arg("grow"), py::arg("fill_size"), py::arg("window"), py::arg("num_threads"),
+          "Nearest-seed repair of images (B, H, W, C) uint8: (repaired images, holes (B, H, W) "
+          "bool, most holes in a window (B,) int64).");
 
     m.def(
         "check_patterns", [](const py::object& patterns) { return patterns_arg(patterns); },

@@ -77,6 +77,43 @@ void repair_images(const std::uint8_t* images, const std::int8_t* binarised,
                    const std::int8_t* recalled, const RepairShape& shape, const RepairConfig& config,
                    std::uint8_t* out);
 
+// The seeds of nearest-seed repair, for images (H, W, C) of N = H W pixels: each seed's
+// states at each level of the thermometer, planes (P, levels, C, N) (> 0: +1, value >
+// cuts[level]; else -1); the per-channel minimum and maximum of each seed over the 3x3 window of
+// each pixel, widened by the support tolerance (P, H, W, C); thumbnails (P, T), T = side
+// side C (see thumbnails()).
+struct NearestSeeds {
+    const std::int8_t* planes;
+    const std::uint8_t* cuts;
+    const std::uint8_t* low;
+    const std::uint8_t* high;
+    const std::int64_t* thumbs;
+    std::int64_t P, levels, T, side;
+};
+
+struct NearestConfig {
+    std::int64_t neighbours = 16;  // k: the memories of an image, >= 1; k N < 2^31
+    double agreement = 0.9;        // the gate, in [0, 1)
+    bool support = true;           // mark small blobs that no memory supports
+    std::int64_t max_area = 0;     // the largest unsupported blob repaired (pixels)
+    std::int64_t grow = 1;         // repaired blobs grow by this many pixels
+    std::int64_t fill_size = 5;    // the fill's window side, >= 1
+    std::int64_t window = 3;       // the score's square side, >= 1
+    int num_threads = 1;
+};
+
+// Block sums of images (B, H, W, C) on a side x side grid: pixel (y, x) falls in block
+// (y * side / H, x * side / W); out (B, side * side * C).
+void thumbnails(const std::uint8_t* images, std::int64_t B, std::int64_t H, std::int64_t W,
+                std::int64_t C, std::int64_t side, std::int64_t* out);
+
+// Nearest-seed repair of images (B, H, W, C) (docs/method.md, Nearest-seed repair): the
+// repaired images `out` (B, H, W, C), the repaired pixels `holes` (B, H, W) as 0/1, and per
+// image the most holes in any window x window square, `scores` (B).
+void nearest_repair(const std::uint8_t* images, const RepairShape& shape, const NearestSeeds& seeds,
+                    const NearestConfig& config, std::uint8_t* out, std::uint8_t* holes,
+                    std::int64_t* scores);
+
 // Whether the build has OpenMP, and how many threads it may use.
 bool has_openmp();
 int max_threads();

@@ -51,6 +51,25 @@ def repair(
     joint_channels: bool,
     num_threads: int,
 ) -> np.ndarray: ...
+def thumbnails(images: np.ndarray, side: int) -> np.ndarray: ...
+def nearest_repair(
+    images: np.ndarray,
+    planes: np.ndarray,
+    cuts: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    thumbs: np.ndarray,
+    *,
+    side: int,
+    neighbours: int,
+    agreement: float,
+    support: bool,
+    max_area: int,
+    grow: int,
+    fill_size: int,
+    window: int,
+    num_threads: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 def check_patterns(patterns: object) -> np.ndarray: ...
 def _fail_in_row(n_rows: int, failing_row: int, num_threads: int) -> int: ...
 def has_openmp() -> bool: ...

@@ -210,3 +210,108 @@ def repair(
         count = len(values)
         out[b, y, x, c] = (values.sum() + count // 2) // count if count else binary[b, y, x, c]
     return out
+
+
+def thumbnails(images: np.ndarray, side: int) -> np.ndarray:
+    """Block sums (B, side * side * C) of images (B, H, W, C): pixel (y, x) falls in block
+    (y * side // H, x * side // W)."""
+    n_images, height, width, n_channels = images.shape
+    out = np.zeros((n_images, side, side, n_channels), np.int64)
+    for y in range(height):
+        for x in range(width):
+            out[:, y * side // height, x * side // width] += images[:, y, x]
+    return out.reshape(n_images, -1)
+
+
+def _blobs(mask: np.ndarray) -> list[list[tuple[int, int]]]:
+    """The 8-connected components of a (H, W) bool mask, as pixel lists."""
+    height, width = mask.shape
+    seen = np.zeros_like(mask)
+    blobs = []
+    for y0 in range(height):
+        for x0 in range(width):
+            if not mask[y0, x0] or seen[y0, x0]:
+                continue
+            seen[y0, x0] = True
+            blob, todo = [], [(y0, x0)]
+            while todo:
+                y, x = todo.pop()
+                blob.append((y, x))
+                for ny in range(max(0, y - 1), min(height, y + 2)):
+                    for nx in range(max(0, x - 1), min(width, x + 2)):
+                        if mask[ny, nx] and not seen[ny, nx]:
+                            seen[ny, nx] = True
+                            todo.append((ny, nx))
+            blobs.append(blob)
+    return blobs
+
+
+def nearest_repair(
+    images: np.ndarray,
+    seeds: np.ndarray,
+    *,
+    side: int,
+    neighbours: int,
+    cuts: list[int],
+    agreement: float,
+    tolerance: int,
+    max_area: int,
+    grow: int,
+    fill_size: int,
+    window: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest-seed repair of images (B, H, W, C) with seeds (P, H, W, C), uint8 (the
+    kernel's arguments, but the seeds' 3x3 ranges and thumbnails are computed here):
+    (repaired images, holes (B, H, W) bool, most holes in a window x window square (B,))."""
+    n_images, height, width, n_channels = images.shape
+    pad = np.pad(seeds.astype(np.int64), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    windows = [pad[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
+    low, high = np.min(windows, axis=0), np.max(windows, axis=0)
+    seed_thumbs = thumbnails(seeds, side)
+    out = images.copy()
+    holes = np.zeros((n_images, height, width), bool)
+    scores = np.zeros(n_images, np.int64)
+    for b in range(n_images):
+        image = images[b].astype(np.int64)
+        thumb = thumbnails(images[b : b + 1], side)[0]
+        distances = [int(((thumb - t) ** 2).sum()) for t in seed_thumbs]
+        memories = sorted(range(len(seeds)), key=lambda j: (distances[j], j))[:neighbours]
+        hole = holes[b]
+        for cut in cuts:
+            s = np.where(image > cut, 1, -1)
+            for c in range(n_channels):
+                xs = [np.where(seeds[j, :, :, c].astype(np.int64) > cut, 1, -1) for j in memories]
+                overlaps = [int((x * s[:, :, c]).sum()) for x in xs]
+                field = sum(m * x for m, x in zip(overlaps, xs))
+                mass = sum(abs(m) for m in overlaps)
+                hole |= -s[:, :, c] * field > agreement * mass
+        if tolerance >= 0:
+            supported = np.zeros((height, width), bool)
+            for j in memories:
+                inside = (image >= low[j] - tolerance) & (image <= high[j] + tolerance)
+                supported |= inside.all(axis=2)
+            for blob in _blobs(~supported):
+                if len(blob) <= max_area:
+                    for y, x in blob:
+                        hole[max(0, y - grow) : y + grow + 1, max(0, x - grow) : x + grow + 1] = True
+        known = ~hole
+        before, after = fill_size // 2, fill_size - 1 - fill_size // 2
+        while not known.all():
+            filled = {}
+            for y, x in zip(*np.nonzero(~known)):
+                window_known = known[max(0, y - before) : y + after + 1, max(0, x - before) : x + after + 1]
+                count = int(window_known.sum())
+                if count:
+                    values = out[b, max(0, y - before) : y + after + 1, max(0, x - before) : x + after + 1]
+                    total = values[window_known].astype(np.int64).sum(axis=0)
+                    filled[y, x] = (total + count // 2) // count
+            if not filled:
+                break
+            for (y, x), value in filled.items():
+                out[b, y, x] = value
+                known[y, x] = True
+        w = min(window, height, width)
+        scores[b] = max(
+            int(hole[y : y + w, x : x + w].sum()) for y in range(height - w + 1) for x in range(width - w + 1)
+        )
+    return out, holes, scores

@@ -1,0 +1,261 @@
+// Nearest-seed repair (docs/method.md, Nearest-seed repair): each image is judged by the
+// seeds that look most like it. One image per task, integer arithmetic only (the gate's
+// single product is a double of integers), so any thread count gives the same result.
+#include <algorithm>
+#include <cstdlib>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+#include "kernel.hpp"
+#include "parallel.hpp"
+
+namespace sifternet {
+
+namespace {
+
+using Index = std::int64_t;
+
+// One thread's scratch, sized for one image.
+struct NearestScratch {
+    std::vector<std::int64_t> thumb;                        // (T)
+    std::vector<std::pair<std::int64_t, Index>> distance;  // (P): (squared distance, seed)
+    std::vector<Index> memories;                            // (k) seed indices, nearest first
+    std::vector<std::int8_t> states;                        // (C, N) the image at one level
+    std::vector<std::int32_t> overlap;                      // (k)
+    std::vector<std::int32_t> field;                        // (N)
+    std::vector<std::uint8_t> holes, odd, known, inside;    // (N) each; inside (N C)
+    std::vector<Index> blob, stack, ready, waiting;         // pixel lists
+    std::vector<std::int64_t> sums;                         // (N C) fill values of one round
+};
+
+// The k seeds nearest to the image by squared distance of thumbnails; ties go to the
+// lower seed index.
+SIFTERNET_HOT void choose_memories(const std::int64_t* thumb, const NearestSeeds& seeds, Index k,
+                                   NearestScratch& s) {
+    for (Index j = 0; j < seeds.P; ++j) {
+        const std::int64_t* t = seeds.thumbs + j * seeds.T;
+        std::int64_t d = 0;
+        for (Index i = 0; i < seeds.T; ++i) d += (thumb[i] - t[i]) * (thumb[i] - t[i]);
+        s.distance[static_cast<std::size_t>(j)] = {d, j};
+    }
+    std::partial_sort(s.distance.begin(), s.distance.begin() + k, s.distance.end());
+    for (Index j = 0; j < k; ++j) s.memories[static_cast<std::size_t>(j)] = s.distance[j].second;
+}
+
+// One level of the thermometer: per channel, the memories' one-step Hebbian field
+// h_p = sum_j m_j x_jp with overlaps m_j = x_j . s; a pixel is a hole when
+// -s_p h_p > agreement * sum_j |m_j| in any channel. The caller checks that k N fits int32.
+SIFTERNET_HOT void gate_level(const std::uint8_t* image, const NearestSeeds& seeds,
+                              const RepairShape& shape, Index k, Index level, double agreement,
+                              NearestScratch& s) {
+    const Index N = shape.H * shape.W, C = shape.C;
+    const std::uint8_t cut = seeds.cuts[level];
+    std::int8_t* states = s.states.data();
+    for (Index p = 0; p < N; ++p)
+        for (Index c = 0; c < C; ++c) states[c * N + p] = image[p * C + c] > cut ? 1 : -1;
+    std::int32_t* field = s.field.data();
+    std::uint8_t* holes = s.holes.data();
+    for (Index c = 0; c < C; ++c) {
+        const std::int8_t* state = states + c * N;
+        std::int64_t mass = 0;
+        for (Index j = 0; j < k; ++j) {
+            const std::int8_t* x = seeds.planes + ((s.memories[static_cast<std::size_t>(j)] * seeds.levels + level) * C + c) * N;
+            std::int32_t m = 0;
+            for (Index p = 0; p < N; ++p) m += (x[p] > 0 ? state[p] : -state[p]);
+            s.overlap[static_cast<std::size_t>(j)] = m;
+            mass += std::abs(m);
+        }
+        std::fill(field, field + N, 0);
+        for (Index j = 0; j < k; ++j) {
+            const std::int8_t* x = seeds.planes + ((s.memories[static_cast<std::size_t>(j)] * seeds.levels + level) * C + c) * N;
+            const std::int32_t m = s.overlap[static_cast<std::size_t>(j)];
+            for (Index p = 0; p < N; ++p) field[p] += x[p] > 0 ? m : -m;
+        }
+        const double bound = agreement * static_cast<double>(mass);
+        for (Index p = 0; p < N; ++p) {
+            if (static_cast<double>(-state[p] * field[p]) > bound) holes[p] = 1;
+        }
+    }
+}
+
+// Pixels that no memory supports: a memory supports a pixel when, in every channel, the
+// value lies in the memory's range around it (seeds.low, seeds.high, tolerance included).
+SIFTERNET_HOT void mark_unsupported(const std::uint8_t* image, const NearestSeeds& seeds,
+                                    const RepairShape& shape, Index k, NearestScratch& s) {
+    const Index N = shape.H * shape.W, C = shape.C, values = N * C;
+    std::uint8_t* odd = s.odd.data();
+    std::uint8_t* inside = s.inside.data();
+    std::fill(odd, odd + N, 1);
+    for (Index j = 0; j < k; ++j) {
+        const Index at = s.memories[static_cast<std::size_t>(j)] * values;
+        const std::uint8_t* low = seeds.low + at;
+        const std::uint8_t* high = seeds.high + at;
+        for (Index v = 0; v < values; ++v) inside[v] = (image[v] >= low[v]) & (image[v] <= high[v]);
+        for (Index p = 0; p < N; ++p) {
+            std::uint8_t all = 1;
+            for (Index c = 0; c < C; ++c) all &= inside[p * C + c];
+            odd[p] &= static_cast<std::uint8_t>(all ^ 1);
+        }
+    }
+}
+
+// Holes gain the 8-connected blobs of unsupported pixels of at most max_area pixels,
+// each grown by `grow` pixels (a square). Blobs are found in scan order.
+void add_small_blobs(const RepairShape& shape, Index max_area, Index grow, NearestScratch& s) {
+    const Index H = shape.H, W = shape.W;
+    std::uint8_t* odd = s.odd.data();  // 1: unsupported and not yet in a blob
+    for (Index start = 0; start < H * W; ++start) {
+        if (!odd[start]) continue;
+        s.blob.clear();
+        s.stack.assign(1, start);
+        odd[start] = 0;
+        while (!s.stack.empty()) {
+            const Index p = s.stack.back();
+            s.stack.pop_back();
+            s.blob.push_back(p);
+            const Index y = p / W, x = p % W;
+            for (Index dy = -1; dy <= 1; ++dy) {
+                for (Index dx = -1; dx <= 1; ++dx) {
+                    const Index ny = y + dy, nx = x + dx;
+                    if (ny < 0 || ny >= H || nx < 0 || nx >= W || !odd[ny * W + nx]) continue;
+                    odd[ny * W + nx] = 0;
+                    s.stack.push_back(ny * W + nx);
+                }
+            }
+        }
+        if (static_cast<Index>(s.blob.size()) > max_area) continue;
+        for (const Index p : s.blob) {
+            const Index y = p / W, x = p % W;
+            for (Index ny = std::max<Index>(0, y - grow); ny <= std::min(H - 1, y + grow); ++ny)
+                for (Index nx = std::max<Index>(0, x - grow); nx <= std::min(W - 1, x + grow); ++nx)
+                    s.holes[static_cast<std::size_t>(ny * W + nx)] = 1;
+        }
+    }
+}
+
+// Fills the holes of `out` from the outside in: in each round, every hole with a known
+// pixel in its size x size window takes, per channel, the rounded mean of the known values
+// there; then those holes count as known. Holes with no known pixel at all keep the input.
+void fill_holes(const RepairShape& shape, Index size, NearestScratch& s, std::uint8_t* out) {
+    const Index H = shape.H, W = shape.W, C = shape.C, before = size / 2, after = size - 1 - size / 2;
+    std::uint8_t* known = s.known.data();
+    for (Index p = 0; p < H * W; ++p) known[p] = !s.holes[static_cast<std::size_t>(p)];
+    s.stack.clear();
+    for (Index p = 0; p < H * W; ++p)
+        if (!known[p]) s.stack.push_back(p);
+    while (!s.stack.empty()) {
+        s.ready.clear();
+        s.waiting.clear();
+        for (const Index p : s.stack) {
+            const Index y = p / W, x = p % W;
+            Index count = 0;
+            std::int64_t* sum = s.sums.data() + p * C;
+            std::fill(sum, sum + C, 0);
+            for (Index ny = std::max<Index>(0, y - before); ny <= std::min(H - 1, y + after); ++ny) {
+                for (Index nx = std::max<Index>(0, x - before); nx <= std::min(W - 1, x + after); ++nx) {
+                    if (!known[ny * W + nx]) continue;
+                    ++count;
+                    for (Index c = 0; c < C; ++c) sum[c] += out[(ny * W + nx) * C + c];
+                }
+            }
+            if (count == 0) {
+                s.waiting.push_back(p);
+                continue;
+            }
+            for (Index c = 0; c < C; ++c) sum[c] = (sum[c] + count / 2) / count;
+            s.ready.push_back(p);
+        }
+        if (s.ready.empty()) break;  // no known pixel anywhere: the rest keep the input
+        for (const Index p : s.ready) {
+            for (Index c = 0; c < C; ++c) out[p * C + c] = static_cast<std::uint8_t>(s.sums[p * C + c]);
+            known[p] = 1;
+        }
+        s.stack.swap(s.waiting);
+    }
+}
+
+// The most holes in any window x window square (a smaller side if the image is smaller).
+std::int64_t most_holes(const RepairShape& shape, Index window, const std::uint8_t* holes) {
+    const Index H = shape.H, W = shape.W, side = std::min({window, H, W});
+    std::int64_t best = 0;
+    for (Index y = 0; y + side <= H; ++y) {
+        for (Index x = 0; x + side <= W; ++x) {
+            std::int64_t count = 0;
+            for (Index dy = 0; dy < side; ++dy)
+                for (Index dx = 0; dx < side; ++dx) count += holes[(y + dy) * W + x + dx];
+            best = std::max(best, count);
+        }
+    }
+    return best;
+}
+
+void repair_one(const std::uint8_t* image, const NearestSeeds& seeds, const RepairShape& shape,
+                const NearestConfig& config, NearestScratch& s, std::uint8_t* out,
+                std::uint8_t* holes_out, std::int64_t* score_out) {
+    const Index N = shape.H * shape.W, C = shape.C;
+    const Index k = std::min(config.neighbours, seeds.P);
+    thumbnails(image, 1, shape.H, shape.W, C, seeds.side, s.thumb.data());
+    choose_memories(s.thumb.data(), seeds, k, s);
+    std::fill(s.holes.begin(), s.holes.end(), 0);
+    for (Index level = 0; level < seeds.levels; ++level)
+        gate_level(image, seeds, shape, k, level, config.agreement, s);
+    if (config.support) {
+        mark_unsupported(image, seeds, shape, k, s);
+        add_small_blobs(shape, config.max_area, config.grow, s);
+    }
+    std::copy(image, image + N * C, out);
+    fill_holes(shape, config.fill_size, s, out);
+    std::copy(s.holes.begin(), s.holes.end(), holes_out);
+    *score_out = most_holes(shape, config.window, s.holes.data());
+}
+
+}  // namespace
+
+void thumbnails(const std::uint8_t* images, Index B, Index H, Index W, Index C, Index side,
+                std::int64_t* out) {
+    for (Index b = 0; b < B; ++b) {
+        const std::uint8_t* image = images + b * H * W * C;
+        std::int64_t* thumb = out + b * side * side * C;
+        std::fill(thumb, thumb + side * side * C, 0);
+        for (Index y = 0; y < H; ++y) {
+            const Index ty = y * side / H;
+            for (Index x = 0; x < W; ++x) {
+                const Index tx = x * side / W;
+                for (Index c = 0; c < C; ++c) thumb[(ty * side + tx) * C + c] += image[(y * W + x) * C + c];
+            }
+        }
+    }
+}
+
+void nearest_repair(const std::uint8_t* images, const RepairShape& shape, const NearestSeeds& seeds,
+                    const NearestConfig& config, std::uint8_t* out, std::uint8_t* holes,
+                    std::int64_t* scores) {
+    const Index N = shape.H * shape.W, values = N * shape.C;
+    if (shape.B == 0 || values == 0 || seeds.P == 0) return;
+    const Index k = std::min(config.neighbours, seeds.P);
+    const auto n = static_cast<std::size_t>(N);
+    for_each_row(
+        shape.B, {config.num_threads, values * (k * (seeds.levels + 1) + 1), Index{1} << 16, 0},
+        [&] {
+            NearestScratch scratch;
+            scratch.thumb.resize(static_cast<std::size_t>(seeds.T));
+            scratch.distance.resize(static_cast<std::size_t>(seeds.P));
+            scratch.memories.resize(static_cast<std::size_t>(k));
+            scratch.states.resize(static_cast<std::size_t>(values));
+            scratch.overlap.resize(static_cast<std::size_t>(k));
+            scratch.field.resize(n);
+            scratch.holes.resize(n);
+            scratch.odd.resize(n);
+            scratch.known.resize(n);
+            scratch.inside.resize(static_cast<std::size_t>(values));
+            scratch.sums.resize(static_cast<std::size_t>(values));
+            return scratch;
+        },
+        [&](NearestScratch& scratch, Index b) {
+            repair_one(images + b * values, seeds, shape, config, scratch, out + b * values,
+                       holes + b * N, scores + b);
+        });
+}
+
+}  // namespace sifternet

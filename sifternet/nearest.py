@@ -1,0 +1,195 @@
+"""``NearestSeedRepair``: judge each image by the seeds that look most like it, at every
+intensity (docs/method.md, Nearest-seed repair).
+
+No trigger colour, position or data set is assumed. Per image, the ``neighbours`` seeds
+nearest to it (by thumbnails) are its memories. At each level of a thermometer of
+thresholds, a gated one-step Hebbian field of those memories marks the pixels they agree
+against; small blobs of pixels that no memory holds at all (any colour, within a
+tolerance) are marked too; the marked pixels are filled from the unmarked ones around
+them. The work is the kernel's (``csrc/nearest.cpp``); ``sifternet.reference`` holds its
+NumPy oracle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from sifternet import _core
+from sifternet._checks import check_batch, check_finite, check_fraction, check_int, check_uint8
+from sifternet._threads import resolve_num_threads
+from sifternet.purifier import Purification
+from sifternet.repair import SUSPICION_WINDOW
+
+#: The thermometer: thresholds on the [-1, 1] scale, from highlights to shadows.
+LEVELS: tuple[float, ...] = (0.9, 0.6, 0.3, 0.0, -0.3, -0.6, -0.9)
+
+
+def level_cut(threshold: float) -> int:
+    """The pixel value above which a pixel is +1 at ``threshold`` (on the [-1, 1] scale, as
+    the ``global`` binarisation: +1 where 2p/255 - 1 > threshold)."""
+    return int(np.count_nonzero(2 * np.arange(256) / 255 - 1 <= threshold)) - 1
+
+
+def window_range(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per value of images (B, H, W, C), the minimum and the maximum of its channel over the
+    3 x 3 window around its pixel (the window cut by the image's edges)."""
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    height, width = images.shape[1:3]
+    shifts = [padded[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
+    return np.minimum.reduce(shifts), np.maximum.reduce(shifts)
+
+
+@dataclass(frozen=True)
+class NearestConfig:
+    """The options of a :class:`NearestSeedRepair` (see its docs), validated here."""
+
+    neighbours: int = 16
+    levels: tuple[float, ...] = LEVELS
+    agreement: float = 0.9
+    tolerance: Optional[int] = 40
+    max_area: float = 0.05
+    grow: int = 1
+    fill_size: int = 5
+    thumbnail: int = 8
+
+    def __post_init__(self) -> None:
+        check_int("neighbours", self.neighbours, low=1, high=2**31 - 1)
+        if not isinstance(self.levels, tuple) or not self.levels:
+            raise TypeError(f"levels: expected a non-empty tuple of thresholds, got {self.levels!r}")
+        for level in self.levels:
+            if not -1.0 <= check_finite("levels", level) <= 1.0:
+                raise ValueError(f"levels: expected thresholds in [-1, 1], got {level!r}")
+        check_fraction("agreement", self.agreement)
+        if self.tolerance is not None:
+            check_int("tolerance", self.tolerance, low=0, high=255)
+        if not 0.0 <= check_finite("max_area", self.max_area) <= 1.0:
+            raise ValueError(f"max_area: expected a share of the image in [0, 1], got {self.max_area!r}")
+        check_int("grow", self.grow, low=0, high=2**20)
+        check_int("fill_size", self.fill_size, low=1, high=2**20)
+        check_int("thumbnail", self.thumbnail, low=1, high=2**12)
+
+
+class NearestSeedRepair:
+    """Trigger-agnostic repair from the seeds nearest to each image.
+
+    Parameters (keyword-only)
+    -------------------------
+    neighbours : int
+        k, the seeds nearest to an image (squared distance of ``thumbnail`` x
+        ``thumbnail`` block sums; ties to the earlier seed) that serve as its memories.
+    levels : tuple of float
+        The thermometer: thresholds on the [-1, 1] scale. At each, pixels are +1 above it,
+        and a pixel is marked where the memories' one-step Hebbian field is against it by
+        more than ``agreement`` of their vote mass, in any channel.
+    agreement : float
+        The gate, in [0, 1).
+    tolerance : int or None
+        The support check: a pixel no memory holds within ``tolerance`` levels (of the
+        memory's values in the 3 x 3 window around it, in every channel) is unsupported;
+        8-connected blobs of unsupported pixels up to ``max_area`` of the image are
+        marked, grown by ``grow`` pixels. ``None``: no support check.
+    max_area, grow : float, int
+        See ``tolerance``.
+    fill_size : int
+        Marked pixels are filled from the outside in: each takes the rounded mean of the
+        unmarked (or already filled) pixels in the ``fill_size`` x ``fill_size`` window.
+    thumbnail : int
+        The side of the thumbnails that choose the memories.
+    num_threads : int or None
+        Kernel threads, as :class:`SifterNet`'s; results never depend on it.
+
+    Each image's result depends on that image and the seeds only: no random stream, so
+    the same for any batch, chunk or thread count. A fitted instance is read-only in
+    :meth:`purify` and may be shared by threads; the kernel releases the GIL.
+    """
+
+    def __init__(self, *, num_threads: Optional[int] = None, **options: Any) -> None:
+        self.config = NearestConfig(**options)
+        resolve_num_threads(num_threads)
+        self.num_threads = num_threads
+        self.seed_labels: Optional[np.ndarray] = None
+        self._image_shape: Optional[tuple[int, ...]] = None
+        self._bank: tuple[np.ndarray, ...] = ()
+
+    def __repr__(self) -> str:
+        state = f"fitted on {len(self._bank[0])} seeds" if self._bank else "not fitted"
+        return f"NearestSeedRepair({asdict(self.config)}, {state})"
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """(H, W) or (H, W, C) of the fitted images; RuntimeError before :meth:`fit`."""
+        if self._image_shape is None:
+            raise RuntimeError("this NearestSeedRepair is not fitted yet: call fit(seed_images)")
+        return self._image_shape
+
+    def fit(self, seed_images: np.ndarray, labels: Optional[np.ndarray] = None) -> NearestSeedRepair:
+        """Keep the clean ``seed_images`` (B, H, W) or (B, H, W, C) uint8, their 3 x 3
+        ranges and thumbnails. ``labels`` (one per seed) are only checked and kept."""
+        check_batch("seed_images", seed_images)
+        if 0 in seed_images.shape:
+            raise ValueError(f"seed_images: expected a non-empty batch, got shape {seed_images.shape}")
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != (len(seed_images),):
+                raise ValueError(
+                    f"labels: expected one label per seed image ({len(seed_images)},), got {labels.shape}"
+                )
+        n_seeds, height, width = seed_images.shape[:3]
+        seeds = seed_images.reshape(n_seeds, height, width, -1)
+        c = self.config
+        cuts = np.array([level_cut(t) for t in c.levels], np.uint8)
+        planar = seeds.reshape(n_seeds, height * width, -1).transpose(0, 2, 1)  # (P, C, N)
+        planes = np.where(planar[:, None] > cuts[None, :, None, None], 1, -1).astype(np.int8)
+        low, high = window_range(seeds)
+        slack = c.tolerance or 0
+        low = np.maximum(low.astype(np.int16) - slack, 0).astype(np.uint8)
+        high = np.minimum(high.astype(np.int16) + slack, 255).astype(np.uint8)
+        self._bank = (planes, cuts, low, high, _core.thumbnails(seeds, c.thumbnail))
+        self._image_shape = seed_images.shape[1:]
+        self.seed_labels = labels
+        return self
+
+    def _batch(self, images: np.ndarray) -> tuple[np.ndarray, bool]:
+        shape = self.image_shape
+        check_uint8("images", images)
+        if images.shape == shape:
+            batch, single = images[None], True
+        elif images.shape[1:] == shape:
+            batch, single = images, False
+        else:
+            raise ValueError(
+                f"images: expected one image of shape {shape} or a batch (B, "
+                f"{', '.join(map(str, shape))}), got {images.shape}"
+            )
+        return batch.reshape(batch.shape[:3] + (self._bank[0].shape[2],)), single
+
+    def purify_scored(self, images: np.ndarray, *, num_threads: Optional[int] = None) -> Purification:
+        """The repaired ``images`` (one image or a batch of the fitted shape), which
+        pixels were repaired (bool (B, H, W)), and per image the largest share of repaired
+        pixels in any 3 x 3 square (docs/method.md, Suspicion score)."""
+        batch, single = self._batch(images)
+        c = self.config
+        height, width = batch.shape[1:3]
+        out, holes, counts = _core.nearest_repair(
+            batch,
+            *self._bank,
+            side=c.thumbnail,
+            neighbours=c.neighbours,
+            agreement=c.agreement,
+            support=c.tolerance is not None,
+            max_area=int(c.max_area * height * width),
+            grow=c.grow,
+            fill_size=c.fill_size,
+            window=SUSPICION_WINDOW,
+            num_threads=resolve_num_threads(self.num_threads if num_threads is None else num_threads),
+        )
+        side = min(SUSPICION_WINDOW, height, width)
+        out = out.reshape((len(batch),) + self.image_shape)
+        return Purification(out[0] if single else out, holes, counts / (side * side))
+
+    def purify(self, images: np.ndarray, *, num_threads: Optional[int] = None) -> np.ndarray:
+        """The repaired ``images``, of their own shape (see :meth:`purify_scored`)."""
+        return self.purify_scored(images, num_threads=num_threads).images

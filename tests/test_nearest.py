@@ -1,0 +1,177 @@
+"""Nearest-seed repair: the kernel equals the NumPy oracle (``sifternet.reference``), the
+result does not depend on threads or batches, a patch no seed holds is repaired and
+scored, and bad input is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sifternet import _core
+from sifternet import reference as ref
+from sifternet.nearest import LEVELS, NearestSeedRepair, level_cut
+
+
+def smooth_images(count: int, size: int, channels: int, seed: int) -> np.ndarray:
+    """Gradients with random slopes and offsets: images with no sharp patch."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    out = np.empty((count, size, size, channels), np.uint8)
+    for b in range(count):
+        for c in range(channels):
+            a, u, v = rng.uniform(40, 120), rng.uniform(-60, 60), rng.uniform(-60, 60)
+            out[b, :, :, c] = np.clip(a + u * y + v * x, 0, 255)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.tuples(*(st.integers(1, n) for n in (3, 6, 9, 9)), st.sampled_from([1, 3])),
+    st.integers(1, 5),
+    st.lists(st.floats(-1, 1), min_size=1, max_size=3),
+    st.sampled_from([0.0, 0.5, 0.9]),
+    st.sampled_from([None, 0, 30]),
+    st.floats(0, 1),
+    st.integers(0, 2),
+    st.integers(1, 5),
+    st.integers(1, 4),
+)
+def test_nearest_repair_equals_the_reference(
+    seed, shape, neighbours, levels, agreement, tolerance, max_area, grow, fill_size, thumbnail
+):
+    batch, n_seeds, height, width, channels = shape
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, 256, (n_seeds, height, width, channels), dtype=np.uint8)
+    images = rng.integers(0, 256, (batch, height, width, channels), dtype=np.uint8)
+    images[:, : height // 2] = seeds[0, : height // 2]  # part of a seed: some support
+    options = dict(
+        neighbours=neighbours,
+        levels=tuple(levels),
+        agreement=agreement,
+        tolerance=tolerance,
+        max_area=max_area,
+        grow=grow,
+        fill_size=fill_size,
+        thumbnail=thumbnail,
+    )
+    got = NearestSeedRepair(**options).fit(seeds).purify_scored(images)
+    want = ref.nearest_repair(
+        images,
+        seeds,
+        side=thumbnail,
+        neighbours=neighbours,
+        cuts=[level_cut(t) for t in levels],
+        agreement=agreement,
+        tolerance=-1 if tolerance is None else tolerance,
+        max_area=int(max_area * height * width),
+        grow=grow,
+        fill_size=fill_size,
+        window=3,
+    )
+    np.testing.assert_array_equal(got.images, want[0])
+    np.testing.assert_array_equal(got.flipped, want[1])
+    side = min(3, height, width)
+    np.testing.assert_array_equal(got.scores, want[2] / side**2)
+
+
+def test_level_cut_is_the_global_binarisation():
+    values = np.arange(256)
+    for threshold in (*LEVELS, -1.0, 1.0, 0.2):
+        assert np.array_equal(values > level_cut(threshold), 2 * values / 255 - 1 > threshold)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    seeds = smooth_images(40, 16, 3, seed=0)
+    noise = np.random.default_rng(1).integers(-6, 7, (300, 16, 16, 3))
+    images = np.clip(seeds[np.arange(300) % 40] + noise, 0, 255).astype(np.uint8)  # seen, noisy
+    return NearestSeedRepair().fit(seeds), images
+
+
+def test_result_is_the_same_for_any_thread_count_and_batch_split(fitted):
+    purifier, images = fitted
+    one = purifier.purify_scored(images, num_threads=1)
+    two = purifier.purify_scored(images, num_threads=2)
+    parts = [purifier.purify_scored(images[a:b], num_threads=2) for a, b in ((0, 7), (7, 150), (150, 300))]
+    for got in (two,):
+        np.testing.assert_array_equal(got.images, one.images)
+        np.testing.assert_array_equal(got.scores, one.scores)
+    np.testing.assert_array_equal(np.concatenate([p.images for p in parts]), one.images)
+    np.testing.assert_array_equal(np.concatenate([p.flipped for p in parts]), one.flipped)
+    np.testing.assert_array_equal(purifier.purify(images[5]), one.images[5])
+
+
+@pytest.mark.parametrize("colour", [(255, 255, 255), (0, 0, 0), (128, 128, 128), (220, 30, 30)])
+def test_a_patch_no_seed_holds_is_repaired_and_scored(fitted, colour):
+    purifier, images = fitted
+    clean = images[:20]
+    triggered = clean.copy()
+    triggered[:, 6:9, 6:9] = colour  # a 3x3 patch inside the image, of any colour
+    result = purifier.purify_scored(triggered)
+    assert result.flipped[:, 6:9, 6:9].all()
+    error = np.abs(result.images[:, 6:9, 6:9].astype(int) - clean[:, 6:9, 6:9]).max()
+    assert error <= 40, error  # filled from the smooth surroundings, not left as the patch
+    assert (result.scores == 1.0).all()
+    untouched = purifier.purify_scored(clean)
+    assert untouched.scores.max() < 1.0 and untouched.flipped.mean() < 0.05
+
+
+def test_grey_images_and_an_empty_batch():
+    seeds = smooth_images(10, 12, 1, seed=2)[..., 0]
+    purifier = NearestSeedRepair().fit(seeds)
+    assert purifier.purify(seeds[:3]).shape == (3, 12, 12)
+    assert purifier.purify(seeds[0]).shape == (12, 12)
+    empty = purifier.purify_scored(seeds[:0])
+    assert empty.images.shape == (0, 12, 12) and empty.scores.shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"neighbours": 0}, ValueError, "neighbours: expected an int >= 1"),
+        ({"levels": ()}, TypeError, "levels: expected a non-empty tuple"),
+        ({"levels": (1.5,)}, ValueError, r"levels: expected thresholds in \[-1, 1\]"),
+        ({"agreement": 1.0}, ValueError, r"agreement: expected a fraction in \[0, 1\)"),
+        ({"tolerance": 300}, ValueError, "tolerance: expected an int >= 0 and <= 255"),
+        ({"max_area": -0.1}, ValueError, "max_area: expected a share"),
+        ({"fill_size": 0}, ValueError, "fill_size: expected an int >= 1"),
+        ({"colour": 1}, TypeError, "unexpected keyword argument 'colour'"),
+    ],
+)
+def test_bad_options_are_refused(options, error, message):
+    with pytest.raises(error, match=message):
+        NearestSeedRepair(**options)
+
+
+def test_bad_images_are_refused(fitted):
+    purifier, images = fitted
+    with pytest.raises(RuntimeError, match="not fitted yet"):
+        NearestSeedRepair().purify(images)
+    with pytest.raises(TypeError, match="expected dtype uint8, got float64"):
+        purifier.purify(images.astype(float))
+    with pytest.raises(ValueError, match=r"expected one image of shape \(16, 16, 3\) or a batch"):
+        purifier.purify(images[:, :8])
+    with pytest.raises(ValueError, match="seed_images: expected a non-empty batch"):
+        NearestSeedRepair().fit(images[:0])
+    with pytest.raises(ValueError, match="labels: expected one label per seed image"):
+        NearestSeedRepair().fit(images[:4], np.zeros(3))
+
+
+def test_kernel_refuses_mismatched_seeds(fitted):
+    purifier, images = fitted
+    planes, cuts, low, high, thumbs = purifier._bank
+    options = dict(side=8, neighbours=4, agreement=0.9, support=True, max_area=10, grow=1)
+    options.update(fill_size=5, window=3, num_threads=1)
+    with pytest.raises(ValueError, match="high: expected low's shape"):
+        _core.nearest_repair(images, planes, cuts, low, high[:3], thumbs, **options)
+    with pytest.raises(ValueError, match="planes: expected"):
+        _core.nearest_repair(images, planes[:, :2], cuts, low, high, thumbs, **options)
+    with pytest.raises(ValueError, match="thumbs: expected"):
+        _core.nearest_repair(images, planes, cuts, low, high, thumbs, **{**options, "side": 4})
+    with pytest.raises(ValueError, match=r"agreement: expected a fraction in \[0, 1\)"):
+        _core.nearest_repair(images, planes, cuts, low, high, thumbs, **{**options, "agreement": np.nan})
+    with pytest.raises(ValueError, match="low: expected"):
+        _core.nearest_repair(images[:, :4], planes, cuts, low, high, thumbs, **options)
