@@ -21,6 +21,7 @@ except ModuleNotFoundError as _error:
 
 from sifternet.hopfield import HopfieldNetwork, RecallResult
 from sifternet.modelfile import ModelFileError
+from sifternet.nearest import NearestConfig, NearestSeedRepair
 from sifternet.purifier import Purification, PurifierConfig, SifterNet
 from sifternet.seeds import seed_indices, select_seeds
 
@@ -29,6 +30,8 @@ del _importlib, _os
 __all__ = [
     "HopfieldNetwork",
     "ModelFileError",
+    "NearestConfig",
+    "NearestSeedRepair",
     "Purification",
     "PurifierConfig",
     "RecallResult",

@@ -152,25 +152,35 @@ class NearestSeedRepair:
         self.seed_labels = labels
         return self
 
-    def _batch(self, images: np.ndarray) -> tuple[np.ndarray, bool]:
+    def _batch(self, images: np.ndarray) -> np.ndarray:
+        """(B, H, W, C) view of one image or a batch of the fitted shape."""
         shape = self.image_shape
         check_uint8("images", images)
         if images.shape == shape:
-            batch, single = images[None], True
+            batch = images[None]
         elif images.shape[1:] == shape:
-            batch, single = images, False
+            batch = images
         else:
             raise ValueError(
                 f"images: expected one image of shape {shape} or a batch (B, "
                 f"{', '.join(map(str, shape))}), got {images.shape}"
             )
-        return batch.reshape(batch.shape[:3] + (self._bank[0].shape[2],)), single
+        return batch.reshape(batch.shape[:3] + (self._bank[0].shape[2],))
 
-    def purify_scored(self, images: np.ndarray, *, num_threads: Optional[int] = None) -> Purification:
-        """The repaired ``images`` (one image or a batch of the fitted shape), which
-        pixels were repaired (bool (B, H, W)), and per image the largest share of repaired
-        pixels in any 3 x 3 square (docs/method.md, Suspicion score)."""
-        batch, single = self._batch(images)
+    def purify_scored(
+        self,
+        images: np.ndarray,
+        *,
+        index_offset: int = 0,
+        indices: Any = None,
+        num_threads: Optional[int] = None,
+    ) -> Purification:
+        """The repaired ``images`` (one image or a batch of the fitted shape; returned as a
+        batch), which pixels were repaired (bool (B, H, W)), and per image the largest share of repaired
+        pixels in any 3 x 3 square (docs/method.md, Suspicion score). ``index_offset`` and
+        ``indices`` are taken, as :meth:`SifterNet.purify_scored` takes them, and change
+        nothing: no random stream is keyed by them."""
+        batch = self._batch(images)
         c = self.config
         height, width = batch.shape[1:3]
         out, holes, counts = _core.nearest_repair(
@@ -187,9 +197,16 @@ class NearestSeedRepair:
             num_threads=resolve_num_threads(self.num_threads if num_threads is None else num_threads),
         )
         side = min(SUSPICION_WINDOW, height, width)
-        out = out.reshape((len(batch),) + self.image_shape)
-        return Purification(out[0] if single else out, holes, counts / (side * side))
+        return Purification(out.reshape((len(batch),) + self.image_shape), holes, counts / (side * side))
 
-    def purify(self, images: np.ndarray, *, num_threads: Optional[int] = None) -> np.ndarray:
+    def purify(
+        self,
+        images: np.ndarray,
+        *,
+        index_offset: int = 0,
+        indices: Any = None,
+        num_threads: Optional[int] = None,
+    ) -> np.ndarray:
         """The repaired ``images``, of their own shape (see :meth:`purify_scored`)."""
-        return self.purify_scored(images, num_threads=num_threads).images
+        repaired = self.purify_scored(images, num_threads=num_threads).images
+        return repaired[0] if images.shape == self.image_shape else repaired

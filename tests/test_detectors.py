@@ -446,17 +446,25 @@ def test_make_detectors_refuses_unknown_names():
 
 
 def test_detectors_are_strip_teco_sentinet_and_the_repair_scores():
-    assert set(DETECTORS) == {"strip", "teco", "sentinet", "sifternet-repair", "sifternet-repair-dark"}
+    assert set(DETECTORS) == {
+        "strip",
+        "teco",
+        "sentinet",
+        "sifternet-repair",
+        "sifternet-repair-dark",
+        "sifternet-nearest",
+    }
 
 
-def test_the_repair_score_detects_a_white_patch_without_querying_the_model():
+@pytest.mark.parametrize("name", ["sifternet-repair", "sifternet-nearest"])
+def test_the_repair_score_detects_a_white_patch_without_querying_the_model(name):
     clean, triggered, _, pool = backdoored_set()
 
     def refuse(images):
         raise AssertionError("the model was queried")
 
     model = CallableClassifier(refuse)
-    (detector,) = make_detectors(["sifternet-repair"], model, pool, seed=0, seeds=clean[:8])
+    (detector,) = make_detectors([name], model, pool, seed=0, seeds=clean[:8])
     indices = np.arange(len(clean))
     clean_scores, triggered_scores = detector.score(clean, indices), detector.score(triggered, indices)
     assert roc_auc(clean_scores, triggered_scores) == 1.0, (clean_scores, triggered_scores)

@@ -337,7 +337,7 @@ def test_links_between_documents_resolve():
 
 
 def test_code_points_at_existing_sections():
-    pointer = re.compile(r"docs/(\w+)\.md(?:, ([A-Z][\w ]*\w)|#([\w-]+))?")
+    pointer = re.compile(r"docs/(\w+)\.md(?:, ([A-Z][\w -]*\w)|#([\w-]+))?")
     problems = []
     sources = [
         ROOT / "setup.py",

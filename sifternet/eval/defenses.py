@@ -16,9 +16,9 @@ from typing import Any, Callable, Optional
 import cv2
 import numpy as np
 
+from sifternet import NearestSeedRepair, SifterNet
 from sifternet._checks import check_batch, check_finite, check_int
 from sifternet.binarize import states_to_pixels
-from sifternet.purifier import SifterNet
 
 #: images, global indices of the images -> purified images of the same shape
 PurifyFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -294,6 +294,20 @@ def sifternet_binary_gate(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarr
     )
 
 
+def sifternet_nearest(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
+    """Trigger-agnostic repair from each image's nearest seeds (:class:`NearestSeedRepair`,
+    its defaults), fitted on the same seeds as ``purifier``."""
+    nearest = NearestSeedRepair(num_threads=purifier.num_threads).fit(*seeds)
+    c = nearest.config
+    return Defense(
+        "sifternet-nearest",
+        lambda images, indices: nearest.purify(images),
+        f"SifterNet nearest-seed repair: {c.neighbours} nearest seeds, {len(c.levels)} levels, "
+        f"agreement {c.agreement}, support tolerance {c.tolerance}, blobs up to "
+        f"{c.max_area:.0%} of the image, {c.fill_size} x {c.fill_size} fill",
+    )
+
+
 def _plain(factory: Callable[[SifterNet], Defense]) -> Callable[[SifterNet, tuple], Defense]:
     return lambda purifier, seeds: factory(purifier)
 
@@ -320,6 +334,7 @@ DEFENSES: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense
     "sifternet-repair-both": sifternet_repair_both,
     "sifternet-repair-otsu": sifternet_repair_otsu,
     "sifternet-binary-gate": sifternet_binary_gate,
+    "sifternet-nearest": sifternet_nearest,
     "binarise-only": _plain(binarise_only),
     "erase-visited": _plain(erase_visited),
     "seed-consensus": _plain(seed_consensus),

@@ -22,7 +22,8 @@ papers' descriptions, with their parameters exposed:
   only one of the three that needs gradients (STRIP needs probabilities, TeCo labels).
 - ``sifternet-repair`` and ``sifternet-repair-dark``: the repair presets fitted on the
   defender's seeds; the score is :meth:`SifterNet.purify_scored`'s (the densest 3 x 3
-  square of pixels the recall flipped). No model query at all.
+  square of pixels the recall flipped). ``sifternet-nearest``: the same score of
+  :class:`~sifternet.nearest.NearestSeedRepair` (its repaired pixels). No model query.
 
 Random choices are keyed by each image's global index and a seed
 (``np.random.default_rng([seed, index])`` for STRIP's overlays, see
@@ -36,7 +37,7 @@ from typing import Callable, Optional, Sequence, cast
 
 import numpy as np
 
-from sifternet import SifterNet
+from sifternet import NearestSeedRepair, SifterNet
 from sifternet.eval.corruptions import CORRUPTIONS, LEFT_OUT, SEVERITIES, corrupt
 from sifternet.eval.models import Classifier, GradientClassifier, ProbabilisticClassifier
 
@@ -380,8 +381,10 @@ class DetectorInputs:
 DetectorFactory = Callable[[DetectorInputs], Detector]
 
 
-def purifier_score(name: str, purifier: SifterNet, seeds: Optional[np.ndarray]) -> Detector:
-    """The suspicion score of ``purifier`` (:meth:`SifterNet.purify_scored`), fitted on the
+def purifier_score(
+    name: str, purifier: SifterNet | NearestSeedRepair, seeds: Optional[np.ndarray]
+) -> Detector:
+    """The suspicion score of ``purifier`` (its ``purify_scored``), fitted on the
     defender's ``seeds``; it never queries the model."""
     if seeds is None:
         raise ValueError(f"detectors: {name} needs the defender's seed images, got none")
@@ -389,7 +392,7 @@ def purifier_score(name: str, purifier: SifterNet, seeds: Optional[np.ndarray]) 
     return Detector(
         name,
         lambda images, indices: purifier.purify_scored(images, indices=indices).scores,
-        f"{name}'s suspicion score: the densest 3 x 3 square of pixels its recall flipped",
+        f"{name}'s suspicion score: the densest 3 x 3 square of pixels it repaired",
     )
 
 
@@ -406,6 +409,7 @@ DETECTORS: dict[str, DetectorFactory] = {
     "sifternet-repair-dark": lambda given: purifier_score(
         "sifternet-repair-dark", SifterNet.repairing(dark=True, seed=given.seed), given.seeds
     ),
+    "sifternet-nearest": lambda given: purifier_score("sifternet-nearest", NearestSeedRepair(), given.seeds),
 }
 
 
