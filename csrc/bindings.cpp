@@ -305,32 +305,35 @@ py::array_t<std::int64_t> thumbnails(const py::object& images_obj, std::int64_t 
 
 // Nearest-seed repair; the seeds' arrays are checked against the images and each other.
 py::tuple nearest_repair(const py::object& images_obj, const py::object& planes_obj,
-                         const py::object& cuts_obj, const py::object& low_obj,
-                         const py::object& high_obj, const py::object& thumbs_obj,
-                         std::int64_t side, std::int64_t neighbours, double agreement, bool support,
-                         std::int64_t max_area, std::int64_t grow, std::int64_t fill_size,
-                         std::int64_t window, std::int64_t num_threads) {
+                         const py::object& bits_obj, const py::object& cuts_obj,
+                         const py::object& low_obj, const py::object& high_obj,
+                         const py::object& thumbs_obj, std::int64_t side, std::int64_t neighbours,
+                         double agreement, bool support, std::int64_t max_area, std::int64_t grow,
+                         std::int64_t fill_size, std::int64_t window, std::int64_t num_threads) {
     const auto images = as_array<std::uint8_t>(images_obj, "images", 4);
     const auto planes = as_array<std::int8_t>(planes_obj, "planes", 4);
+    const auto bits = as_array<std::uint64_t>(bits_obj, "bits", 4);
     const auto cuts = as_array<std::uint8_t>(cuts_obj, "cuts", 1);
-    const auto low = as_array<std::uint8_t>(low_obj, "low", 4);
-    const auto high = as_array<std::uint8_t>(high_obj, "high", 4);
+    const auto low = as_array<std::uint8_t>(low_obj, "low", 3);
+    const auto high = as_array<std::uint8_t>(high_obj, "high", 3);
     const auto thumbs = as_array<std::int64_t>(thumbs_obj, "thumbs", 2);
     require_thumbnail_range(images);
     const py::ssize_t P = low.shape(0), H = images.shape(1), W = images.shape(2), C = images.shape(3);
-    if (P < 1 || low.shape(1) != H || low.shape(2) != W || low.shape(3) != C) {
-        throw py::value_error("low: expected (P, H, W, C) with P >= 1 and the images' (H, W, C) " +
-                              shape_of(images) + ", got " + shape_of(low));
-    }
-    if (!std::equal(high.shape(), high.shape() + 4, low.shape())) {
-        throw py::value_error("high: expected low's shape " + shape_of(low) + ", got " + shape_of(high));
-    }
-    if (planes.shape(0) != P || planes.shape(1) != cuts.shape(0) || planes.shape(2) != C ||
-        planes.shape(3) != H * W) {
-        throw py::value_error("planes: expected (" + std::to_string(P) + ", " + std::to_string(cuts.shape(0)) +
-                              ", " + std::to_string(C) + ", " + std::to_string(H * W) + "), got " +
-                              shape_of(planes));
-    }
+    const py::ssize_t N = H * W, L = cuts.shape(0), words = (N + 63) / 64;
+    const auto expect = [&images](const py::array& arr, const char* name,
+                                   std::initializer_list<py::ssize_t> want) {
+        if (!std::equal(want.begin(), want.end(), arr.shape())) {
+            std::string text = "(";
+            for (const py::ssize_t d : want) text += (text.size() > 1 ? ", " : "") + std::to_string(d);
+            throw py::value_error(std::string(name) + ": expected " + text + ") for the images " +
+                                  shape_of(images) + ", got " + shape_of(arr));
+        }
+    };
+    if (P < 1) throw py::value_error("low: expected at least one seed, got " + shape_of(low));
+    expect(low, "low", {P, C, N});
+    expect(high, "high", {P, C, N});
+    expect(planes, "planes", {P, L, C, N});
+    expect(bits, "bits", {P, L, C, words});
     require_range("side", side, 1, 1 << 12);
     if (thumbs.shape(0) != P || thumbs.shape(1) != side * side * C) {
         throw py::value_error("thumbs: expected (" + std::to_string(P) + ", " +
@@ -357,8 +360,8 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& planes_
     config.fill_size = fill_size;
     config.window = window;
     config.num_threads = threads_arg(num_threads);
-    const sifternet::NearestSeeds bank{planes.data(), cuts.data(), low.data(), high.data(),
-                                       thumbs.data(), P, cuts.shape(0), thumbs.shape(1), side};
+    const sifternet::NearestSeeds bank{planes.data(), bits.data(), cuts.data(), low.data(), high.data(),
+                                       thumbs.data(), P, L, words, thumbs.shape(1), side};
     const sifternet::RepairShape shape{images.shape(0), H, W, C};
     py::array_t<std::uint8_t> out({shape.B, H, W, C});
     py::array_t<bool> holes({shape.B, H, W});
@@ -460,7 +463,8 @@ PYBIND11_MODULE(_core, m) {
 
     m.def("thumbnails", &thumbnails, py::arg("images"), py::arg("side"),
           "Block sums (B, side * side * C) int64 of images (B, H, W, C) uint8 on a side x side grid.");
-    m.def("nearest_repair", &nearest_repair, py::arg("images"), py::arg("planes"), py::arg("cuts"),
+    m.def("nearest_repair", &nearest_repair, py::arg("images"), py::arg("planes"), py::arg("bits"),
+          py::arg("cuts"),
           py::arg("low"), py::arg("high"), py::arg("thumbs"), py::kw_only(), py::arg("side"),
           py::arg("neighbours"), py::arg("agreement"), py::arg("support"), py::arg("max_area"),
           py::arg("grow"), py::arg("fill_size"), py::arg("window"), py::arg("num_threads"),

@@ -79,16 +79,18 @@ void repair_images(const std::uint8_t* images, const std::int8_t* binarised,
 
 // The seeds of nearest-seed repair, for images (H, W, C) of N = H W pixels: each seed's
 // states at each level of the thermometer, planes (P, levels, C, N) (> 0: +1, value >
-// cuts[level]; else -1); the per-channel minimum and maximum of each seed over the 3x3 window of
-// each pixel, widened by the support tolerance (P, H, W, C); thumbnails (P, T), T = side
-// side C (see thumbnails()).
+// cuts[level]; else -1), and the same packed, bits (P, levels, C, words), bit (p & 63) of
+// word (p >> 6) set for +1, words = ceil(N / 64); the per-channel minimum and maximum of
+// each seed over the 3x3 window of each pixel, widened by the support tolerance, planar
+// (P, C, N); thumbnails (P, T), T = side side C (see thumbnails()).
 struct NearestSeeds {
     const std::int8_t* planes;
+    const std::uint64_t* bits;
     const std::uint8_t* cuts;
     const std::uint8_t* low;
     const std::uint8_t* high;
     const std::int64_t* thumbs;
-    std::int64_t P, levels, T, side;
+    std::int64_t P, levels, words, T, side;
 };
 
 struct NearestConfig {

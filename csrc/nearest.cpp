@@ -2,6 +2,7 @@
 // seeds that look most like it. One image per task, integer arithmetic only (the gate's
 // single product is a double of integers), so any thread count gives the same result.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <numeric>
 #include <utility>
@@ -22,9 +23,11 @@ struct NearestScratch {
     std::vector<std::pair<std::int64_t, Index>> distance;  // (P): (squared distance, seed)
     std::vector<Index> memories;                            // (k) seed indices, nearest first
     std::vector<std::int8_t> states;                        // (C, N) the image at one level
+    std::vector<std::uint64_t> bits;                        // (C, words) the same, packed
+    std::vector<std::uint8_t> planar;                       // (C, N) the image
     std::vector<std::int32_t> overlap;                      // (k)
     std::vector<std::int32_t> field;                        // (N)
-    std::vector<std::uint8_t> holes, odd, known, inside;    // (N) each; inside (N C)
+    std::vector<std::uint8_t> holes, odd, known, inside;    // (N) each
     std::vector<Index> blob, stack, ready, waiting;         // pixel lists
     std::vector<std::int64_t> sums;                         // (N C) fill values of one round
 };
@@ -44,59 +47,74 @@ SIFTERNET_HOT void choose_memories(const std::int64_t* thumb, const NearestSeeds
 }
 
 // One level of the thermometer: per channel, the memories' one-step Hebbian field
-// h_p = sum_j m_j x_jp with overlaps m_j = x_j . s; a pixel is a hole when
-// -s_p h_p > agreement * sum_j |m_j| in any channel. The caller checks that k N fits int32.
-SIFTERNET_HOT void gate_level(const std::uint8_t* image, const NearestSeeds& seeds,
+// h_p = sum_j m_j x_jp with overlaps m_j = x_j . s = N - 2 popcount(x_j XOR s) over packed
+// bits; a pixel is a hole when -s_p h_p > agreement * sum_j |m_j| in any channel. The
+// caller checks that k N fits int32.
+SIFTERNET_HOT void gate_level(const NearestSeeds& seeds,
                               const RepairShape& shape, Index k, Index level, double agreement,
                               NearestScratch& s) {
-    const Index N = shape.H * shape.W, C = shape.C;
+    const Index N = shape.H * shape.W, C = shape.C, words = seeds.words;
     const std::uint8_t cut = seeds.cuts[level];
+    const std::uint8_t* planar = s.planar.data();  // the image (C, N)
     std::int8_t* states = s.states.data();
-    for (Index p = 0; p < N; ++p)
-        for (Index c = 0; c < C; ++c) states[c * N + p] = image[p * C + c] > cut ? 1 : -1;
+    std::uint64_t* bits = s.bits.data();
+    for (Index v = 0; v < C * N; ++v) states[v] = planar[v] > cut ? 1 : -1;
+    for (Index c = 0; c < C; ++c) {
+        for (Index w = 0; w < words; ++w) {
+            const Index first = w * 64, count = std::min<Index>(64, N - first);
+            const std::uint8_t* v = planar + c * N + first;
+            std::uint64_t word = 0;
+            for (Index b = 0; b < count; ++b) word |= std::uint64_t{v[b] > cut} << b;
+            bits[c * words + w] = word;
+        }
+    }
     std::int32_t* field = s.field.data();
     std::uint8_t* holes = s.holes.data();
     for (Index c = 0; c < C; ++c) {
         const std::int8_t* state = states + c * N;
+        const std::uint64_t* mine = bits + c * words;
         std::int64_t mass = 0;
         for (Index j = 0; j < k; ++j) {
-            const std::int8_t* x = seeds.planes + ((s.memories[static_cast<std::size_t>(j)] * seeds.levels + level) * C + c) * N;
-            std::int32_t m = 0;
-            for (Index p = 0; p < N; ++p) m += (x[p] > 0 ? state[p] : -state[p]);
-            s.overlap[static_cast<std::size_t>(j)] = m;
-            mass += std::abs(m);
+            const Index plane = (s.memories[static_cast<std::size_t>(j)] * seeds.levels + level) * C + c;
+            const std::uint64_t* theirs = seeds.bits + plane * words;
+            Index differ = 0;
+            for (Index w = 0; w < words; ++w) differ += __builtin_popcountll(mine[w] ^ theirs[w]);
+            s.overlap[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(N - 2 * differ);
+            mass += std::abs(N - 2 * differ);
         }
         std::fill(field, field + N, 0);
         for (Index j = 0; j < k; ++j) {
-            const std::int8_t* x = seeds.planes + ((s.memories[static_cast<std::size_t>(j)] * seeds.levels + level) * C + c) * N;
+            const Index plane = (s.memories[static_cast<std::size_t>(j)] * seeds.levels + level) * C + c;
+            const std::int8_t* x = seeds.planes + plane * N;
             const std::int32_t m = s.overlap[static_cast<std::size_t>(j)];
             for (Index p = 0; p < N; ++p) field[p] += x[p] > 0 ? m : -m;
         }
-        const double bound = agreement * static_cast<double>(mass);
-        for (Index p = 0; p < N; ++p) {
-            if (static_cast<double>(-state[p] * field[p]) > bound) holes[p] = 1;
-        }
+        // An integer exceeds agreement * mass exactly when it exceeds its floor.
+        const auto bound = static_cast<std::int32_t>(std::floor(agreement * static_cast<double>(mass)));
+        for (Index p = 0; p < N; ++p) holes[p] |= static_cast<std::uint8_t>(-state[p] * field[p] > bound);
     }
 }
 
 // Pixels that no memory supports: a memory supports a pixel when, in every channel, the
-// value lies in the memory's range around it (seeds.low, seeds.high, tolerance included).
-SIFTERNET_HOT void mark_unsupported(const std::uint8_t* image, const NearestSeeds& seeds,
-                                    const RepairShape& shape, Index k, NearestScratch& s) {
-    const Index N = shape.H * shape.W, C = shape.C, values = N * C;
+// value lies in the memory's range around it (seeds.low, seeds.high: planar, tolerance
+// included).
+SIFTERNET_HOT void mark_unsupported(const NearestSeeds& seeds, const RepairShape& shape, Index k,
+                                    NearestScratch& s) {
+    const Index N = shape.H * shape.W, C = shape.C;
+    const std::uint8_t* planar = s.planar.data();  // the image (C, N)
     std::uint8_t* odd = s.odd.data();
     std::uint8_t* inside = s.inside.data();
     std::fill(odd, odd + N, 1);
     for (Index j = 0; j < k; ++j) {
-        const Index at = s.memories[static_cast<std::size_t>(j)] * values;
-        const std::uint8_t* low = seeds.low + at;
-        const std::uint8_t* high = seeds.high + at;
-        for (Index v = 0; v < values; ++v) inside[v] = (image[v] >= low[v]) & (image[v] <= high[v]);
-        for (Index p = 0; p < N; ++p) {
-            std::uint8_t all = 1;
-            for (Index c = 0; c < C; ++c) all &= inside[p * C + c];
-            odd[p] &= static_cast<std::uint8_t>(all ^ 1);
+        const Index at = s.memories[static_cast<std::size_t>(j)] * C * N;
+        std::fill(inside, inside + N, 1);
+        for (Index c = 0; c < C; ++c) {
+            const std::uint8_t* low = seeds.low + at + c * N;
+            const std::uint8_t* high = seeds.high + at + c * N;
+            const std::uint8_t* v = planar + c * N;
+            for (Index p = 0; p < N; ++p) inside[p] &= (v[p] >= low[p]) & (v[p] <= high[p]);
         }
+        for (Index p = 0; p < N; ++p) odd[p] &= static_cast<std::uint8_t>(inside[p] ^ 1);
     }
 }
 
@@ -198,10 +216,12 @@ void repair_one(const std::uint8_t* image, const NearestSeeds& seeds, const Repa
     thumbnails(image, 1, shape.H, shape.W, C, seeds.side, s.thumb.data());
     choose_memories(s.thumb.data(), seeds, k, s);
     std::fill(s.holes.begin(), s.holes.end(), 0);
+    for (Index p = 0; p < N; ++p)
+        for (Index c = 0; c < C; ++c) s.planar[static_cast<std::size_t>(c * N + p)] = image[p * C + c];
     for (Index level = 0; level < seeds.levels; ++level)
-        gate_level(image, seeds, shape, k, level, config.agreement, s);
+        gate_level(seeds, shape, k, level, config.agreement, s);
     if (config.support) {
-        mark_unsupported(image, seeds, shape, k, s);
+        mark_unsupported(seeds, shape, k, s);
         add_small_blobs(shape, config.max_area, config.grow, s);
     }
     std::copy(image, image + N * C, out);
@@ -243,12 +263,14 @@ void nearest_repair(const std::uint8_t* images, const RepairShape& shape, const 
             scratch.distance.resize(static_cast<std::size_t>(seeds.P));
             scratch.memories.resize(static_cast<std::size_t>(k));
             scratch.states.resize(static_cast<std::size_t>(values));
+            scratch.bits.resize(static_cast<std::size_t>(shape.C * seeds.words));
+            scratch.planar.resize(static_cast<std::size_t>(values));
             scratch.overlap.resize(static_cast<std::size_t>(k));
             scratch.field.resize(n);
             scratch.holes.resize(n);
             scratch.odd.resize(n);
             scratch.known.resize(n);
-            scratch.inside.resize(static_cast<std::size_t>(values));
+            scratch.inside.resize(n);
             scratch.sums.resize(static_cast<std::size_t>(values));
             return scratch;
         },

@@ -16,7 +16,7 @@ import atheris
 import numpy as np
 
 with atheris.instrument_imports():
-    from sifternet import _core
+    from sifternet import NearestSeedRepair, _core
 
 DTYPES = [
     np.int8,
@@ -32,6 +32,9 @@ DTYPES = [
     ">f8",
 ]
 DOCUMENTED = (TypeError, ValueError, MemoryError)
+#: A valid seed bank of nearest-seed repair for (4, 5, 3) images, one of its arrays
+#: replaced by a fuzzed one in each input.
+NEAREST = NearestSeedRepair().fit(np.random.default_rng(0).integers(0, 256, (6, 4, 5, 3), dtype=np.uint8))
 
 
 @atheris.instrument_func
@@ -84,6 +87,27 @@ def one_input(data: bytes) -> None:
             output=["binary", "restore", "inpaint", "x"][fdp.ConsumeIntInRange(0, 3)],
             fill_size=fdp.ConsumeIntInRange(-1, 9),
             joint_channels=fdp.ConsumeBool(),
+            num_threads=options["num_threads"],
+        ),
+    ]
+    bank = list(NEAREST._bank)
+    slot = fdp.ConsumeIntInRange(0, len(bank))
+    if slot < len(bank):
+        bank[slot] = third
+    images = four(states) if fdp.ConsumeBool() else np.zeros((2, 4, 5, 3), np.uint8)
+    calls += [
+        lambda: _core.thumbnails(four(patterns), fdp.ConsumeIntInRange(-1, 9)),
+        lambda: _core.nearest_repair(
+            images,
+            *bank,
+            side=fdp.ConsumeIntInRange(-1, 9),
+            neighbours=fdp.ConsumeIntInRange(-1, 9),
+            agreement=fdp.ConsumeRegularFloat(),
+            support=fdp.ConsumeBool(),
+            max_area=fdp.ConsumeIntInRange(-1, 40),
+            grow=fdp.ConsumeIntInRange(-1, 3),
+            fill_size=fdp.ConsumeIntInRange(-1, 9),
+            window=fdp.ConsumeIntInRange(-1, 9),
             num_threads=options["num_threads"],
         ),
     ]

@@ -55,6 +55,7 @@ def thumbnails(images: np.ndarray, side: int) -> np.ndarray: ...
 def nearest_repair(
     images: np.ndarray,
     planes: np.ndarray,
+    bits: np.ndarray,
     cuts: np.ndarray,
     low: np.ndarray,
     high: np.ndarray,

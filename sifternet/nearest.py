@@ -143,11 +143,18 @@ class NearestSeedRepair:
         cuts = np.array([level_cut(t) for t in c.levels], np.uint8)
         planar = seeds.reshape(n_seeds, height * width, -1).transpose(0, 2, 1)  # (P, C, N)
         planes = np.where(planar[:, None] > cuts[None, :, None, None], 1, -1).astype(np.int8)
-        low, high = window_range(seeds)
+        words = -(-height * width // 64)
+        packed = np.zeros(planes.shape[:3] + (8 * words,), np.uint8)
+        packed[..., : -(-height * width // 8)] = np.packbits(planes > 0, axis=-1, bitorder="little")
+        bits = packed.view("<u8").astype(np.uint64)  # bit (p & 63) of word (p >> 6): pixel p
+        low, high = (
+            np.ascontiguousarray(r.reshape(n_seeds, height * width, -1).transpose(0, 2, 1))
+            for r in window_range(seeds)
+        )
         slack = c.tolerance or 0
         low = np.maximum(low.astype(np.int16) - slack, 0).astype(np.uint8)
         high = np.minimum(high.astype(np.int16) + slack, 255).astype(np.uint8)
-        self._bank = (planes, cuts, low, high, _core.thumbnails(seeds, c.thumbnail))
+        self._bank = (planes, bits, cuts, low, high, _core.thumbnails(seeds, c.thumbnail))
         self._image_shape = seed_images.shape[1:]
         self.seed_labels = labels
         return self

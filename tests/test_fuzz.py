@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sifternet import HopfieldNetwork, SifterNet, _core
+from sifternet import HopfieldNetwork, NearestSeedRepair, SifterNet, _core
 from sifternet import reference as ref
 from sifternet.binarize import BORDERS, METHODS, binarize
 from sifternet.eval import attacks
@@ -113,6 +113,12 @@ def network():
 def purifier():
     rng = np.random.default_rng(0)
     return SifterNet(block_size=3, steps=20).fit(rng.integers(0, 256, (3,) + IMAGE, dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def nearest():
+    rng = np.random.default_rng(0)
+    return NearestSeedRepair().fit(rng.integers(0, 256, (3,) + IMAGE, dtype=np.uint8))
 
 
 # -- anything: a result or a documented exception; valid ones always accepted ---------
@@ -221,6 +227,30 @@ def test_purify_takes_anything(purifier, array):
         assert (out is not None) == valid
         if valid:
             assert out.shape == candidate.shape and out.dtype == np.uint8
+
+
+@FUZZ
+@given(arrays(max_dims=5, max_side=7))
+def test_nearest_repair_takes_anything(nearest, array):
+    for candidate in layouts(array):
+        out = result_or_none(lambda: nearest.purify(candidate))
+        valid = (
+            is_array(candidate, np.uint8, (3, 4, 5)) and candidate.shape[-3:] == IMAGE and candidate.ndim <= 4
+        )
+        assert (out is not None) == valid
+        if valid:
+            assert out.shape == candidate.shape and out.dtype == np.uint8
+
+
+@FUZZ
+@given(arrays(max_dims=5, max_side=7))
+def test_nearest_fit_takes_anything(array):
+    for candidate in layouts(array):
+        fitted = result_or_none(lambda: NearestSeedRepair().fit(candidate))
+        valid = is_array(candidate, np.uint8, (3, 4)) and 0 not in candidate.shape
+        assert (fitted is not None) == valid
+        if valid:
+            assert fitted.image_shape == candidate.shape[1:]
 
 
 @FUZZ
