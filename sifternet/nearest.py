@@ -46,7 +46,7 @@ def window_range(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class NearestConfig:
     """The options of a :class:`NearestSeedRepair` (see its docs), validated here."""
 
-    neighbours: int = 16
+    neighbours: int = 32
     levels: tuple[float, ...] = LEVELS
     agreement: float = 0.9
     tolerance: Optional[int] = 40
