@@ -88,7 +88,7 @@ def fitted():
     seeds = smooth_images(40, 16, 3, seed=0)
     noise = np.random.default_rng(1).integers(-6, 7, (300, 16, 16, 3))
     images = np.clip(seeds[np.arange(300) % 40] + noise, 0, 255).astype(np.uint8)  # seen, noisy
-    return NearestSeedRepair().fit(seeds), images
+    return NearestSeedRepair(neighbours=8).fit(seeds), images  # 8 of 40 seeds: the nearest fifth
 
 
 def test_result_is_the_same_for_any_thread_count_and_batch_split(fitted):
@@ -116,7 +116,7 @@ def test_a_patch_no_seed_holds_is_repaired_and_scored(fitted, colour):
     assert error <= 40, error  # filled from the smooth surroundings, not left as the patch
     assert (result.scores == 1.0).all()
     untouched = purifier.purify_scored(clean)
-    assert untouched.scores.max() < 1.0 and untouched.flipped.mean() < 0.05
+    assert untouched.scores.max() < 1.0 and untouched.flipped.mean() < 0.1
 
 
 def test_grey_images_and_an_empty_batch():
