@@ -469,7 +469,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("neighbours"), py::arg("agreement"), py::arg("support"), py::arg("max_area"),
           py::arg("grow"), py::arg("fill_size"), py::arg("window"), py::arg("num_threads"),
           "Nearest-seed repair of images (B, H, W, C) uint8: (repaired images, holes (B, H, W) "
-          "bool, most holes in a window (B,) int64).");
+          "bool, most marked pixels in a window (B,) int64).");
 
     m.def(
         "check_patterns", [](const py::object& patterns) { return patterns_arg(patterns); },

@@ -111,7 +111,8 @@ void thumbnails(const std::uint8_t* images, std::int64_t B, std::int64_t H, std:
 
 // Nearest-seed repair of images (B, H, W, C) (docs/method.md, Nearest-seed repair): the
 // repaired images `out` (B, H, W, C), the repaired pixels `holes` (B, H, W) as 0/1, and per
-// image the most holes in any window x window square, `scores` (B).
+// image the most marked pixels (holes before the support blobs grow) in any window x window
+// square, `scores` (B).
 void nearest_repair(const std::uint8_t* images, const RepairShape& shape, const NearestSeeds& seeds,
                     const NearestConfig& config, std::uint8_t* out, std::uint8_t* holes,
                     std::int64_t* scores);

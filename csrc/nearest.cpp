@@ -27,7 +27,7 @@ struct NearestScratch {
     std::vector<std::uint8_t> planar;                       // (C, N) the image
     std::vector<std::int32_t> overlap;                      // (k)
     std::vector<std::int32_t> field;                        // (N)
-    std::vector<std::uint8_t> holes, odd, known, inside;    // (N) each
+    std::vector<std::uint8_t> holes, evidence, odd, known, inside;  // (N) each
     std::vector<Index> blob, stack, ready, waiting;         // pixel lists
     std::vector<std::int64_t> sums;                         // (N C) fill values of one round
 };
@@ -118,8 +118,9 @@ SIFTERNET_HOT void mark_unsupported(const NearestSeeds& seeds, const RepairShape
     }
 }
 
-// Holes gain the 8-connected blobs of unsupported pixels of at most max_area pixels,
-// each grown by `grow` pixels (a square). Blobs are found in scan order.
+// The evidence gains the 8-connected blobs of unsupported pixels of at most max_area
+// pixels, and the holes gain them grown by `grow` pixels (a square). Blobs are found in
+// scan order.
 void add_small_blobs(const RepairShape& shape, Index max_area, Index grow, NearestScratch& s) {
     const Index H = shape.H, W = shape.W;
     std::uint8_t* odd = s.odd.data();  // 1: unsupported and not yet in a blob
@@ -144,6 +145,7 @@ void add_small_blobs(const RepairShape& shape, Index max_area, Index grow, Neare
         }
         if (static_cast<Index>(s.blob.size()) > max_area) continue;
         for (const Index p : s.blob) {
+            s.evidence[static_cast<std::size_t>(p)] = 1;
             const Index y = p / W, x = p % W;
             for (Index ny = std::max<Index>(0, y - grow); ny <= std::min(H - 1, y + grow); ++ny)
                 for (Index nx = std::max<Index>(0, x - grow); nx <= std::min(W - 1, x + grow); ++nx)
@@ -220,6 +222,7 @@ void repair_one(const std::uint8_t* image, const NearestSeeds& seeds, const Repa
         for (Index c = 0; c < C; ++c) s.planar[static_cast<std::size_t>(c * N + p)] = image[p * C + c];
     for (Index level = 0; level < seeds.levels; ++level)
         gate_level(seeds, shape, k, level, config.agreement, s);
+    std::copy(s.holes.begin(), s.holes.end(), s.evidence.begin());
     if (config.support) {
         mark_unsupported(seeds, shape, k, s);
         add_small_blobs(shape, config.max_area, config.grow, s);
@@ -227,7 +230,7 @@ void repair_one(const std::uint8_t* image, const NearestSeeds& seeds, const Repa
     std::copy(image, image + N * C, out);
     fill_holes(shape, config.fill_size, s, out);
     std::copy(s.holes.begin(), s.holes.end(), holes_out);
-    *score_out = most_holes(shape, config.window, s.holes.data());
+    *score_out = most_holes(shape, config.window, s.evidence.data());
 }
 
 }  // namespace
@@ -268,6 +271,7 @@ void nearest_repair(const std::uint8_t* images, const RepairShape& shape, const 
             scratch.overlap.resize(static_cast<std::size_t>(k));
             scratch.field.resize(n);
             scratch.holes.resize(n);
+            scratch.evidence.resize(n);
             scratch.odd.resize(n);
             scratch.known.resize(n);
             scratch.inside.resize(n);

@@ -183,8 +183,9 @@ class NearestSeedRepair:
         num_threads: Optional[int] = None,
     ) -> Purification:
         """The repaired ``images`` (one image or a batch of the fitted shape; returned as a
-        batch), which pixels were repaired (bool (B, H, W)), and per image the largest share of repaired
-        pixels in any 3 x 3 square (docs/method.md, Suspicion score). ``index_offset`` and
+        batch), which pixels were repaired (bool (B, H, W)), and per image the largest share
+        of marked pixels (the repaired ones before the support blobs grow) in any 3 x 3
+        square (docs/method.md, Nearest-seed repair). ``index_offset`` and
         ``indices`` are taken, as :meth:`SifterNet.purify_scored` takes them, and change
         nothing: no random stream is keyed by them."""
         batch = self._batch(images)

@@ -262,7 +262,8 @@ def nearest_repair(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest-seed repair of images (B, H, W, C) with seeds (P, H, W, C), uint8 (the
     kernel's arguments, but the seeds' 3x3 ranges and thumbnails are computed here):
-    (repaired images, holes (B, H, W) bool, most holes in a window x window square (B,))."""
+    (repaired images, holes (B, H, W) bool, most marked pixels (the holes before the
+    support blobs grow) in a window x window square (B,))."""
     n_images, height, width, n_channels = images.shape
     pad = np.pad(seeds.astype(np.int64), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     windows = [pad[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
@@ -285,6 +286,7 @@ def nearest_repair(
                 field = sum(m * x for m, x in zip(overlaps, xs))
                 mass = sum(abs(m) for m in overlaps)
                 hole |= -s[:, :, c] * field > agreement * mass
+        marked = hole.copy()
         if tolerance >= 0:
             supported = np.zeros((height, width), bool)
             for j in memories:
@@ -293,6 +295,7 @@ def nearest_repair(
             for blob in _blobs(~supported):
                 if len(blob) <= max_area:
                     for y, x in blob:
+                        marked[y, x] = True
                         hole[max(0, y - grow) : y + grow + 1, max(0, x - grow) : x + grow + 1] = True
         known = ~hole
         before, after = fill_size // 2, fill_size - 1 - fill_size // 2
@@ -311,7 +314,6 @@ def nearest_repair(
                 out[b, y, x] = value
                 known[y, x] = True
         w = min(window, height, width)
-        scores[b] = max(
-            int(hole[y : y + w, x : x + w].sum()) for y in range(height - w + 1) for x in range(width - w + 1)
-        )
+        corners = [(y, x) for y in range(height - w + 1) for x in range(width - w + 1)]
+        scores[b] = max(int(marked[y : y + w, x : x + w].sum()) for y, x in corners)
     return out, holes, scores
