@@ -5,6 +5,7 @@ crash would take this test process down."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
@@ -218,46 +219,22 @@ def test_binarize_takes_anything(array, method, block_size):
 
 @FUZZ
 @given(arrays(max_dims=5, max_side=7))
-def test_purify_takes_anything(purifier, array):
-    for candidate in layouts(array):
-        out = result_or_none(lambda: purifier.purify(candidate))
+def test_purify_takes_anything(purifier, nearest, array):
+    for model, candidate in itertools.product((purifier, nearest), layouts(array)):
+        out = result_or_none(lambda: model.purify(candidate))
         valid = (
             is_array(candidate, np.uint8, (3, 4, 5)) and candidate.shape[-3:] == IMAGE and candidate.ndim <= 4
         )
         assert (out is not None) == valid
         if valid:
             assert out.shape == candidate.shape and out.dtype == np.uint8
-
-
-@FUZZ
-@given(arrays(max_dims=5, max_side=7))
-def test_nearest_repair_takes_anything(nearest, array):
-    for candidate in layouts(array):
-        out = result_or_none(lambda: nearest.purify(candidate))
-        valid = (
-            is_array(candidate, np.uint8, (3, 4, 5)) and candidate.shape[-3:] == IMAGE and candidate.ndim <= 4
-        )
-        assert (out is not None) == valid
-        if valid:
-            assert out.shape == candidate.shape and out.dtype == np.uint8
-
-
-@FUZZ
-@given(arrays(max_dims=5, max_side=7))
-def test_nearest_fit_takes_anything(array):
-    for candidate in layouts(array):
-        fitted = result_or_none(lambda: NearestSeedRepair().fit(candidate))
-        valid = is_array(candidate, np.uint8, (3, 4)) and 0 not in candidate.shape
-        assert (fitted is not None) == valid
-        if valid:
-            assert fitted.image_shape == candidate.shape[1:]
 
 
 @FUZZ
 @given(arrays(max_dims=5, max_side=7))
 def test_fit_takes_anything(array):
-    for candidate in layouts(array):
-        fitted = result_or_none(lambda: SifterNet(steps=5).fit(candidate))
+    for make, candidate in itertools.product((lambda: SifterNet(steps=5), NearestSeedRepair), layouts(array)):
+        fitted = result_or_none(lambda: make().fit(candidate))
         valid = is_array(candidate, np.uint8, (3, 4)) and 0 not in candidate.shape
         assert (fitted is not None) == valid
         if valid:
