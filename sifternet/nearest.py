@@ -111,7 +111,7 @@ class NearestSeedRepair:
         resolve_num_threads(num_threads)
         self.num_threads = num_threads
         self.seed_labels: Optional[np.ndarray] = None
-        self._image_shape: Optional[tuple[int, ...]] = None
+        self._fitted_shape: Optional[tuple[int, ...]] = None
         self._bank: tuple[np.ndarray, ...] = ()
 
     def __repr__(self) -> str:
@@ -121,9 +121,9 @@ class NearestSeedRepair:
     @property
     def image_shape(self) -> tuple[int, ...]:
         """(H, W) or (H, W, C) of the fitted images; RuntimeError before :meth:`fit`."""
-        if self._image_shape is None:
+        if self._fitted_shape is None:
             raise RuntimeError("this NearestSeedRepair is not fitted yet: call fit(seed_images)")
-        return self._image_shape
+        return self._fitted_shape
 
     def fit(self, seed_images: np.ndarray, labels: Optional[np.ndarray] = None) -> NearestSeedRepair:
         """Keep the clean ``seed_images`` (B, H, W) or (B, H, W, C) uint8, their 3 x 3
@@ -155,7 +155,7 @@ class NearestSeedRepair:
         low = np.maximum(low.astype(np.int16) - slack, 0).astype(np.uint8)
         high = np.minimum(high.astype(np.int16) + slack, 255).astype(np.uint8)
         self._bank = (planes, bits, cuts, low, high, _core.thumbnails(seeds, c.thumbnail))
-        self._image_shape = seed_images.shape[1:]
+        self._fitted_shape = seed_images.shape[1:]
         self.seed_labels = labels
         return self
 
