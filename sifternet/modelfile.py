@@ -46,7 +46,7 @@ MAX_FILE_BYTES = MAX_MODEL_BYTES + (64 << 20)
 #: Members a model file's archive may hold (two arrays per channel, labels, metadata).
 MAX_MEMBERS = 1024
 #: Dtypes a model file may hold; anything else is refused on reading.
-DTYPES = frozenset({"int8", "int32", "int64", "float64"})
+DTYPES = frozenset({"uint8", "int8", "int32", "int64", "float64"})
 
 _ZIP_MAGIC = b"PK\x03\x04"  # a local file header: how every .npz starts
 _DIRECTORY_ENTRY = b"PK\x01\x02"  # a central directory entry: one per member

@@ -12,7 +12,7 @@ NumPy oracle.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional
 
 import numpy as np
@@ -20,9 +20,20 @@ import numpy as np
 from sifternet import _core
 from sifternet._checks import check_batch, check_finite, check_fraction, check_int, check_uint8
 from sifternet._threads import resolve_num_threads
+from sifternet.modelfile import (
+    HEADER_FIELDS,
+    ModelFileError,
+    ModelReader,
+    PathLike,
+    pack,
+    read_model_file,
+    write_atomically,
+)
 from sifternet.purifier import Purification
 from sifternet.repair import SUSPICION_WINDOW
 
+#: The ``purifier`` field of its model files' metadata.
+KIND = "nearest-seed-repair"
 #: The thermometer: thresholds on the [-1, 1] scale, from highlights to shadows.
 LEVELS: tuple[float, ...] = (0.9, 0.6, 0.3, 0.0, -0.3, -0.6, -0.9)
 
@@ -113,6 +124,7 @@ class NearestSeedRepair:
         self.seed_labels: Optional[np.ndarray] = None
         self._fitted_shape: Optional[tuple[int, ...]] = None
         self._bank: tuple[np.ndarray, ...] = ()
+        self._seeds = np.zeros(0, np.uint8)
 
     def __repr__(self) -> str:
         state = f"fitted on {len(self._bank[0])} seeds" if self._bank else "not fitted"
@@ -155,6 +167,7 @@ class NearestSeedRepair:
         low = np.maximum(low.astype(np.int16) - slack, 0).astype(np.uint8)
         high = np.minimum(high.astype(np.int16) + slack, 255).astype(np.uint8)
         self._bank = (planes, bits, cuts, low, high, _core.thumbnails(seeds, c.thumbnail))
+        self._seeds = np.ascontiguousarray(seed_images)
         self._fitted_shape = seed_images.shape[1:]
         self.seed_labels = labels
         return self
@@ -218,3 +231,83 @@ class NearestSeedRepair:
         """The repaired ``images``, of their own shape (see :meth:`purify_scored`)."""
         repaired = self.purify_scored(images, num_threads=num_threads).images
         return repaired[0] if images.shape == self.image_shape else repaired
+
+    # -- model files ------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The model file's bytes (see :mod:`sifternet.modelfile`): the options, the image
+        shape and the seed images, from which :meth:`from_bytes` refits."""
+        arrays = {"seeds": self._seeds}
+        if self.seed_labels is not None:
+            arrays["seed_labels"] = self.seed_labels
+        config = {**asdict(self.config), "levels": list(self.config.levels)}
+        return pack({"purifier": KIND, "config": config, "image_shape": list(self.image_shape)}, arrays)
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, num_threads: Optional[int] = None, source: str = "model file"
+    ) -> NearestSeedRepair:
+        """A fitted purifier from model-file bytes, validated (:class:`ModelFileError`
+        naming ``source``) before any array is inflated."""
+        reader = ModelReader(data, source)
+        metadata, found = reader.metadata, reader.members
+        try:
+            if metadata.get("purifier") != KIND:
+                raise ValueError(
+                    f"purifier: expected {KIND!r} (this file holds a SifterNet: use SifterNet.load)"
+                )
+            extra = sorted(set(metadata) - {*HEADER_FIELDS, "purifier", "config", "image_shape"})
+            if extra:
+                raise ValueError(f"metadata: unexpected fields {', '.join(extra)}")
+            config = metadata.get("config")
+            if not isinstance(config, dict):
+                raise TypeError(f"config: expected a JSON object of options, got {type(config).__name__}")
+            missing = [field.name for field in fields(NearestConfig) if field.name not in config]
+            if missing:
+                raise ValueError(f"config: expected every option, missing {', '.join(missing)}")
+            levels = config["levels"]
+            if not isinstance(levels, list):
+                raise TypeError(f"config: levels: expected a list, got {type(levels).__name__}")
+            purifier = cls(num_threads=num_threads, **{**config, "levels": tuple(levels)})
+            shape: Any = metadata.get("image_shape")
+            sides_ok = isinstance(shape, list) and all(type(d) is int and d >= 1 for d in shape)
+            if not sides_ok or len(shape) not in (2, 3):
+                raise ValueError(f"image_shape: expected [H, W] or [H, W, C] of positive ints, got {shape!r}")
+            seeds = found.get("seeds")
+            count = seeds.shape[0] if seeds is not None and len(seeds.shape) == len(shape) + 1 else 0
+            if count < 1:
+                raise ValueError(f"seeds: expected uint8 seeds (P, {', '.join(map(str, shape))}), P >= 1")
+            layout = {
+                "seeds": (("uint8",), (count, *shape)),
+                "seed_labels": (("int8", "int32", "int64"), (count,)),
+            }
+            reader.expect(layout, optional=("seed_labels",))
+            arrays = reader.arrays()
+            labels = arrays.get("seed_labels")
+            return purifier.fit(arrays["seeds"], None if labels is None else labels.astype(np.int64))
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError, ArithmeticError, RuntimeError, MemoryError) as error:
+            raise reader.error(f"invalid model content: {error}") from None
+
+    def save(self, path: PathLike, *, overwrite: bool = False) -> None:
+        """Write the model file atomically; an existing file needs ``overwrite=True``."""
+        write_atomically(path, self.to_bytes(), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: PathLike, *, num_threads: Optional[int] = None) -> NearestSeedRepair:
+        """Read a model file written by :meth:`save` (never unpickles)."""
+        return cls.from_bytes(read_model_file(path), num_threads=num_threads, source=str(path))
+
+    def __getstate__(self) -> dict[str, Any]:
+        if not self._bank:
+            return {"config": asdict(self.config), "num_threads": self.num_threads}
+        return {"model": self.to_bytes(), "num_threads": self.num_threads}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "model" in state:
+            restored = NearestSeedRepair.from_bytes(
+                state["model"], num_threads=state["num_threads"], source="pickled NearestSeedRepair"
+            )
+        else:
+            restored = NearestSeedRepair(num_threads=state["num_threads"], **state["config"])
+        self.__dict__.update(restored.__dict__)

@@ -528,6 +528,11 @@ class SifterNet:
         reader = ModelReader(data, source)
         metadata, found = reader.metadata, reader.members
         try:
+            if "purifier" in metadata:
+                raise ValueError(
+                    f"purifier: this file holds {metadata['purifier']!r}, not a SifterNet: load it with "
+                    "NearestSeedRepair.load"
+                )
             extra = sorted(set(metadata) - {*HEADER_FIELDS, "config", "image_shape"})
             if extra:
                 raise ValueError(

@@ -4,13 +4,17 @@ scored, and bad input is refused."""
 
 from __future__ import annotations
 
+import pickle
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sifternet import _core
+from sifternet import ModelFileError, SifterNet, _core
 from sifternet import reference as ref
+from sifternet.modelfile import pack
 from sifternet.nearest import LEVELS, NearestSeedRepair, level_cut
 
 
@@ -177,3 +181,33 @@ def test_kernel_refuses_mismatched_seeds(fitted):
         )
     with pytest.raises(ValueError, match="low: expected"):
         _core.nearest_repair(images[:, :4], planes, bits, cuts, low, high, thumbs, **options)
+
+
+def test_model_file_round_trip_and_pickle(fitted, tmp_path):
+    purifier, images = fitted
+    path = tmp_path / "nearest.npz"
+    purifier.save(path)
+    loaded = NearestSeedRepair.load(path)
+    assert loaded.config == purifier.config
+    np.testing.assert_array_equal(loaded.purify(images[:30]), purifier.purify(images[:30]))
+    copy = pickle.loads(pickle.dumps(purifier))
+    np.testing.assert_array_equal(copy.purify(images[:30]), purifier.purify(images[:30]))
+    with pytest.raises(FileExistsError, match="already exists"):
+        purifier.save(path)
+    with pytest.raises(ModelFileError, match="this file holds 'nearest-seed-repair', not a SifterNet"):
+        SifterNet.load(path)
+    SifterNet(steps=5).fit(images[:4]).save(tmp_path / "sifternet.npz")
+    with pytest.raises(ModelFileError, match="this file holds a SifterNet: use SifterNet.load"):
+        NearestSeedRepair.load(tmp_path / "sifternet.npz")
+
+
+def test_model_file_with_a_bad_option_is_refused(fitted, tmp_path):
+    purifier, _ = fitted
+    metadata = {"purifier": "nearest-seed-repair", "config": {**asdict(purifier.config), "agreement": 2.0}}
+    metadata["config"]["levels"] = list(purifier.config.levels)
+    data = pack({**metadata, "image_shape": [16, 16, 3]}, {"seeds": purifier._seeds})
+    with pytest.raises(ModelFileError, match=r"bad.npz: invalid model content: agreement: expected"):
+        NearestSeedRepair.from_bytes(data, source="bad.npz")
+    data = pack({**metadata, "image_shape": [16, 8, 3]}, {"seeds": purifier._seeds})
+    with pytest.raises(ModelFileError, match="invalid model content"):
+        NearestSeedRepair.from_bytes(data, source="bad.npz")
