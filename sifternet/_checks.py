@@ -72,6 +72,26 @@ def check_batch(name: str, images: Any) -> np.ndarray:
     return images
 
 
+def check_seeds(seed_images: Any, labels: Any) -> Optional[np.ndarray]:
+    """Check ``seed_images`` as a non-empty uint8 batch (B, H, W) or (B, H, W, C) and
+    ``labels`` as None or B integers; return the labels as int64 (or None)."""
+    check_uint8("seed_images", seed_images)
+    if seed_images.ndim not in (3, 4) or 0 in seed_images.shape:
+        raise ValueError(
+            "seed_images: expected a non-empty batch (B, H, W) or (B, H, W, C), got "
+            f"shape {seed_images.shape}"
+        )
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.shape != seed_images.shape[:1] or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels: expected {len(seed_images)} integers, one per seed image, got "
+            f"dtype {labels.dtype} shape {labels.shape}"
+        )
+    return labels.astype(np.int64)
+
+
 #: Bytes below which check_memory does not look (any machine has them).
 ALWAYS_FITS = 1 << 24
 

@@ -41,11 +41,16 @@ from sifternet.io import (
     write_npz,
     write_scores,
 )
-from sifternet.modelfile import ModelFileError, atomic_path, read_model_file, temporary_path
+from sifternet.modelfile import ModelFileError, ModelReader, atomic_path, read_model_file, temporary_path
+from sifternet.nearest import KIND as NEAREST
+from sifternet.nearest import NearestSeedRepair
 from sifternet.purifier import ORDERS, PurifierConfig, SifterNet
 from sifternet.repair import OUTPUTS
 from sifternet.seeds import STRATEGIES, seed_indices, select_seeds
 from sifternet.triggers import stamp_patch
+
+#: What a model file holds.
+Purifier = Union[SifterNet, NearestSeedRepair]
 
 DATA = Path(__file__).parent / "data"
 DEMOS: dict[str, tuple[int, dict[str, Any]]] = {
@@ -137,7 +142,15 @@ def cmd_fit(args: argparse.Namespace) -> None:
     seeds, seed_labels = select_seeds(
         images, labels, args.per_class, strategy=args.selection, seed=args.selection_seed
     )
-    purifier = SifterNet(num_threads=args.threads, **purifier_options(args)).fit(seeds, seed_labels)
+    options = purifier_options(args)
+    if args.nearest and options:
+        given = ", ".join("--" + name.replace("_", "-") for name in options)
+        raise CliError(f"--nearest: takes none of SifterNet's options, got {given}")
+    purifier: Purifier = (
+        NearestSeedRepair(num_threads=args.threads)
+        if args.nearest
+        else SifterNet(num_threads=args.threads, **options)
+    ).fit(seeds, seed_labels)
     purifier.save(out, overwrite=args.force)
     print(f"fitted {purifier!r}\n  on {len(seeds)} seeds from {shown(args.source)} -> {shown(out)}")
 
@@ -231,19 +244,33 @@ def cmd_purify(args: argparse.Namespace) -> None:
     if scores is not None:
         _check_scores_output(scores, args)
     data = read_model_file(model)
-    purifier = SifterNet.from_bytes(data, num_threads=args.threads, source=str(model))
+    purifier: Purifier
     changes = {k: v for k, v in purifier_options(args).items() if k in ("seed", "steps")}
-    if changes:
-        purifier = purifier.with_options(**changes)
-    settings = {"model_sha256": hashlib.sha256(data).hexdigest(), "options": asdict(purifier.config)}
+    if ModelReader(data, str(model)).metadata.get("purifier") == NEAREST:
+        if changes:
+            given = " and ".join("--" + name for name in changes)
+            raise CliError(
+                f"{given}: {shown(model)} holds a nearest-seed repair, which has no random stream or steps"
+            )
+        purifier = NearestSeedRepair.from_bytes(data, num_threads=args.threads, source=str(model))
+    else:
+        purifier = SifterNet.from_bytes(data, num_threads=args.threads, source=str(model))
+        if changes:
+            purifier = purifier.with_options(**changes)
+    options = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(purifier.config).items()}
+    settings = {"model_sha256": hashlib.sha256(data).hexdigest(), "options": options}  # as JSON reads back
     if folder:
         originals = _purify_folder(purifier, settings, source, target, args)
     else:
         originals = _purify_array(purifier, source, target, args)
     if preview is not None:
         sample = np.asarray(originals)
-        write_image(preview, preview_grid([sample, purifier.binarize(sample), purifier.purify(sample)]))
-        print(f"preview (original | binarised | purified) -> {shown(preview)}")
+        if isinstance(purifier, SifterNet):
+            middle, name = purifier.binarize(sample), "binarised"
+        else:
+            middle, name = purifier.purify_scored(sample).flipped.astype(np.uint8) * np.uint8(255), "repaired"
+        write_image(preview, preview_grid([sample, middle, purifier.purify(sample)]))
+        print(f"preview (original | {name} | purified) -> {shown(preview)}")
 
 
 def _progress(total: int, what: str) -> tqdm:
@@ -266,7 +293,7 @@ def _output_names(files: list[Path], source: Path) -> list[str]:
 
 
 def _purify_folder(
-    purifier: SifterNet, settings: dict[str, Any], source: Path, target: Path, args: argparse.Namespace
+    purifier: Purifier, settings: dict[str, Any], source: Path, target: Path, args: argparse.Namespace
 ) -> Union[np.ndarray, list[np.ndarray]]:
     files = list_images(source)
     names = _output_names(files, source)
@@ -288,7 +315,7 @@ def _purify_folder(
 
 
 def _finish_folder(
-    purifier: SifterNet,
+    purifier: Purifier,
     settings: dict[str, Any],
     source: Path,
     files: list[Path],
@@ -370,7 +397,7 @@ def _finish_folder(
 
 
 def _purify_array(
-    purifier: SifterNet, source: Path, target: Path, args: argparse.Namespace
+    purifier: Purifier, source: Path, target: Path, args: argparse.Namespace
 ) -> Union[np.ndarray, list[np.ndarray]]:
     refuse_existing(target, args.force)
     images = load_array(source, "images", image_shape=purifier.image_shape)
@@ -398,7 +425,7 @@ def _purify_array(
 
 
 def _purify_chunks(
-    purifier: SifterNet, images: np.ndarray, out: np.ndarray, chunk: int, scored: bool
+    purifier: Purifier, images: np.ndarray, out: np.ndarray, chunk: int, scored: bool
 ) -> list[tuple[float, int]]:
     """out[i] = purified images[i], ``chunk`` images at a time, each with its global index;
     with ``scored``, returns each image's suspicion score and number of flipped pixels."""
@@ -552,6 +579,11 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     )
     fit.add_argument("--out", required=True, help="model file to write (.npz)")
     fit.add_argument("--per-class", type=int, default=2, help="seeds per class (default 2)")
+    fit.add_argument(
+        "--nearest",
+        action="store_true",
+        help="fit a nearest-seed repair (trigger-agnostic, its defaults) instead of a SifterNet",
+    )
     fit.add_argument(
         "--selection", choices=STRATEGIES, default="random", help="how seeds are chosen (default random)"
     )

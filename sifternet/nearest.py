@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from sifternet import _core
-from sifternet._checks import check_batch, check_finite, check_fraction, check_int, check_uint8
+from sifternet._checks import check_finite, check_fraction, check_int, check_seeds, check_uint8
 from sifternet._threads import resolve_num_threads
 from sifternet.modelfile import (
     HEADER_FIELDS,
@@ -140,15 +140,7 @@ class NearestSeedRepair:
     def fit(self, seed_images: np.ndarray, labels: Optional[np.ndarray] = None) -> NearestSeedRepair:
         """Keep the clean ``seed_images`` (B, H, W) or (B, H, W, C) uint8, their 3 x 3
         ranges and thumbnails. ``labels`` (one per seed) are only checked and kept."""
-        check_batch("seed_images", seed_images)
-        if 0 in seed_images.shape:
-            raise ValueError(f"seed_images: expected a non-empty batch, got shape {seed_images.shape}")
-        if labels is not None:
-            labels = np.asarray(labels)
-            if labels.shape != (len(seed_images),):
-                raise ValueError(
-                    f"labels: expected one label per seed image ({len(seed_images)},), got {labels.shape}"
-                )
+        labels = check_seeds(seed_images, labels)
         n_seeds, height, width = seed_images.shape[:3]
         seeds = seed_images.reshape(n_seeds, height, width, -1)
         c = self.config

@@ -13,6 +13,7 @@ from sifternet._checks import (
     check_fraction,
     check_int,
     check_memory,
+    check_seeds,
     check_uint8,
 )
 from sifternet._threads import resolve_num_threads
@@ -310,25 +311,13 @@ class SifterNet:
         ``labels`` (optional, one per seed) are only checked and kept with the model.
         Returns ``self``.
         """
-        check_uint8("seed_images", seed_images)
-        if seed_images.ndim not in (3, 4) or 0 in seed_images.shape:
-            raise ValueError(
-                "seed_images: expected a non-empty batch (B, H, W) or (B, H, W, C), got "
-                f"shape {seed_images.shape}"
-            )
-        if labels is not None:
-            labels = np.asarray(labels)
-            if labels.shape != seed_images.shape[:1] or labels.dtype.kind not in "iu":
-                raise ValueError(
-                    f"labels: expected {len(seed_images)} integers, one per seed image, got "
-                    f"dtype {labels.dtype} shape {labels.shape}"
-                )
+        labels = check_seeds(seed_images, labels)
         self._image_shape = tuple(int(d) for d in seed_images.shape[1:])
         self.networks = [
             HopfieldNetwork(num_threads=self.num_threads).fit(plane, rule=self.config.rule)
             for plane in _planes(self.to_states(seed_images))
         ]
-        self.seed_labels = None if labels is None else labels.astype(np.int64)
+        self.seed_labels = labels
         return self
 
     # -- the stages: images -> states -> recall -> states -> images ------------------

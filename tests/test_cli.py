@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sifternet import ModelFileError, SifterNet
+from sifternet import ModelFileError, NearestSeedRepair, SifterNet
 from sifternet.cli import EVAL_COMMANDS, CliError, build_parser, main
 from sifternet.modelfile import FILE_MODE
 
@@ -146,6 +146,35 @@ def test_purify_steps_none_recalls_until_converged(data, model, tmp_path):
     with np.load(data) as source, np.load(out) as result:
         want = SifterNet.load(model).with_options(steps=None).purify(source["images"])
         np.testing.assert_array_equal(result["images"], want)
+
+
+def test_nearest_model_fits_and_purifies_arrays_and_folders(data, folders, tmp_path, capsys):
+    model = tmp_path / "nearest.npz"
+    assert main(["fit", str(data), "--out", str(model), "--nearest", "--per-class", "3"]) == 0
+    out, grid, table = tmp_path / "out.npz", tmp_path / "grid.png", tmp_path / "scores.csv"
+    extras = ["--preview", str(grid), "--scores", str(table)]
+    assert main(["purify", str(model), str(data), str(out), *extras]) == 0
+    with np.load(data) as source, np.load(out) as result:
+        want = NearestSeedRepair.load(model).purify(source["images"])
+        np.testing.assert_array_equal(result["images"], want)
+    assert "(original | repaired | purified)" in capsys.readouterr().out and cv2.imread(str(grid)) is not None
+    assert table.read_text().splitlines()[0] == "input,score,flipped_pixels"
+    _, inbox, target = folders
+    model = tmp_path / "nearest-folder.npz"
+    assert main(["fit", str(tmp_path / "seeds"), "--out", str(model), "--nearest", "--per-class", "1"]) == 0
+    assert main(["purify", str(model), str(inbox), str(target)]) == 0
+    assert main(["purify", str(model), str(inbox), str(target), "--resume"]) == 0
+    assert "3 finished outputs kept" in capsys.readouterr().out
+
+
+def test_nearest_model_refuses_sifternet_options(data, tmp_path):
+    model = tmp_path / "nearest.npz"
+    with pytest.raises(CliError, match="--nearest: takes none of SifterNet's options, got --binarize"):
+        run(["fit", str(data), "--out", str(model), "--nearest", "--binarize", "otsu"])
+    assert not model.exists()
+    assert main(["fit", str(data), "--out", str(model), "--nearest"]) == 0
+    with pytest.raises(CliError, match="--seed: .*nearest.npz holds a nearest-seed repair"):
+        run(["purify", str(model), str(data), str(tmp_path / "out.npy"), "--seed", "3"])
 
 
 def test_folders_in_and_out(folders):

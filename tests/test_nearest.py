@@ -160,7 +160,7 @@ def test_bad_images_are_refused(fitted):
         purifier.purify(images[:, :8])
     with pytest.raises(ValueError, match="seed_images: expected a non-empty batch"):
         NearestSeedRepair().fit(images[:0])
-    with pytest.raises(ValueError, match="labels: expected one label per seed image"):
+    with pytest.raises(ValueError, match="labels: expected 4 integers, one per seed image"):
         NearestSeedRepair().fit(images[:4], np.zeros(3))
 
 
