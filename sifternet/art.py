@@ -21,17 +21,17 @@ import numpy as np
 from art.defences.preprocessor import Preprocessor
 
 from sifternet._threads import resolve_num_threads
-from sifternet.purifier import SifterNet
+from sifternet.purifiers import Purifier, check_fitted
 
 __all__ = ["SifterNetPreprocessor"]
 
 
 class SifterNetPreprocessor(Preprocessor):
-    """An ART preprocessing defence that purifies images with a fitted :class:`SifterNet`.
+    """An ART preprocessing defence that purifies images with a fitted purifier.
 
     Parameters
     ----------
-    purifier : SifterNet
+    purifier : SifterNet or NearestSeedRepair
         A fitted purifier (grey (H, W) or colour (H, W, C)).
     clip_values : (float, float)
         The estimator's input range, mapped linearly onto pixels 0..255 (default (0, 1)).
@@ -56,7 +56,7 @@ class SifterNetPreprocessor(Preprocessor):
 
     def __init__(
         self,
-        purifier: SifterNet,
+        purifier: Purifier,
         *,
         clip_values: tuple[float, float] = (0.0, 1.0),
         channels_first: bool = False,
@@ -64,9 +64,7 @@ class SifterNetPreprocessor(Preprocessor):
         apply_fit: bool = False,
         apply_predict: bool = True,
     ) -> None:
-        if not isinstance(purifier, SifterNet):
-            raise TypeError(f"purifier: expected a fitted SifterNet, got {type(purifier).__name__}")
-        purifier.image_shape  # noqa: B018  (raises RuntimeError when not fitted)
+        check_fitted(purifier)
         super().__init__(is_fitted=True, apply_fit=apply_fit, apply_predict=apply_predict)
         self.purifier = purifier
         self.clip_values = clip_values

@@ -41,16 +41,13 @@ from sifternet.io import (
     write_npz,
     write_scores,
 )
-from sifternet.modelfile import ModelFileError, ModelReader, atomic_path, read_model_file, temporary_path
-from sifternet.nearest import KIND as NEAREST
+from sifternet.modelfile import ModelFileError, atomic_path, read_model_file, temporary_path
 from sifternet.nearest import NearestSeedRepair
 from sifternet.purifier import ORDERS, PurifierConfig, SifterNet
+from sifternet.purifiers import Purifier, from_model_bytes
 from sifternet.repair import OUTPUTS
 from sifternet.seeds import STRATEGIES, seed_indices, select_seeds
 from sifternet.triggers import stamp_patch
-
-#: What a model file holds.
-Purifier = Union[SifterNet, NearestSeedRepair]
 
 DATA = Path(__file__).parent / "data"
 DEMOS: dict[str, tuple[int, dict[str, Any]]] = {
@@ -244,19 +241,15 @@ def cmd_purify(args: argparse.Namespace) -> None:
     if scores is not None:
         _check_scores_output(scores, args)
     data = read_model_file(model)
-    purifier: Purifier
+    purifier = from_model_bytes(data, num_threads=args.threads, source=str(model))
     changes = {k: v for k, v in purifier_options(args).items() if k in ("seed", "steps")}
-    if ModelReader(data, str(model)).metadata.get("purifier") == NEAREST:
-        if changes:
-            given = " and ".join("--" + name for name in changes)
-            raise CliError(
-                f"{given}: {shown(model)} holds a nearest-seed repair, which has no random stream or steps"
-            )
-        purifier = NearestSeedRepair.from_bytes(data, num_threads=args.threads, source=str(model))
-    else:
-        purifier = SifterNet.from_bytes(data, num_threads=args.threads, source=str(model))
-        if changes:
-            purifier = purifier.with_options(**changes)
+    if changes and isinstance(purifier, NearestSeedRepair):
+        given = " and ".join("--" + name for name in changes)
+        raise CliError(
+            f"{given}: {shown(model)} holds a nearest-seed repair, which has no random stream or steps"
+        )
+    if changes and isinstance(purifier, SifterNet):
+        purifier = purifier.with_options(**changes)
     options = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(purifier.config).items()}
     settings = {"model_sha256": hashlib.sha256(data).hexdigest(), "options": options}  # as JSON reads back
     if folder:

@@ -24,12 +24,12 @@ import numpy as np
 from dask.base import tokenize
 
 from sifternet._threads import resolve_num_threads
-from sifternet.purifier import SifterNet
+from sifternet.purifiers import Purifier, check_fitted
 
 __all__ = ["purify"]
 
 
-def purify(images: da.Array, purifier: SifterNet, *, num_threads: Optional[int] = 1) -> da.Array:
+def purify(images: da.Array, purifier: Purifier, *, num_threads: Optional[int] = 1) -> da.Array:
     """Purified ``images`` as a lazy uint8 ``dask.array`` of the same shape and chunks.
 
     Parameters
@@ -52,9 +52,7 @@ def purify(images: da.Array, purifier: SifterNet, *, num_threads: Optional[int] 
     """
     if not isinstance(images, da.Array):
         raise TypeError(f"images: expected a dask.array.Array, got {type(images).__name__}")
-    if not isinstance(purifier, SifterNet):
-        raise TypeError(f"purifier: expected a fitted SifterNet, got {type(purifier).__name__}")
-    shape = purifier.image_shape
+    shape = check_fitted(purifier).image_shape
     if images.dtype != np.uint8:
         raise TypeError(f"images: expected dtype uint8, got {images.dtype}")
     if images.shape[1:] != shape:
@@ -81,7 +79,7 @@ def purify(images: da.Array, purifier: SifterNet, *, num_threads: Optional[int] 
 
 
 def _purify_block(
-    block: np.ndarray, purifier: SifterNet, num_threads: Optional[int], block_info: Any = None
+    block: np.ndarray, purifier: Purifier, num_threads: Optional[int], block_info: Any = None
 ) -> np.ndarray:
     """One block, keyed by its first image's position in the whole array."""
     start = block_info[0]["array-location"][0][0]

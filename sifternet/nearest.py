@@ -137,6 +137,12 @@ class NearestSeedRepair:
             raise RuntimeError("this NearestSeedRepair is not fitted yet: call fit(seed_images)")
         return self._fitted_shape
 
+    @property
+    def n_channels(self) -> int:
+        """Colour channels of the fitted images (1 for grey)."""
+        shape = self.image_shape
+        return shape[2] if len(shape) == 3 else 1
+
     def fit(self, seed_images: np.ndarray, labels: Optional[np.ndarray] = None) -> NearestSeedRepair:
         """Keep the clean ``seed_images`` (B, H, W) or (B, H, W, C) uint8, their 3 x 3
         ranges and thumbnails. ``labels`` (one per seed) are only checked and kept."""

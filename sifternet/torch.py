@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from sifternet._threads import resolve_num_threads
-from sifternet.purifier import SifterNet
+from sifternet.purifiers import Purifier, check_fitted
 
 try:  # torchvision is optional: without it the transform is a plain callable
     from torchvision import tv_tensors
@@ -44,7 +44,7 @@ ImageLike = Union[torch.Tensor, Image.Image]
 
 
 def purify_image(
-    purifier: SifterNet, image: ImageLike, *, index_offset: int = 0, num_threads: Optional[int] = 1
+    purifier: Purifier, image: ImageLike, *, index_offset: int = 0, num_threads: Optional[int] = 1
 ) -> ImageLike:
     """``image`` purified, in its own type: a uint8 tensor (C, H, W) or (B, C, H, W) or a
     PIL image (mode ``L`` for a grey purifier, ``RGB`` for a colour one).
@@ -90,12 +90,6 @@ def purify_image(
     return out if type(image) is torch.Tensor else out.as_subclass(type(image))
 
 
-def _check_fitted(purifier: Any) -> None:
-    if not isinstance(purifier, SifterNet):
-        raise TypeError(f"purifier: expected a fitted SifterNet, got {type(purifier).__name__}")
-    purifier.image_shape  # noqa: B018  (raises RuntimeError when not fitted)
-
-
 def _is_plain_tensor(value: Any) -> bool:
     """A tensor that is not a torchvision tv_tensor (boxes, masks, ... pass through)."""
     return type(value) is torch.Tensor
@@ -107,7 +101,7 @@ class PurifyTransform(v2.Transform if v2 is not None else object):  # type: igno
 
     Parameters
     ----------
-    purifier : SifterNet
+    purifier : SifterNet or NearestSeedRepair
         A fitted purifier; the transform only reads it (safe across DataLoader workers).
     index_offset : int
         The global index of every single image (of image 0 of a batch). Use
@@ -125,9 +119,9 @@ class PurifyTransform(v2.Transform if v2 is not None else object):  # type: igno
     if v2 is not None:
         _transformed_types = (tv_tensors.Image, Image.Image, _is_plain_tensor)
 
-    def __init__(self, purifier: SifterNet, *, index_offset: int = 0, num_threads: Optional[int] = 1) -> None:
+    def __init__(self, purifier: Purifier, *, index_offset: int = 0, num_threads: Optional[int] = 1) -> None:
         super().__init__()
-        _check_fitted(purifier)
+        check_fitted(purifier)
         resolve_num_threads(num_threads)
         if isinstance(index_offset, bool) or not isinstance(index_offset, int) or index_offset < 0:
             raise ValueError(f"index_offset: expected a non-negative int, got {index_offset!r}")
@@ -165,7 +159,7 @@ class PurifiedDataset(torch.utils.data.Dataset):
     ----------
     dataset : torch.utils.data.Dataset
         Map-style, with ``__len__``; its images are uint8 tensors (C, H, W) or PIL images.
-    purifier : SifterNet
+    purifier : SifterNet or NearestSeedRepair
         A fitted purifier (read only; pickles compactly to spawned workers).
     transform : callable, optional
         Applied to each purified image (augmentation, ``ToDtype``, ``Normalize``).
@@ -176,12 +170,12 @@ class PurifiedDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         dataset: Any,
-        purifier: SifterNet,
+        purifier: Purifier,
         *,
         transform: Optional[Callable[[Any], Any]] = None,
         num_threads: Optional[int] = 1,
     ) -> None:
-        _check_fitted(purifier)
+        check_fitted(purifier)
         resolve_num_threads(num_threads)
         self.dataset = dataset
         self.purifier = purifier

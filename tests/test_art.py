@@ -131,7 +131,7 @@ def test_an_unfitted_purifier_is_refused():
 
 
 def test_something_else_than_a_purifier_is_refused():
-    with pytest.raises(TypeError, match="purifier: expected a fitted SifterNet, got str"):
+    with pytest.raises(TypeError, match="expected a fitted SifterNet or NearestSeedRepair, got str"):
         SifterNetPreprocessor("model.npz")
 
 
@@ -185,3 +185,10 @@ def test_gradient_is_the_identity_bpda(colour, classifier):
     np.testing.assert_allclose(
         defended.loss_gradient(x, y), bare.loss_gradient(purified, y), rtol=1e-5, atol=1e-7
     )
+
+
+def test_a_nearest_seed_repair_preprocesses_too(colour):
+    images = colour[0]
+    nearest = sifternet.NearestSeedRepair().fit(images[::4])
+    out, _ = SifterNetPreprocessor(nearest, clip_values=(0, 255))(images)
+    np.testing.assert_array_equal(out, nearest.purify(images))

@@ -110,7 +110,7 @@ def test_an_unfitted_purifier_is_refused(images):
 
 
 def test_something_else_than_a_purifier_is_refused(images):
-    with pytest.raises(TypeError, match="purifier: expected a fitted SifterNet, got str"):
+    with pytest.raises(TypeError, match="expected a fitted SifterNet or NearestSeedRepair, got str"):
         purify(da.from_array(images), "model.npz")
 
 
@@ -150,3 +150,9 @@ def test_process_cluster_matches_one_shot(images, purifier, expected):
         for chunks in (100, (1, 515), (200, 16, 300)):
             lazy = purify(da.from_array(images, chunks=(chunks, -1, -1, -1)), purifier)
             np.testing.assert_array_equal(client.compute(lazy).result(), expected)
+
+
+def test_a_nearest_seed_repair_is_mapped_too(images: np.ndarray):
+    nearest = sifternet.NearestSeedRepair().fit(images[::40])
+    chunked = purify(da.from_array(images, chunks=(100, 32, 32, 3)), nearest, num_threads=2)
+    np.testing.assert_array_equal(chunked.compute(), nearest.purify(images))

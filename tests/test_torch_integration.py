@@ -177,7 +177,7 @@ def test_an_unfitted_purifier_is_refused():
 
 
 def test_a_dataset_refuses_something_else_than_a_purifier(colour):
-    with pytest.raises(TypeError, match="purifier: expected a fitted SifterNet, got str"):
+    with pytest.raises(TypeError, match="expected a fitted SifterNet or NearestSeedRepair, got str"):
         PurifiedDataset(Pairs(colour[0]), "model.npz")
 
 
@@ -254,3 +254,10 @@ def test_torchvision_v2_transform(colour):
     assert isinstance(out, tv_tensors.Image) and label == 7
     np.testing.assert_array_equal(out.numpy(), chw(expected)[2].numpy())
     assert out_boxes is boxes
+
+
+def test_a_nearest_seed_repair_transforms_too(colour):
+    images = colour[0]
+    nearest = sifternet.NearestSeedRepair().fit(images[::4])
+    batch = PurifyTransform(nearest)(chw(images))
+    np.testing.assert_array_equal(batch.numpy(), chw(nearest.purify(images)).numpy())

@@ -458,6 +458,7 @@ GRID_DEFENSES: dict[str, tuple[str, ...]] = {
         "sifternet-repair-dark",
         "sifternet-repair-both",
         "sifternet-repair-otsu",
+        "sifternet-nearest",
         *FLOOR_DEFENSES,
     ),
 }
