@@ -304,14 +304,12 @@ py::array_t<std::int64_t> thumbnails(const py::object& images_obj, std::int64_t 
 }
 
 // Nearest-seed repair; the seeds' arrays are checked against the images and each other.
-py::tuple nearest_repair(const py::object& images_obj, const py::object& planes_obj,
-                         const py::object& bits_obj, const py::object& cuts_obj,
+py::tuple nearest_repair(const py::object& images_obj, const py::object& bits_obj, const py::object& cuts_obj,
                          const py::object& low_obj, const py::object& high_obj,
                          const py::object& thumbs_obj, std::int64_t side, std::int64_t neighbours,
                          double agreement, bool support, std::int64_t max_area, std::int64_t grow,
                          std::int64_t fill_size, std::int64_t window, std::int64_t num_threads) {
     const auto images = as_array<std::uint8_t>(images_obj, "images", 4);
-    const auto planes = as_array<std::int8_t>(planes_obj, "planes", 4);
     const auto bits = as_array<std::uint64_t>(bits_obj, "bits", 4);
     const auto cuts = as_array<std::uint8_t>(cuts_obj, "cuts", 1);
     const auto low = as_array<std::uint8_t>(low_obj, "low", 3);
@@ -332,7 +330,6 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& planes_
     if (P < 1) throw py::value_error("low: expected at least one seed, got " + shape_of(low));
     expect(low, "low", {P, C, N});
     expect(high, "high", {P, C, N});
-    expect(planes, "planes", {P, L, C, N});
     expect(bits, "bits", {P, L, C, words});
     require_range("side", side, 1, 1 << 12);
     if (thumbs.shape(0) != P || thumbs.shape(1) != side * side * C) {
@@ -343,7 +340,7 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& planes_
         throw py::value_error("agreement: expected a fraction in [0, 1), got " + std::to_string(agreement));
     }
     require_range("neighbours", neighbours, 1, std::numeric_limits<std::int32_t>::max());
-    if (static_cast<double>(std::min<py::ssize_t>(neighbours, P)) * static_cast<double>(H * W) >= 2147483648.0) {
+    if (static_cast<double>(std::min<py::ssize_t>(neighbours, P)) * static_cast<double>(H * W) >= 1073741824.0) {
         throw py::value_error("neighbours: " + std::to_string(neighbours) + " memories of " +
                               std::to_string(H * W) + " pixels overflow the int32 field; use fewer");
     }
@@ -360,7 +357,7 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& planes_
     config.fill_size = fill_size;
     config.window = window;
     config.num_threads = threads_arg(num_threads);
-    const sifternet::NearestSeeds bank{planes.data(), bits.data(), cuts.data(), low.data(), high.data(),
+    const sifternet::NearestSeeds bank{bits.data(), cuts.data(), low.data(), high.data(),
                                        thumbs.data(), P, L, words, thumbs.shape(1), side};
     const sifternet::RepairShape shape{images.shape(0), H, W, C};
     py::array_t<std::uint8_t> out({shape.B, H, W, C});
@@ -463,7 +460,7 @@ PYBIND11_MODULE(_core, m) {
 
     m.def("thumbnails", &thumbnails, py::arg("images"), py::arg("side"),
           "Block sums (B, side * side * C) int64 of images (B, H, W, C) uint8 on a side x side grid.");
-    m.def("nearest_repair", &nearest_repair, py::arg("images"), py::arg("planes"), py::arg("bits"),
+    m.def("nearest_repair", &nearest_repair, py::arg("images"), py::arg("bits"),
           py::arg("cuts"),
           py::arg("low"), py::arg("high"), py::arg("thumbs"), py::kw_only(), py::arg("side"),
           py::arg("neighbours"), py::arg("agreement"), py::arg("support"), py::arg("max_area"),

@@ -78,13 +78,12 @@ void repair_images(const std::uint8_t* images, const std::int8_t* binarised,
                    std::uint8_t* out);
 
 // The seeds of nearest-seed repair, for images (H, W, C) of N = H W pixels: each seed's
-// states at each level of the thermometer, planes (P, levels, C, N) (> 0: +1, value >
-// cuts[level]; else -1), and the same packed, bits (P, levels, C, words), bit (p & 63) of
-// word (p >> 6) set for +1, words = ceil(N / 64); the per-channel minimum and maximum of
+// states at each level of the thermometer, packed: bits (P, levels, C, words), bit (p & 63)
+// of word (p >> 6) set where the value > cuts[level] (+1), words = ceil(N / 64), the
+// padding bits clear; the per-channel minimum and maximum of
 // each seed over the 3x3 window of each pixel, widened by the support tolerance, planar
 // (P, C, N); thumbnails (P, T), T = side side C (see thumbnails()).
 struct NearestSeeds {
-    const std::int8_t* planes;
     const std::uint64_t* bits;
     const std::uint8_t* cuts;
     const std::uint8_t* low;
@@ -94,7 +93,7 @@ struct NearestSeeds {
 };
 
 struct NearestConfig {
-    std::int64_t neighbours = 16;  // k: the memories of an image, >= 1; k N < 2^31
+    std::int64_t neighbours = 16;  // k: the memories of an image, >= 1; k N < 2^30
     double agreement = 0.9;        // the gate, in [0, 1)
     bool support = true;           // mark small blobs that no memory supports
     std::int64_t max_area = 0;     // the largest unsupported blob repaired (pixels)

@@ -42,14 +42,16 @@ SIFTERNET_HOT void choose_memories(const std::int64_t* thumb, const NearestSeeds
         for (Index i = 0; i < seeds.T; ++i) d += (thumb[i] - t[i]) * (thumb[i] - t[i]);
         s.distance[static_cast<std::size_t>(j)] = {d, j};
     }
-    std::partial_sort(s.distance.begin(), s.distance.begin() + k, s.distance.end());
+    // (distance, seed) pairs are distinct, so the k smallest and their order are unique.
+    std::nth_element(s.distance.begin(), s.distance.begin() + (k - 1), s.distance.end());
+    std::sort(s.distance.begin(), s.distance.begin() + k);
     for (Index j = 0; j < k; ++j) s.memories[static_cast<std::size_t>(j)] = s.distance[j].second;
 }
 
 // One level of the thermometer: per channel, the memories' one-step Hebbian field
 // h_p = sum_j m_j x_jp with overlaps m_j = x_j . s = N - 2 popcount(x_j XOR s) over packed
 // bits; a pixel is a hole when -s_p h_p > agreement * sum_j |m_j| in any channel. The
-// caller checks that k N fits int32.
+// caller checks that 2 k N fits int32.
 SIFTERNET_HOT void gate_level(const NearestSeeds& seeds,
                               const RepairShape& shape, Index k, Index level, double agreement,
                               NearestScratch& s) {
@@ -82,16 +84,30 @@ SIFTERNET_HOT void gate_level(const NearestSeeds& seeds,
             s.overlap[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(N - 2 * differ);
             mass += std::abs(N - 2 * differ);
         }
+        // field_p = sum_j m_j [x_jp = +1], from the packed bits 32 pixels at a time; then
+        // h_p = 2 field_p - sum_j m_j.
         std::fill(field, field + N, 0);
+        std::int32_t total = 0;
         for (Index j = 0; j < k; ++j) {
             const Index plane = (s.memories[static_cast<std::size_t>(j)] * seeds.levels + level) * C + c;
-            const std::int8_t* x = seeds.planes + plane * N;
+            const std::uint64_t* theirs = seeds.bits + plane * words;
             const std::int32_t m = s.overlap[static_cast<std::size_t>(j)];
-            for (Index p = 0; p < N; ++p) field[p] += x[p] > 0 ? m : -m;
+            total += m;
+            for (Index first = 0; first < N; first += 32) {
+                const std::uint64_t word = theirs[first >> 6];
+                const auto half = static_cast<std::uint32_t>(first & 32 ? word >> 32 : word);
+                std::int32_t* at = field + first;
+                if (N - first >= 32) {
+                    for (std::uint32_t b = 0; b < 32; ++b) at[b] += m & -static_cast<std::int32_t>((half >> b) & 1U);
+                } else {
+                    for (Index b = 0; b < N - first; ++b) at[b] += m & -static_cast<std::int32_t>((half >> b) & 1U);
+                }
+            }
         }
         // An integer exceeds agreement * mass exactly when it exceeds its floor.
         const auto bound = static_cast<std::int32_t>(std::floor(agreement * static_cast<double>(mass)));
-        for (Index p = 0; p < N; ++p) holes[p] |= static_cast<std::uint8_t>(-state[p] * field[p] > bound);
+        for (Index p = 0; p < N; ++p)
+            holes[p] |= static_cast<std::uint8_t>(-state[p] * (2 * field[p] - total) > bound);
     }
 }
 

@@ -54,7 +54,6 @@ def repair(
 def thumbnails(images: np.ndarray, side: int) -> np.ndarray: ...
 def nearest_repair(
     images: np.ndarray,
-    planes: np.ndarray,
     bits: np.ndarray,
     cuts: np.ndarray,
     low: np.ndarray,

@@ -152,10 +152,10 @@ class NearestSeedRepair:
         c = self.config
         cuts = np.array([level_cut(t) for t in c.levels], np.uint8)
         planar = seeds.reshape(n_seeds, height * width, -1).transpose(0, 2, 1)  # (P, C, N)
-        planes = np.where(planar[:, None] > cuts[None, :, None, None], 1, -1).astype(np.int8)
+        above = planar[:, None] > cuts[None, :, None, None]  # (P, levels, C, N)
         words = -(-height * width // 64)
-        packed = np.zeros(planes.shape[:3] + (8 * words,), np.uint8)
-        packed[..., : -(-height * width // 8)] = np.packbits(planes > 0, axis=-1, bitorder="little")
+        packed = np.zeros(above.shape[:3] + (8 * words,), np.uint8)
+        packed[..., : -(-height * width // 8)] = np.packbits(above, axis=-1, bitorder="little")
         bits = packed.view("<u8").astype(np.uint64)  # bit (p & 63) of word (p >> 6): pixel p
         low, high = (
             np.ascontiguousarray(r.reshape(n_seeds, height * width, -1).transpose(0, 2, 1))
@@ -164,7 +164,7 @@ class NearestSeedRepair:
         slack = c.tolerance or 0
         low = np.maximum(low.astype(np.int16) - slack, 0).astype(np.uint8)
         high = np.minimum(high.astype(np.int16) + slack, 255).astype(np.uint8)
-        self._bank = (planes, bits, cuts, low, high, _core.thumbnails(seeds, c.thumbnail))
+        self._bank = (bits, cuts, low, high, _core.thumbnails(seeds, c.thumbnail))
         self._seeds = np.ascontiguousarray(seed_images)
         self._fitted_shape = seed_images.shape[1:]
         self.seed_labels = labels

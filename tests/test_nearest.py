@@ -166,21 +166,19 @@ def test_bad_images_are_refused(fitted):
 
 def test_kernel_refuses_mismatched_seeds(fitted):
     purifier, images = fitted
-    planes, bits, cuts, low, high, thumbs = purifier._bank
+    bits, cuts, low, high, thumbs = purifier._bank
     options = dict(side=8, neighbours=4, agreement=0.9, support=True, max_area=10, grow=1)
     options.update(fill_size=5, window=3, num_threads=1)
     with pytest.raises(ValueError, match=r"high: expected \(40, 3, 256\) for the images"):
-        _core.nearest_repair(images, planes, bits, cuts, low, high[:3], thumbs, **options)
-    with pytest.raises(ValueError, match="planes: expected"):
-        _core.nearest_repair(images, planes[:, :2], bits, cuts, low, high, thumbs, **options)
+        _core.nearest_repair(images, bits, cuts, low, high[:3], thumbs, **options)
+    with pytest.raises(ValueError, match="bits: expected"):
+        _core.nearest_repair(images, bits[:, :2], cuts, low, high, thumbs, **options)
     with pytest.raises(ValueError, match="thumbs: expected"):
-        _core.nearest_repair(images, planes, bits, cuts, low, high, thumbs, **{**options, "side": 4})
+        _core.nearest_repair(images, bits, cuts, low, high, thumbs, **{**options, "side": 4})
     with pytest.raises(ValueError, match=r"agreement: expected a fraction in \[0, 1\)"):
-        _core.nearest_repair(
-            images, planes, bits, cuts, low, high, thumbs, **{**options, "agreement": np.nan}
-        )
+        _core.nearest_repair(images, bits, cuts, low, high, thumbs, **{**options, "agreement": np.nan})
     with pytest.raises(ValueError, match="low: expected"):
-        _core.nearest_repair(images[:, :4], planes, bits, cuts, low, high, thumbs, **options)
+        _core.nearest_repair(images[:, :4], bits, cuts, low, high, thumbs, **options)
 
 
 def test_model_file_round_trip_and_pickle(fitted, tmp_path):
