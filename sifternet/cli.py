@@ -240,6 +240,14 @@ def cmd_purify(args: argparse.Namespace) -> None:
         _check_image_output("--preview", preview, args.force)
     if scores is not None:
         _check_scores_output(scores, args)
+    if args.reject_above is not None:
+        if not 0.0 <= args.reject_above <= 1.0:
+            raise CliError(f"--reject-above: expected a score threshold in [0, 1], got {args.reject_above}")
+        if not folder and target.suffix.lower() != ".npz":
+            raise CliError(
+                f"--reject-above: {shown(target)} can hold only the images; use a .npz output (a "
+                "'rejected' array beside them) or a folder"
+            )
     data = read_model_file(model)
     purifier = from_model_bytes(data, num_threads=args.threads, source=str(model))
     changes = {k: v for k, v in purifier_options(args).items() if k in ("seed", "steps")}
@@ -252,6 +260,8 @@ def cmd_purify(args: argparse.Namespace) -> None:
         purifier = purifier.with_options(**changes)
     options = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(purifier.config).items()}
     settings = {"model_sha256": hashlib.sha256(data).hexdigest(), "options": options}  # as JSON reads back
+    if args.reject_above is not None:
+        settings["reject_above"] = args.reject_above
     if folder:
         originals = _purify_folder(purifier, settings, source, target, args)
     else:
@@ -294,15 +304,16 @@ def _purify_folder(
     target.mkdir(parents=True, exist_ok=True)
     try:
         with output_lock(target, lock_path(target, folder=True)):
-            pending = _finish_folder(purifier, settings, source, files, names, target, args)
+            pending, rejected = _finish_folder(purifier, settings, source, files, names, target, args)
     except BaseException:
         if created and not any(target.iterdir()):  # a run that wrote nothing leaves nothing
             target.rmdir()
         raise
-    kept = len(files) - pending
+    kept = len(files) - pending - rejected
     print(
         f"purified {pending} images from {shown(source)} -> {shown(target)}/ (PNG)"
         + (f"; {kept} finished outputs kept (--resume)" if kept else "")
+        + (f"; {rejected} rejected (score above {args.reject_above}, no output)" if rejected else "")
     )
     return read_images(files[: args.preview_count], purifier.image_shape) if args.preview else []
 
@@ -315,11 +326,12 @@ def _finish_folder(
     names: list[str],
     target: Path,
     args: argparse.Namespace,
-) -> int:
+) -> tuple[int, int]:
     """Purify the images the manifest does not list as finished (all with --force); the
-    number purified. The manifest is written before the first output and after each chunk;
-    an output it does not list is redone, one it lists is kept only if its input (index,
-    size, time) is unchanged."""
+    numbers purified and rejected (--reject-above: no output, so a rerun redoes them). The
+    manifest is written before the first output and after each chunk; an output it does
+    not list is redone, one it lists is kept only if its input (index, size, time) is
+    unchanged."""
     manifest = target / MANIFEST_NAME
     entries: list[Entry] = []
     for index, file in enumerate(files):
@@ -341,7 +353,8 @@ def _finish_folder(
     if earlier is not None and earlier[0] != settings:
         raise CliError(
             f"{shown(target)}: expected outputs of this model and these options, got a run with others "
-            f"({MANIFEST_NAME}): rerun with its model, --seed and --steps, or pass --force to redo them"
+            f"({MANIFEST_NAME}): rerun with its model, --seed, --steps and --reject-above, or pass --force "
+            "to redo them"
         )
     listed = earlier.finished if earlier is not None else {}
     scores = dict(earlier.scores) if earlier is not None else {}
@@ -355,7 +368,7 @@ def _finish_folder(
     remove_temporaries([manifest, *(target / name for name in names)])
     write_manifest(manifest, settings, finished, scores)  # a killed run is known from its first output on
     pending = [k for k, name in enumerate(names) if name not in finished]
-    saved = len(finished)
+    saved, rejected = len(finished), 0
 
     def written() -> str:
         return f"{len(finished)} of {len(files)} images written; rerun with --resume"
@@ -368,8 +381,12 @@ def _finish_folder(
                 images = read_images([files[k] for k in chunk], purifier.image_shape)
                 done = purifier.purify_scored(images, indices=np.asarray(chunk))
                 for k, image, score, flipped in zip(chunk, done.images, done.scores, done.flipped):
-                    write_image(target / names[k], image)
                     scores[names[k]] = (float(score), int(flipped.sum()))
+                    if args.reject_above is not None and score > args.reject_above:
+                        (target / names[k]).unlink(missing_ok=True)  # an earlier run's output goes too
+                        rejected += 1
+                        continue
+                    write_image(target / names[k], image)
                     finished[names[k]] = entries[k]
                     args.progress = written()
                 write_manifest(manifest, settings, finished, scores)
@@ -386,7 +403,7 @@ def _finish_folder(
     if args.scores is not None:
         inputs = [file.relative_to(source).as_posix() for file in files]
         write_scores(args.scores, inputs, [scores[name] for name in names], overwrite=True)
-    return len(pending)
+    return len(pending) - rejected, rejected
 
 
 def _purify_array(
@@ -394,26 +411,33 @@ def _purify_array(
 ) -> Union[np.ndarray, list[np.ndarray]]:
     refuse_existing(target, args.force)
     images = load_array(source, "images", image_shape=purifier.image_shape)
+    rejected = ""
     target.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(target, lock_path(target, folder=False)):
         refuse_existing(target, args.force)  # again: another run may have finished it meanwhile
         remove_temporaries([target])
         args.progress = f"nothing written to {shown(target)} (an array output is written whole)"
         with atomic_path(target) as tmp:
+            scored = args.scores is not None or args.reject_above is not None
             if target.suffix.lower() == ".npy":
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=images.shape)
-                scores = _purify_chunks(purifier, images, out, args.chunk, args.scores is not None)
+                scores = _purify_chunks(purifier, images, out, args.chunk, scored)
                 out.flush()
             else:  # purify into a scratch memory map, then compress it with the input's extras
                 with temporary_path(target) as scratch:
                     out = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=images.shape)
-                    scores = _purify_chunks(purifier, images, out, args.chunk, args.scores is not None)
+                    scores = _purify_chunks(purifier, images, out, args.chunk, scored)
                     extras = source if source.suffix.lower() == ".npz" else None
-                    write_npz(tmp, out, extras)
+                    arrays = {}
+                    if args.reject_above is not None:
+                        above = [score > args.reject_above for score, _ in scores]
+                        arrays["rejected"] = np.array(above, bool)
+                        rejected = f"; {sum(above)} rejected (the 'rejected' array)"
+                    write_npz(tmp, out, extras, arrays)
             del out
             if args.scores is not None:  # before the output's rename: both, or neither
                 write_scores(args.scores, [str(i) for i in range(len(images))], scores, overwrite=args.force)
-    print(f"purified {len(images)} images from {shown(source)} -> {shown(target)}")
+    print(f"purified {len(images)} images from {shown(source)} -> {shown(target)}{rejected}")
     return images[: args.preview_count]
 
 
@@ -608,6 +632,13 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "--preview", help="write a PNG grid original | binarised | purified of the first images"
     )
     purify.add_argument("--preview-count", type=int, default=8, help="images in the preview (default 8)")
+    purify.add_argument(
+        "--reject-above",
+        dest="reject_above",
+        type=float,
+        help="abstain from images whose suspicion score is above this (0 to 1): a folder output "
+        "gets no file for them, a .npz output a 'rejected' array beside the images",
+    )
     purify.add_argument(
         "--scores",
         help="also write a CSV of each image's suspicion score and flipped pixels "

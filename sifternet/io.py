@@ -725,18 +725,29 @@ def load_array(
     return flat.view(dtype).reshape(shape, order="F" if fortran else "C")
 
 
-def write_npz(path: PathLike, images: np.ndarray, extras: Optional[PathLike] = None) -> None:
-    """A compressed ``.npz`` of ``images`` (as ``images``) and every other member of the
-    ``.npz`` ``extras``, copied block by block (object arrays refused)."""
+def write_npz(
+    path: PathLike,
+    images: np.ndarray,
+    extras: Optional[PathLike] = None,
+    arrays: Optional[dict[str, np.ndarray]] = None,
+) -> None:
+    """A compressed ``.npz`` of ``images`` (as ``images``), the named ``arrays`` and every
+    other member of the ``.npz`` ``extras``, copied block by block (object arrays refused;
+    a member named as one of ``arrays`` is a ValueError)."""
+    arrays = arrays or {}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as out:
-        with out.open("images.npy", "w", force_zip64=True) as member:
-            np.lib.format.write_array(member, images, allow_pickle=False)
+        for name, values in {"images": images, **arrays}.items():
+            with out.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, values, allow_pickle=False)
         if extras is None:
             return
         source = shown(extras)
         try:
             with open_regular(extras) as handle, zipfile.ZipFile(handle) as archive:
                 names = [info.filename for info in archive.infolist() if info.filename != "images.npy"]
+                clash = [name[:-4] for name in names if name[:-4] in arrays]
+                if clash:
+                    raise ValueError(f"{source}: holds an array {clash[0]!r}, which the output writes itself")
                 for name in names:
                     info = _member(archive, source, name)
                     if name.endswith(".npy"):

@@ -167,6 +167,40 @@ def test_nearest_model_fits_and_purifies_arrays_and_folders(data, folders, tmp_p
     assert "3 finished outputs kept" in capsys.readouterr().out
 
 
+def test_reject_above_abstains_from_suspicious_images(data, folders, tmp_path, capsys):
+    model = tmp_path / "nearest.npz"
+    assert main(["fit", str(data), "--out", str(model), "--nearest", "--per-class", "3"]) == 0
+    with np.load(data) as source:
+        images = source["images"]
+    scores = NearestSeedRepair.load(model).purify_scored(images).scores
+    threshold = float(np.median(scores))
+    out = tmp_path / "out.npz"
+    assert main(["purify", str(model), str(data), str(out), "--reject-above", str(threshold)]) == 0
+    with np.load(out) as result:
+        np.testing.assert_array_equal(result["rejected"], scores > threshold)
+        assert result["images"].shape == images.shape and "labels" in result
+    assert f"{int((scores > threshold).sum())} rejected" in capsys.readouterr().out
+    with pytest.raises(CliError, match="--reject-above: .*out.npy can hold only the images"):
+        run(["purify", str(model), str(data), str(tmp_path / "out.npy"), "--reject-above", "0.5"])
+    with pytest.raises(CliError, match=r"--reject-above: expected a score threshold in \[0, 1\], got 1.5"):
+        run(["purify", str(model), str(data), str(tmp_path / "o.npz"), "--reject-above", "1.5"])
+    _, inbox, target = folders
+    model = tmp_path / "nearest-folder.npz"
+    assert main(["fit", str(tmp_path / "seeds"), "--out", str(model), "--nearest", "--per-class", "1"]) == 0
+    assert main(["purify", str(model), str(inbox), str(target), "--reject-above", "1"]) == 0  # all kept
+    assert len(list(target.rglob("*.png"))) == 3
+    with pytest.raises(CliError, match="rerun with its model, --seed, --steps and --reject-above"):
+        run(["purify", str(model), str(inbox), str(target), "--resume", "--reject-above", "0.2"])
+    images = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in sorted(inbox.rglob("*.jpg"))]
+    scores = NearestSeedRepair.load(model).purify_scored(np.stack(images)).scores
+    threshold = float(np.sort(scores)[1]) if scores.min() < scores.max() else 0.0
+    assert (scores > threshold).any()  # some image is rejected
+    forced = ["--force", "--reject-above", str(threshold)]  # also removes the earlier outputs it rejects
+    assert main(["purify", str(model), str(inbox), str(target), *forced]) == 0
+    written = sorted(p.name for p in target.rglob("*.png"))
+    assert written == [f"img{k}.png" for k in range(3) if scores[k] <= threshold]
+
+
 def test_nearest_model_refuses_sifternet_options(data, tmp_path):
     model = tmp_path / "nearest.npz"
     with pytest.raises(CliError, match="--nearest: takes none of SifterNet's options, got --binarize"):
