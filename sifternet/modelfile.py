@@ -23,9 +23,9 @@ import tempfile
 import zipfile
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, TypeVar, Union
 
 import numpy as np
 
@@ -525,3 +525,51 @@ def write_atomically(path: PathLike, data: bytes, *, overwrite: bool = False) ->
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(data)
+
+
+Stored = TypeVar("Stored", bound="StoredModel")
+
+
+class StoredModel:
+    """Model files and pickling for a purifier class that writes its model as bytes
+    (``to_bytes``), reads them back (``from_bytes``) and is built from its ``config``."""
+
+    config: Any
+    num_threads: Optional[int]
+
+    @property
+    def is_fitted(self) -> bool:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    @classmethod
+    def from_bytes(
+        cls: type[Stored], data: bytes, *, num_threads: Optional[int] = None, source: str = "model file"
+    ) -> Stored:
+        raise NotImplementedError
+
+    def save(self, path: PathLike, *, overwrite: bool = False) -> None:
+        """Write the model file atomically; an existing file needs ``overwrite=True``."""
+        write_atomically(path, self.to_bytes(), overwrite=overwrite)
+
+    @classmethod
+    def load(cls: type[Stored], path: PathLike, *, num_threads: Optional[int] = None) -> Stored:
+        """Read a model file written by :meth:`save` (never unpickles; reads no further than
+        a model file can go)."""
+        return cls.from_bytes(read_model_file(path), num_threads=num_threads, source=str(path))
+
+    def __getstate__(self) -> dict[str, Any]:
+        if not self.is_fitted:
+            return {"config": asdict(self.config), "num_threads": self.num_threads}
+        return {"model": self.to_bytes(), "num_threads": self.num_threads}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        kind = type(self)
+        if "model" in state:
+            source = f"pickled {kind.__name__}"
+            restored = kind.from_bytes(state["model"], num_threads=state["num_threads"], source=source)
+        else:
+            restored = kind(num_threads=state["num_threads"], **state["config"])  # type: ignore[call-arg]
+        self.__dict__.update(restored.__dict__)

@@ -24,10 +24,8 @@ from sifternet.modelfile import (
     HEADER_FIELDS,
     ModelFileError,
     ModelReader,
-    PathLike,
+    StoredModel,
     pack,
-    read_model_file,
-    write_atomically,
 )
 from sifternet.purifier import Purification
 from sifternet.repair import SUSPICION_WINDOW
@@ -83,7 +81,7 @@ class NearestConfig:
         check_int("thumbnail", self.thumbnail, low=1, high=2**12)
 
 
-class NearestSeedRepair:
+class NearestSeedRepair(StoredModel):
     """Trigger-agnostic repair from the seeds nearest to each image.
 
     Parameters (keyword-only)
@@ -136,6 +134,11 @@ class NearestSeedRepair:
         if self._fitted_shape is None:
             raise RuntimeError("this NearestSeedRepair is not fitted yet: call fit(seed_images)")
         return self._fitted_shape
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` (or :meth:`load`) has given it its seeds."""
+        return bool(self._bank)
 
     @property
     def n_channels(self) -> int:
@@ -286,26 +289,3 @@ class NearestSeedRepair:
             raise
         except (KeyError, TypeError, ValueError, ArithmeticError, RuntimeError, MemoryError) as error:
             raise reader.error(f"invalid model content: {error}") from None
-
-    def save(self, path: PathLike, *, overwrite: bool = False) -> None:
-        """Write the model file atomically; an existing file needs ``overwrite=True``."""
-        write_atomically(path, self.to_bytes(), overwrite=overwrite)
-
-    @classmethod
-    def load(cls, path: PathLike, *, num_threads: Optional[int] = None) -> NearestSeedRepair:
-        """Read a model file written by :meth:`save` (never unpickles)."""
-        return cls.from_bytes(read_model_file(path), num_threads=num_threads, source=str(path))
-
-    def __getstate__(self) -> dict[str, Any]:
-        if not self._bank:
-            return {"config": asdict(self.config), "num_threads": self.num_threads}
-        return {"model": self.to_bytes(), "num_threads": self.num_threads}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if "model" in state:
-            restored = NearestSeedRepair.from_bytes(
-                state["model"], num_threads=state["num_threads"], source="pickled NearestSeedRepair"
-            )
-        else:
-            restored = NearestSeedRepair(num_threads=state["num_threads"], **state["config"])
-        self.__dict__.update(restored.__dict__)

@@ -31,10 +31,8 @@ from sifternet.modelfile import (
     HEADER_FIELDS,
     ModelFileError,
     ModelReader,
-    PathLike,
+    StoredModel,
     pack,
-    read_model_file,
-    write_atomically,
 )
 from sifternet.repair import OUTPUTS, Output, flipped_pixels, repair, suspicion
 
@@ -139,7 +137,7 @@ class Purification:
     scores: np.ndarray
 
 
-class SifterNet:
+class SifterNet(StoredModel):
     """The SifterNet purifier: binarise, recall toward memorised seeds, map back.
 
     Parameters (keyword-only; the paper's names in brackets)
@@ -580,30 +578,6 @@ class SifterNet:
         except (KeyError, TypeError, ValueError, ArithmeticError, RuntimeError) as error:
             raise reader.error(f"invalid model content: {error}") from None
         return purifier
-
-    def save(self, path: PathLike, *, overwrite: bool = False) -> None:
-        """Write the model file atomically; an existing file needs ``overwrite=True``."""
-        write_atomically(path, self.to_bytes(), overwrite=overwrite)
-
-    @classmethod
-    def load(cls, path: PathLike, *, num_threads: Optional[int] = None) -> SifterNet:
-        """Read a model file written by :meth:`save` (never unpickles; reads no further than
-        a model file can go)."""
-        return cls.from_bytes(read_model_file(path), num_threads=num_threads, source=str(path))
-
-    def __getstate__(self) -> dict[str, Any]:
-        if not self.is_fitted:
-            return {"config": asdict(self.config), "num_threads": self.num_threads}
-        return {"model": self.to_bytes(), "num_threads": self.num_threads}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if "model" in state:
-            restored = SifterNet.from_bytes(
-                state["model"], num_threads=state["num_threads"], source="pickled SifterNet"
-            )
-        else:
-            restored = SifterNet(num_threads=state["num_threads"], **state["config"])
-        self.__dict__.update(restored.__dict__)
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in asdict(self.config).items())
