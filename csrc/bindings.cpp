@@ -282,21 +282,22 @@ void require_range(const char* name, std::int64_t value, std::int64_t low, std::
     }
 }
 
-// The largest squared thumbnail distance, 255^2 C (H W)^2, must fit in int64.
+// A thumbnail block sum, at most 255 H W, must fit in int32 and the largest squared
+// thumbnail distance, 255^2 C (H W)^2, in int64.
 void require_thumbnail_range(const py::array& images) {
     const double pixels = static_cast<double>(images.shape(1)) * static_cast<double>(images.shape(2));
-    if (65025.0 * static_cast<double>(images.shape(3)) * pixels * pixels >= 9.0e18) {
+    if (255.0 * pixels >= 2147483648.0 || 65025.0 * static_cast<double>(images.shape(3)) * pixels * pixels >= 9.0e18) {
         throw py::value_error("images: too many pixels for exact thumbnail distances, got shape " +
                               shape_of(images));
     }
 }
 
-py::array_t<std::int64_t> thumbnails(const py::object& images_obj, std::int64_t side) {
+py::array_t<std::int32_t> thumbnails(const py::object& images_obj, std::int64_t side) {
     const auto images = as_array<std::uint8_t>(images_obj, "images", 4);
     require_thumbnail_range(images);
     require_range("side", side, 1, 1 << 12);
     const py::ssize_t B = images.shape(0), T = side * side * images.shape(3);
-    py::array_t<std::int64_t> out({B, T});
+    py::array_t<std::int32_t> out({B, T});
     py::gil_scoped_release release;
     sifternet::thumbnails(images.data(), B, images.shape(1), images.shape(2), images.shape(3), side,
                           out.mutable_data());
@@ -308,13 +309,14 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& bits_ob
                          const py::object& low_obj, const py::object& high_obj,
                          const py::object& thumbs_obj, std::int64_t side, std::int64_t neighbours,
                          double agreement, bool support, std::int64_t max_area, std::int64_t grow,
-                         std::int64_t fill_size, std::int64_t window, std::int64_t num_threads) {
+                         std::int64_t fill_size, std::int64_t window, bool scored,
+                         std::int64_t num_threads) {
     const auto images = as_array<std::uint8_t>(images_obj, "images", 4);
     const auto bits = as_array<std::uint64_t>(bits_obj, "bits", 4);
     const auto cuts = as_array<std::uint8_t>(cuts_obj, "cuts", 1);
     const auto low = as_array<std::uint8_t>(low_obj, "low", 3);
     const auto high = as_array<std::uint8_t>(high_obj, "high", 3);
-    const auto thumbs = as_array<std::int64_t>(thumbs_obj, "thumbs", 2);
+    const auto thumbs = as_array<std::int32_t>(thumbs_obj, "thumbs", 2);
     require_thumbnail_range(images);
     const py::ssize_t P = low.shape(0), H = images.shape(1), W = images.shape(2), C = images.shape(3);
     const py::ssize_t N = H * W, L = cuts.shape(0), words = (N + 63) / 64;
@@ -356,11 +358,20 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& bits_ob
     config.grow = grow;
     config.fill_size = fill_size;
     config.window = window;
+    config.scored = scored;
     config.num_threads = threads_arg(num_threads);
     const sifternet::NearestSeeds bank{bits.data(), cuts.data(), low.data(), high.data(),
                                        thumbs.data(), P, L, words, thumbs.shape(1), side};
     const sifternet::RepairShape shape{images.shape(0), H, W, C};
     py::array_t<std::uint8_t> out({shape.B, H, W, C});
+    if (!scored) {
+        {
+            py::gil_scoped_release release;
+            sifternet::nearest_repair(images.data(), shape, bank, config, out.mutable_data(), nullptr,
+                                      nullptr);
+        }
+        return py::make_tuple(out, py::none(), py::none());
+    }
     py::array_t<bool> holes({shape.B, H, W});
     py::array_t<std::int64_t> scores(shape.B);
     {
@@ -459,14 +470,15 @@ PYBIND11_MODULE(_core, m) {
           "binarised and recalled states (int8), all (B, H, W, C).");
 
     m.def("thumbnails", &thumbnails, py::arg("images"), py::arg("side"),
-          "Block sums (B, side * side * C) int64 of images (B, H, W, C) uint8 on a side x side grid.");
+          "Block sums (B, side * side * C) int32 of images (B, H, W, C) uint8 on a side x side grid.");
     m.def("nearest_repair", &nearest_repair, py::arg("images"), py::arg("bits"),
           py::arg("cuts"),
           py::arg("low"), py::arg("high"), py::arg("thumbs"), py::kw_only(), py::arg("side"),
           py::arg("neighbours"), py::arg("agreement"), py::arg("support"), py::arg("max_area"),
-          py::arg("grow"), py::arg("fill_size"), py::arg("window"), py::arg("num_threads"),
+          py::arg("grow"), py::arg("fill_size"), py::arg("window"), py::arg("scored"),
+          py::arg("num_threads"),
           "Nearest-seed repair of images (B, H, W, C) uint8: (repaired images, holes (B, H, W) "
-          "bool, most marked pixels in a window (B,) int64).");
+          "bool, most marked pixels in a window (B,) int64), the last two None unless scored.");
 
     m.def(
         "check_patterns", [](const py::object& patterns) { return patterns_arg(patterns); },

@@ -88,7 +88,7 @@ struct NearestSeeds {
     const std::uint8_t* cuts;
     const std::uint8_t* low;
     const std::uint8_t* high;
-    const std::int64_t* thumbs;
+    const std::int32_t* thumbs;
     std::int64_t P, levels, words, T, side;
 };
 
@@ -100,13 +100,14 @@ struct NearestConfig {
     std::int64_t grow = 1;         // repaired blobs grow by this many pixels
     std::int64_t fill_size = 5;    // the fill's window side, >= 1
     std::int64_t window = 3;       // the score's square side, >= 1
+    bool scored = true;            // write the holes and scores (else both may be null)
     int num_threads = 1;
 };
 
 // Block sums of images (B, H, W, C) on a side x side grid: pixel (y, x) falls in block
 // (y * side / H, x * side / W); out (B, side * side * C).
 void thumbnails(const std::uint8_t* images, std::int64_t B, std::int64_t H, std::int64_t W,
-                std::int64_t C, std::int64_t side, std::int64_t* out);
+                std::int64_t C, std::int64_t side, std::int32_t* out);
 
 // Nearest-seed repair of images (B, H, W, C) (docs/method.md, Nearest-seed repair): the
 // repaired images `out` (B, H, W, C), the repaired pixels `holes` (B, H, W) as 0/1, and per

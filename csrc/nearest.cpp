@@ -19,7 +19,7 @@ using Index = std::int64_t;
 
 // One thread's scratch, sized for one image.
 struct NearestScratch {
-    std::vector<std::int64_t> thumb;                        // (T)
+    std::vector<std::int32_t> thumb;                        // (T)
     std::vector<std::pair<std::int64_t, Index>> distance;  // (P): (squared distance, seed)
     std::vector<Index> memories;                            // (k) seed indices, nearest first
     std::vector<std::int8_t> states;                        // (C, N) the image at one level
@@ -34,12 +34,15 @@ struct NearestScratch {
 
 // The k seeds nearest to the image by squared distance of thumbnails; ties go to the
 // lower seed index.
-SIFTERNET_HOT void choose_memories(const std::int64_t* thumb, const NearestSeeds& seeds, Index k,
+SIFTERNET_HOT void choose_memories(const std::int32_t* thumb, const NearestSeeds& seeds, Index k,
                                    NearestScratch& s) {
     for (Index j = 0; j < seeds.P; ++j) {
-        const std::int64_t* t = seeds.thumbs + j * seeds.T;
+        const std::int32_t* t = seeds.thumbs + j * seeds.T;
         std::int64_t d = 0;
-        for (Index i = 0; i < seeds.T; ++i) d += (thumb[i] - t[i]) * (thumb[i] - t[i]);
+        for (Index i = 0; i < seeds.T; ++i) {
+            const std::int32_t diff = thumb[i] - t[i];  // block sums are below 2^31 (checked)
+            d += std::int64_t{diff} * diff;
+        }
         s.distance[static_cast<std::size_t>(j)] = {d, j};
     }
     // (distance, seed) pairs are distinct, so the k smallest and their order are unique.
@@ -245,6 +248,7 @@ void repair_one(const std::uint8_t* image, const NearestSeeds& seeds, const Repa
     }
     std::copy(image, image + N * C, out);
     fill_holes(shape, config.fill_size, s, out);
+    if (!config.scored) return;
     std::copy(s.holes.begin(), s.holes.end(), holes_out);
     *score_out = most_holes(shape, config.window, s.evidence.data());
 }
@@ -252,10 +256,10 @@ void repair_one(const std::uint8_t* image, const NearestSeeds& seeds, const Repa
 }  // namespace
 
 void thumbnails(const std::uint8_t* images, Index B, Index H, Index W, Index C, Index side,
-                std::int64_t* out) {
+                std::int32_t* out) {
     for (Index b = 0; b < B; ++b) {
         const std::uint8_t* image = images + b * H * W * C;
-        std::int64_t* thumb = out + b * side * side * C;
+        std::int32_t* thumb = out + b * side * side * C;
         std::fill(thumb, thumb + side * side * C, 0);
         for (Index y = 0; y < H; ++y) {
             const Index ty = y * side / H;
@@ -296,7 +300,7 @@ void nearest_repair(const std::uint8_t* images, const RepairShape& shape, const 
         },
         [&](NearestScratch& scratch, Index b) {
             repair_one(images + b * values, seeds, shape, config, scratch, out + b * values,
-                       holes + b * N, scores + b);
+                       config.scored ? holes + b * N : nullptr, config.scored ? scores + b : nullptr);
         });
 }
 

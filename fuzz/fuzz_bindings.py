@@ -108,6 +108,7 @@ def one_input(data: bytes) -> None:
             grow=fdp.ConsumeIntInRange(-1, 3),
             fill_size=fdp.ConsumeIntInRange(-1, 9),
             window=fdp.ConsumeIntInRange(-1, 9),
+            scored=fdp.ConsumeBool(),
             num_threads=options["num_threads"],
         ),
     ]

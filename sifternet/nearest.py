@@ -202,6 +202,29 @@ class NearestSeedRepair(StoredModel):
         square (docs/method.md, Nearest-seed repair). ``index_offset`` and
         ``indices`` are taken, as :meth:`SifterNet.purify_scored` takes them, and change
         nothing: no random stream is keyed by them."""
+        out, holes, counts = self._run(images, True, num_threads)
+        assert holes is not None and counts is not None  # scored
+        side = min(SUSPICION_WINDOW, *self.image_shape[:2])
+        return Purification(out, holes, counts / (side * side))
+
+    def purify(
+        self,
+        images: np.ndarray,
+        *,
+        index_offset: int = 0,
+        indices: Any = None,
+        num_threads: Optional[int] = None,
+    ) -> np.ndarray:
+        """The repaired ``images``, of their own shape (see :meth:`purify_scored`; the same
+        pixels, without the score's work)."""
+        repaired = self._run(images, False, num_threads)[0]
+        return repaired[0] if images.shape == self.image_shape else repaired
+
+    def _run(
+        self, images: np.ndarray, scored: bool, num_threads: Optional[int]
+    ) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+        """The kernel on one image or a batch: (repaired batch, holes, window counts), the
+        last two None unless ``scored``."""
         batch = self._batch(images)
         c = self.config
         height, width = batch.shape[1:3]
@@ -216,22 +239,10 @@ class NearestSeedRepair(StoredModel):
             grow=c.grow,
             fill_size=c.fill_size,
             window=SUSPICION_WINDOW,
+            scored=scored,
             num_threads=resolve_num_threads(self.num_threads if num_threads is None else num_threads),
         )
-        side = min(SUSPICION_WINDOW, height, width)
-        return Purification(out.reshape((len(batch),) + self.image_shape), holes, counts / (side * side))
-
-    def purify(
-        self,
-        images: np.ndarray,
-        *,
-        index_offset: int = 0,
-        indices: Any = None,
-        num_threads: Optional[int] = None,
-    ) -> np.ndarray:
-        """The repaired ``images``, of their own shape (see :meth:`purify_scored`)."""
-        repaired = self.purify_scored(images, num_threads=num_threads).images
-        return repaired[0] if images.shape == self.image_shape else repaired
+        return out.reshape((len(batch),) + self.image_shape), holes, counts
 
     # -- model files ------------------------------------------------------------------
     def to_bytes(self) -> bytes:

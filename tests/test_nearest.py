@@ -106,6 +106,7 @@ def test_result_is_the_same_for_any_thread_count_and_batch_split(fitted):
     np.testing.assert_array_equal(np.concatenate([p.images for p in parts]), one.images)
     np.testing.assert_array_equal(np.concatenate([p.flipped for p in parts]), one.flipped)
     np.testing.assert_array_equal(purifier.purify(images[5]), one.images[5])
+    np.testing.assert_array_equal(purifier.purify(images), one.images)  # unscored: the same pixels
 
 
 @pytest.mark.parametrize("colour", [(255, 255, 255), (0, 0, 0), (128, 128, 128), (220, 30, 30)])
@@ -168,7 +169,7 @@ def test_kernel_refuses_mismatched_seeds(fitted):
     purifier, images = fitted
     bits, cuts, low, high, thumbs = purifier._bank
     options = dict(side=8, neighbours=4, agreement=0.9, support=True, max_area=10, grow=1)
-    options.update(fill_size=5, window=3, num_threads=1)
+    options.update(fill_size=5, window=3, scored=True, num_threads=1)
     with pytest.raises(ValueError, match=r"high: expected \(40, 3, 256\) for the images"):
         _core.nearest_repair(images, bits, cuts, low, high[:3], thumbs, **options)
     with pytest.raises(ValueError, match="bits: expected"):
