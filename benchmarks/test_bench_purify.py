@@ -76,11 +76,14 @@ def test_purify_scored_gtsrb_repair(benchmark, gtsrb):
     record(benchmark, "repair preset, 10 seeds/class, scored, 2 threads", len(images), "purify")
 
 
-def test_purify_gtsrb_nearest(benchmark, gtsrb):
-    """Nearest-seed repair (its defaults, scored in the same pass) at 10 seeds/class:
+@pytest.mark.parametrize("scored", [False, True], ids=["purify", "purify_scored"])
+def test_purify_gtsrb_nearest(benchmark, gtsrb, scored):
+    """Nearest-seed repair (its defaults) at 10 seeds/class, without and with its score:
     against "preset, 10 seeds/class" and the paper mode of the same run."""
     images, labels = gtsrb
     purifier = NearestSeedRepair(num_threads=2).fit(*select_seeds(images, labels, 10, seed=0))
     benchmark.group = "purify GTSRB"
-    benchmark.pedantic(purifier.purify, args=(images,), rounds=3, warmup_rounds=1)
-    record(benchmark, "nearest-seed repair, 10 seeds/class, 2 threads", len(images), "purify")
+    run = purifier.purify_scored if scored else purifier.purify
+    benchmark.pedantic(run, args=(images,), rounds=3, warmup_rounds=1)
+    what = "scored, " if scored else ""
+    record(benchmark, f"nearest-seed repair, 10 seeds/class, {what}2 threads", len(images), "purify")
