@@ -89,21 +89,34 @@ SIFTERNET_HOT void gate_level(const NearestSeeds& seeds,
         }
         // field_p = sum_j m_j [x_jp = +1], from the packed bits 32 pixels at a time; then
         // h_p = 2 field_p - sum_j m_j.
+        // Two memories per pass over the field (a lone last one pairs with a zero overlap).
         std::fill(field, field + N, 0);
         std::int32_t total = 0;
-        for (Index j = 0; j < k; ++j) {
-            const Index plane = (s.memories[static_cast<std::size_t>(j)] * seeds.levels + level) * C + c;
-            const std::uint64_t* theirs = seeds.bits + plane * words;
-            const std::int32_t m = s.overlap[static_cast<std::size_t>(j)];
-            total += m;
+        for (Index j = 0; j < k; j += 2) {
+            const auto plane = [&](Index i) {
+                return seeds.bits + ((s.memories[static_cast<std::size_t>(i)] * seeds.levels + level) * C + c) * words;
+            };
+            const std::uint64_t* one = plane(j);
+            const std::uint64_t* two = j + 1 < k ? plane(j + 1) : one;
+            const std::int32_t m1 = s.overlap[static_cast<std::size_t>(j)];
+            const std::int32_t m2 = j + 1 < k ? s.overlap[static_cast<std::size_t>(j + 1)] : 0;
+            total += m1 + m2;
             for (Index first = 0; first < N; first += 32) {
-                const std::uint64_t word = theirs[first >> 6];
-                const auto half = static_cast<std::uint32_t>(first & 32 ? word >> 32 : word);
+                const int shift = first & 32 ? 32 : 0;
+                const auto half1 = static_cast<std::uint32_t>(one[first >> 6] >> shift);
+                const auto half2 = static_cast<std::uint32_t>(two[first >> 6] >> shift);
                 std::int32_t* at = field + first;
-                if (N - first >= 32) {
-                    for (std::uint32_t b = 0; b < 32; ++b) at[b] += m & -static_cast<std::int32_t>((half >> b) & 1U);
+                const Index count = std::min<Index>(32, N - first);
+                if (count == 32) {
+                    for (std::uint32_t b = 0; b < 32; ++b) {
+                        at[b] += (m1 & -static_cast<std::int32_t>((half1 >> b) & 1U)) +
+                                 (m2 & -static_cast<std::int32_t>((half2 >> b) & 1U));
+                    }
                 } else {
-                    for (Index b = 0; b < N - first; ++b) at[b] += m & -static_cast<std::int32_t>((half >> b) & 1U);
+                    for (Index b = 0; b < count; ++b) {
+                        at[b] += (m1 & -static_cast<std::int32_t>((half1 >> b) & 1U)) +
+                                 (m2 & -static_cast<std::int32_t>((half2 >> b) & 1U));
+                    }
                 }
             }
         }
@@ -275,7 +288,13 @@ void nearest_repair(const std::uint8_t* images, const RepairShape& shape, const 
                     const NearestConfig& config, std::uint8_t* out, std::uint8_t* holes,
                     std::int64_t* scores) {
     const Index N = shape.H * shape.W, values = N * shape.C;
-    if (shape.B == 0 || values == 0 || seeds.P == 0) return;
+    if (shape.B == 0 || values == 0 || seeds.P == 0) {  // no pixel or no seed: nothing marked
+        if (config.scored) {
+            std::fill(holes, holes + shape.B * N, 0);
+            std::fill(scores, scores + shape.B, 0);
+        }
+        return;
+    }
     const Index k = std::min(config.neighbours, seeds.P);
     const auto n = static_cast<std::size_t>(N);
     for_each_row(
