@@ -283,10 +283,11 @@ void require_range(const char* name, std::int64_t value, std::int64_t low, std::
 }
 
 // A thumbnail block sum, at most 255 H W, must fit in int32 and the largest squared
-// thumbnail distance, 255^2 C (H W)^2, in int64.
+// thumbnail distance, below 2 255^2 C (H W)^2, in int64.
 void require_thumbnail_range(const py::array& images) {
     const double pixels = static_cast<double>(images.shape(1)) * static_cast<double>(images.shape(2));
-    if (255.0 * pixels >= 2147483648.0 || 65025.0 * static_cast<double>(images.shape(3)) * pixels * pixels >= 9.0e18) {
+    if (255.0 * pixels >= 2147483648.0 ||
+        2.0 * 65025.0 * static_cast<double>(images.shape(3)) * pixels * pixels >= 9.0e18) {
         throw py::value_error("images: too many pixels for exact thumbnail distances, got shape " +
                               shape_of(images));
     }
@@ -337,6 +338,34 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& bits_ob
     if (thumbs.shape(0) != P || thumbs.shape(1) != side * side * C) {
         throw py::value_error("thumbs: expected (" + std::to_string(P) + ", " +
                               std::to_string(side * side * C) + "), got " + shape_of(thumbs));
+    }
+    // Contents the kernel's integer bounds rely on: a seed's block sums are >= 0 and add
+    // up to at most 255 H W C (an image's do), and no state bit lies past the last pixel.
+    const std::int64_t most = 255 * static_cast<std::int64_t>(N) * C;
+    for (py::ssize_t row = 0; row < P; ++row) {
+        std::int64_t sum = 0;
+        for (py::ssize_t i = 0; i < thumbs.shape(1); ++i) {
+            const std::int32_t value = thumbs.data()[row * thumbs.shape(1) + i];
+            if (value < 0) {
+                throw py::value_error("thumbs: expected block sums >= 0, got " + std::to_string(value) +
+                                      " in seed " + std::to_string(row));
+            }
+            sum += value;
+        }
+        if (sum > most) {
+            throw py::value_error("thumbs: expected the block sums of a seed to add up to at most " +
+                                  std::to_string(most) + ", got " + std::to_string(sum) + " in seed " +
+                                  std::to_string(row));
+        }
+    }
+    if (N % 64 != 0) {
+        const std::uint64_t padding = ~std::uint64_t{0} << (N % 64);
+        for (py::ssize_t row = 0; row < P * L * C; ++row) {
+            if (bits.data()[row * words + words - 1] & padding) {
+                throw py::value_error("bits: expected the bits past pixel " + std::to_string(N - 1) +
+                                      " clear, found one set in plane " + std::to_string(row));
+            }
+        }
     }
     if (!(agreement >= 0.0 && agreement < 1.0)) {
         throw py::value_error("agreement: expected a fraction in [0, 1), got " + std::to_string(agreement));

@@ -29,6 +29,7 @@ from sifternet.io import (
     list_images,
     load_array,
     lock_path,
+    npz_arrays,
     output_lock,
     preview_grid,
     read_images,
@@ -412,6 +413,12 @@ def _purify_array(
     refuse_existing(target, args.force)
     images = load_array(source, "images", image_shape=purifier.image_shape)
     rejected = ""
+    copied = npz_arrays(source) if source.suffix.lower() == ".npz" else []
+    if args.reject_above is not None and "rejected" in copied:
+        raise CliError(
+            f"--reject-above: {shown(source)} already holds a 'rejected' array, which the output would "
+            "copy through; remove it from the input first"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(target, lock_path(target, folder=False)):
         refuse_existing(target, args.force)  # again: another run may have finished it meanwhile

@@ -677,6 +677,15 @@ def _member(archive: zipfile.ZipFile, source: str, name: str) -> zipfile.ZipInfo
     return info
 
 
+def npz_arrays(path: PathLike) -> list[str]:
+    """The names of the arrays of the ``.npz`` at ``path`` (its directory only)."""
+    try:
+        with open_regular(path) as handle, zipfile.ZipFile(handle) as archive:
+            return [name[:-4] for name in archive.namelist() if name.endswith(".npy")]
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+        raise ValueError(f"{shown(path)}: expected a readable .npz, got {str(error)[:200]}") from None
+
+
 def load_array(
     path: PathLike, key: str = "images", *, image_shape: Optional[tuple[int, ...]] = None
 ) -> np.ndarray:

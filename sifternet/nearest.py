@@ -42,6 +42,12 @@ def level_cut(threshold: float) -> int:
     return int(np.count_nonzero(2 * np.arange(256) / 255 - 1 <= threshold)) - 1
 
 
+def blob_limit(max_area: float, pixels: int) -> int:
+    """The most pixels of a repaired blob: ``max_area`` of ``pixels``, rounded down (a
+    product that float arithmetic puts a hair under an integer counts as that integer)."""
+    return int(max_area * pixels + 1e-9)
+
+
 def window_range(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per value of images (B, H, W, C), the minimum and the maximum of its channel over the
     3 x 3 window around its pixel (the window cut by the image's edges)."""
@@ -235,7 +241,7 @@ class NearestSeedRepair(StoredModel):
             neighbours=c.neighbours,
             agreement=c.agreement,
             support=c.tolerance is not None,
-            max_area=int(c.max_area * height * width),
+            max_area=blob_limit(c.max_area, height * width),
             grow=c.grow,
             fill_size=c.fill_size,
             window=SUSPICION_WINDOW,

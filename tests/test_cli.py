@@ -182,6 +182,9 @@ def test_reject_above_abstains_from_suspicious_images(data, folders, tmp_path, c
     assert f"{int((scores > threshold).sum())} rejected" in capsys.readouterr().out
     with pytest.raises(CliError, match="--reject-above: .*out.npy can hold only the images"):
         run(["purify", str(model), str(data), str(tmp_path / "out.npy"), "--reject-above", "0.5"])
+    with pytest.raises(CliError, match="--reject-above: .*out.npz already holds a 'rejected' array"):
+        run(["purify", str(model), str(out), str(tmp_path / "again.npz"), "--reject-above", "0.5"])
+    assert not (tmp_path / "again.npz").exists()
     with pytest.raises(CliError, match=r"--reject-above: expected a score threshold in \[0, 1\], got 1.5"):
         run(["purify", str(model), str(data), str(tmp_path / "o.npz"), "--reject-above", "1.5"])
     _, inbox, target = folders

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sifternet import ModelFileError, SifterNet, _core
 from sifternet import reference as ref
 from sifternet.modelfile import pack
-from sifternet.nearest import LEVELS, NearestSeedRepair, level_cut
+from sifternet.nearest import LEVELS, NearestSeedRepair, blob_limit, level_cut
 
 
 def smooth_images(count: int, size: int, channels: int, seed: int) -> np.ndarray:
@@ -70,7 +70,7 @@ def test_nearest_repair_equals_the_reference(
         cuts=[level_cut(t) for t in levels],
         agreement=agreement,
         tolerance=-1 if tolerance is None else tolerance,
-        max_area=int(max_area * height * width),
+        max_area=blob_limit(max_area, height * width),
         grow=grow,
         fill_size=fill_size,
         window=3,
@@ -210,3 +210,42 @@ def test_model_file_with_a_bad_option_is_refused(fitted, tmp_path):
     data = pack({**metadata, "image_shape": [16, 8, 3]}, {"seeds": purifier._seeds})
     with pytest.raises(ModelFileError, match="invalid model content"):
         NearestSeedRepair.from_bytes(data, source="bad.npz")
+
+
+def test_blob_limit_rounds_down_without_float_error():
+    assert blob_limit(0.57, 100) == 57 and blob_limit(0.05, 1024) == 51 and blob_limit(0.0, 1024) == 0
+
+
+def test_kernel_refuses_seed_contents_outside_its_bounds(fitted):
+    purifier, images = fitted
+    bits, cuts, low, high, thumbs = purifier._bank
+    options = dict(side=8, neighbours=4, agreement=0.9, support=True, max_area=10, grow=1)
+    options.update(fill_size=5, window=3, scored=True, num_threads=1)
+    huge = thumbs.copy()
+    huge[1, 0] = np.iinfo(np.int32).max
+    with pytest.raises(ValueError, match="thumbs: expected the block sums of a seed to add up to at most"):
+        _core.nearest_repair(images, bits, cuts, low, high, huge, **options)
+    negative = thumbs.copy()
+    negative[0, 3] = -1
+    with pytest.raises(ValueError, match="thumbs: expected block sums >= 0, got -1 in seed 0"):
+        _core.nearest_repair(images, bits, cuts, low, high, negative, **options)
+    odd = NearestSeedRepair().fit(images[:4, :5, :5])  # 25 pixels: padding bits in each word
+    padded = odd._bank[0].copy()
+    padded[0, 0, 0, 0] |= np.uint64(1) << np.uint64(40)
+    with pytest.raises(ValueError, match="bits: expected the bits past pixel 24 clear"):
+        _core.nearest_repair(images[:2, :5, :5].copy(), padded, *odd._bank[1:], **options)
+
+
+def test_kernel_marks_nothing_on_images_without_pixels():
+    empty = np.zeros((1000, 4, 4, 0), np.uint8)  # large enough for reused, dirty memory
+    options = dict(side=2, neighbours=1, agreement=0.9, support=True, max_area=1, grow=0)
+    options.update(fill_size=3, window=3, scored=True, num_threads=1)
+    bank = (
+        np.zeros((1, 1, 0, 1), np.uint64),
+        np.zeros(1, np.uint8),
+        np.zeros((1, 0, 16), np.uint8),
+        np.zeros((1, 0, 16), np.uint8),
+        np.zeros((1, 0), np.int32),
+    )
+    out, holes, scores = _core.nearest_repair(empty, *bank, **options)
+    assert out.shape == empty.shape and not holes.any() and not scores.any()
