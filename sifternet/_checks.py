@@ -92,6 +92,23 @@ def check_seeds(seed_images: Any, labels: Any) -> Optional[np.ndarray]:
     return labels.astype(np.int64)
 
 
+def check_image_batch(name: str, images: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+    """(B, H, W, C) view of one uint8 image or a batch of images of ``shape`` ((H, W) or
+    (H, W, C)), and whether the input was a single image; TypeError / ValueError if not."""
+    images = np.asarray(check_uint8(name, images))  # a subclass (np.matrix, memmap) as a plain view
+    if images.shape == shape:
+        single = True
+    elif images.ndim == len(shape) + 1 and images.shape[1:] == shape:
+        single = False
+    else:
+        raise ValueError(
+            f"{name}: expected one image of shape {shape} or a batch (B, "
+            f"{', '.join(map(str, shape))}), got {images.shape}"
+        )
+    batch = images[None] if single else images
+    return batch.reshape(batch.shape[:3] + (shape[2] if len(shape) == 3 else 1,)), single
+
+
 #: Bytes below which check_memory does not look (any machine has them).
 ALWAYS_FITS = 1 << 24
 

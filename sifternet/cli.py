@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import stat
 import sys
@@ -259,10 +260,10 @@ def cmd_purify(args: argparse.Namespace) -> None:
         )
     if changes and isinstance(purifier, SifterNet):
         purifier = purifier.with_options(**changes)
-    options = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(purifier.config).items()}
-    settings = {"model_sha256": hashlib.sha256(data).hexdigest(), "options": options}  # as JSON reads back
+    settings = {"model_sha256": hashlib.sha256(data).hexdigest(), "options": asdict(purifier.config)}
     if args.reject_above is not None:
         settings["reject_above"] = args.reject_above
+    settings = json.loads(json.dumps(settings))  # as the manifest reads it back (tuples as lists)
     if folder:
         originals = _purify_folder(purifier, settings, source, target, args)
     else:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from sifternet import _core
-from sifternet._checks import check_finite, check_fraction, check_int, check_seeds, check_uint8
+from sifternet._checks import check_finite, check_fraction, check_image_batch, check_int, check_seeds
 from sifternet._threads import resolve_num_threads
 from sifternet.modelfile import (
     HEADER_FIELDS,
@@ -126,25 +126,29 @@ class NearestSeedRepair(StoredModel):
         resolve_num_threads(num_threads)
         self.num_threads = num_threads
         self.seed_labels: Optional[np.ndarray] = None
-        self._fitted_shape: Optional[tuple[int, ...]] = None
+        self._seeds: Optional[np.ndarray] = None  # as fitted: (P, H, W) or (P, H, W, C)
         self._bank: tuple[np.ndarray, ...] = ()
-        self._seeds = np.zeros(0, np.uint8)
 
     def __repr__(self) -> str:
-        state = f"fitted on {len(self._bank[0])} seeds" if self._bank else "not fitted"
+        state = "not fitted" if self._seeds is None else f"fitted on {len(self._seeds)} seeds"
         return f"NearestSeedRepair({asdict(self.config)}, {state})"
 
     @property
     def image_shape(self) -> tuple[int, ...]:
         """(H, W) or (H, W, C) of the fitted images; RuntimeError before :meth:`fit`."""
-        if self._fitted_shape is None:
+        return self._fitted_seeds.shape[1:]
+
+    @property
+    def _fitted_seeds(self) -> np.ndarray:
+        """The seeds as fitted; RuntimeError before :meth:`fit`."""
+        if self._seeds is None:
             raise RuntimeError("this NearestSeedRepair is not fitted yet: call fit(seed_images)")
-        return self._fitted_shape
+        return self._seeds
 
     @property
     def is_fitted(self) -> bool:
         """Whether :meth:`fit` (or :meth:`load`) has given it its seeds."""
-        return bool(self._bank)
+        return self._seeds is not None
 
     @property
     def n_channels(self) -> int:
@@ -175,24 +179,8 @@ class NearestSeedRepair(StoredModel):
         high = np.minimum(high.astype(np.int16) + slack, 255).astype(np.uint8)
         self._bank = (bits, cuts, low, high, _core.thumbnails(seeds, c.thumbnail))
         self._seeds = np.ascontiguousarray(seed_images)
-        self._fitted_shape = seed_images.shape[1:]
         self.seed_labels = labels
         return self
-
-    def _batch(self, images: np.ndarray) -> np.ndarray:
-        """(B, H, W, C) view of one image or a batch of the fitted shape."""
-        shape = self.image_shape
-        check_uint8("images", images)
-        if images.shape == shape:
-            batch = images[None]
-        elif images.shape[1:] == shape:
-            batch = images
-        else:
-            raise ValueError(
-                f"images: expected one image of shape {shape} or a batch (B, "
-                f"{', '.join(map(str, shape))}), got {images.shape}"
-            )
-        return batch.reshape(batch.shape[:3] + (self._bank[0].shape[2],))
 
     def purify_scored(
         self,
@@ -223,15 +211,14 @@ class NearestSeedRepair(StoredModel):
     ) -> np.ndarray:
         """The repaired ``images``, of their own shape (see :meth:`purify_scored`; the same
         pixels, without the score's work)."""
-        repaired = self._run(images, False, num_threads)[0]
-        return repaired[0] if images.shape == self.image_shape else repaired
+        return self._run(images, False, num_threads)[0].reshape(np.shape(images))
 
     def _run(
         self, images: np.ndarray, scored: bool, num_threads: Optional[int]
     ) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
         """The kernel on one image or a batch: (repaired batch, holes, window counts), the
         last two None unless ``scored``."""
-        batch = self._batch(images)
+        batch, _ = check_image_batch("images", images, self.image_shape)
         c = self.config
         height, width = batch.shape[1:3]
         out, holes, counts = _core.nearest_repair(
@@ -254,7 +241,7 @@ class NearestSeedRepair(StoredModel):
     def to_bytes(self) -> bytes:
         """The model file's bytes (see :mod:`sifternet.modelfile`): the options, the image
         shape and the seed images, from which :meth:`from_bytes` refits."""
-        arrays = {"seeds": self._seeds}
+        arrays = {"seeds": self._fitted_seeds}
         if self.seed_labels is not None:
             arrays["seed_labels"] = self.seed_labels
         config = {**asdict(self.config), "levels": list(self.config.levels)}

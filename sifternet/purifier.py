@@ -11,10 +11,10 @@ from sifternet._checks import (
     check_choice,
     check_finite,
     check_fraction,
+    check_image_batch,
     check_int,
     check_memory,
     check_seeds,
-    check_uint8,
 )
 from sifternet._threads import resolve_num_threads
 from sifternet.binarize import (
@@ -274,19 +274,7 @@ class SifterNet(StoredModel):
     def _as_batch(self, images: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
         """(B, H, W, C) view of one image or a batch of the fitted shape, and whether the
         input was a single image."""
-        shape = self.image_shape
-        images = np.asarray(check_uint8(name, images))  # a subclass (np.matrix, memmap) as a plain view
-        if images.shape == shape:
-            single = True
-        elif images.ndim == len(shape) + 1 and images.shape[1:] == shape:
-            single = False
-        else:
-            raise ValueError(
-                f"{name}: expected one image of shape {shape} or a batch (B, "
-                f"{', '.join(map(str, shape))}), got {images.shape}"
-            )
-        batch = images[None] if single else images
-        return batch.reshape(batch.shape[:3] + (self.n_channels,)), single
+        return check_image_batch(name, images, self.image_shape)
 
     def _states_shape(self, states: Any, name: str) -> tuple[int, ...]:
         """Check ``states`` as int8 (B, H, W, C) of the fitted images; return its shape."""
