@@ -8,7 +8,7 @@ import pytest
 from baselines import per_image_local_mean
 from common import record
 
-from sifternet import NearestSeedRepair, SifterNet, select_seeds
+from sifternet import SifterNet, select_seeds
 from sifternet.binarize import binarize
 
 
@@ -57,33 +57,36 @@ def test_binarise_batched(benchmark, gtsrb):
     ],
 )
 def test_purify_gtsrb_repair(benchmark, gtsrb, name, per_class, options):
-    """The repair preset (highlights, one sweep, agreement gate, inpaint) and variants."""
+    """The highlights preset (one sweep, agreement gate, inpaint) and variants."""
     images, labels = gtsrb
     seeds, seed_labels = select_seeds(images, labels, per_class, seed=0)
-    purifier = SifterNet.repairing(num_threads=2, **options).fit(seeds, seed_labels)
+    purifier = SifterNet.repairing("highlights", num_threads=2, **options).fit(seeds, seed_labels)
     benchmark.group = "purify GTSRB"
     benchmark.pedantic(purifier.purify, args=(images,), rounds=3, warmup_rounds=1)
-    record(benchmark, f"repair {name}, 2 threads", len(images), "purify")
+    record(benchmark, f"highlights {name}, 2 threads", len(images), "purify")
 
 
 def test_purify_scored_gtsrb_repair(benchmark, gtsrb):
-    """The repair preset at 10 seeds/class with its suspicion score (the flipped pixels and
-    the densest 3x3 square): against "preset, 10 seeds/class" of the same run."""
+    """The highlights preset at 10 seeds/class with its suspicion score (the flipped pixels
+    and the densest 3x3 square): against "preset, 10 seeds/class" of the same run."""
     images, labels = gtsrb
-    purifier = SifterNet.repairing(num_threads=2).fit(*select_seeds(images, labels, 10, seed=0))
+    purifier = SifterNet.repairing("highlights", num_threads=2).fit(*select_seeds(images, labels, 10, seed=0))
     benchmark.group = "purify GTSRB"
     benchmark.pedantic(purifier.purify_scored, args=(images,), rounds=3, warmup_rounds=1)
-    record(benchmark, "repair preset, 10 seeds/class, scored, 2 threads", len(images), "purify")
+    record(benchmark, "highlights preset, 10 seeds/class, scored, 2 threads", len(images), "purify")
 
 
 @pytest.mark.parametrize("scored", [False, True], ids=["purify", "purify_scored"])
-def test_purify_gtsrb_nearest(benchmark, gtsrb, scored):
-    """Nearest-seed repair (its defaults) at 10 seeds/class, without and with its score:
-    against "preset, 10 seeds/class" and the paper mode of the same run."""
+@pytest.mark.parametrize("all_seed_levels", [(0.9,), ()], ids=["default", "no-all-seed-vote"])
+def test_purify_gtsrb_default_repair(benchmark, gtsrb, all_seed_levels, scored):
+    """The default repair (``SifterNet.repairing()``, a NearestSeedRepair) and the same
+    without its all-seed vote, at 10 seeds/class, without and with the score: against
+    "preset, 10 seeds/class" and the paper mode of the same run."""
     images, labels = gtsrb
-    purifier = NearestSeedRepair(num_threads=2).fit(*select_seeds(images, labels, 10, seed=0))
+    seeds = select_seeds(images, labels, 10, seed=0)
+    purifier = SifterNet.repairing(num_threads=2, all_seed_levels=all_seed_levels).fit(*seeds)
     benchmark.group = "purify GTSRB"
     run = purifier.purify_scored if scored else purifier.purify
     benchmark.pedantic(run, args=(images,), rounds=3, warmup_rounds=1)
-    what = "scored, " if scored else ""
-    record(benchmark, f"nearest-seed repair, 10 seeds/class, {what}2 threads", len(images), "purify")
+    what = ("default repair" if all_seed_levels else "no all-seed vote") + (", scored" if scored else "")
+    record(benchmark, f"{what}, 10 seeds/class, 2 threads", len(images), "purify")

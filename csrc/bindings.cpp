@@ -308,8 +308,8 @@ py::array_t<std::int32_t> thumbnails(const py::object& images_obj, std::int64_t 
 // Nearest-seed repair; the seeds' arrays are checked against the images and each other.
 py::tuple nearest_repair(const py::object& images_obj, const py::object& bits_obj, const py::object& cuts_obj,
                          const py::object& low_obj, const py::object& high_obj,
-                         const py::object& thumbs_obj, std::int64_t side, std::int64_t neighbours,
-                         double agreement, bool support, std::int64_t max_area, std::int64_t grow,
+                         const py::object& thumbs_obj, const py::object& votes_obj, std::int64_t side,
+                         std::int64_t neighbours, double agreement, bool support, std::int64_t max_area, std::int64_t grow,
                          std::int64_t fill_size, std::int64_t window, bool scored,
                          std::int64_t num_threads) {
     const auto images = as_array<std::uint8_t>(images_obj, "images", 4);
@@ -318,9 +318,10 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& bits_ob
     const auto low = as_array<std::uint8_t>(low_obj, "low", 3);
     const auto high = as_array<std::uint8_t>(high_obj, "high", 3);
     const auto thumbs = as_array<std::int32_t>(thumbs_obj, "thumbs", 2);
+    const auto votes = as_array<std::int32_t>(votes_obj, "votes", 3);
     require_thumbnail_range(images);
     const py::ssize_t P = low.shape(0), H = images.shape(1), W = images.shape(2), C = images.shape(3);
-    const py::ssize_t N = H * W, L = cuts.shape(0), words = (N + 63) / 64;
+    const py::ssize_t N = H * W, G = votes.shape(0), L = cuts.shape(0) - G, words = (N + 63) / 64;
     const auto expect = [&images](const py::array& arr, const char* name,
                                    std::initializer_list<py::ssize_t> want) {
         if (!std::equal(want.begin(), want.end(), arr.shape())) {
@@ -333,7 +334,20 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& bits_ob
     if (P < 1) throw py::value_error("low: expected at least one seed, got " + shape_of(low));
     expect(low, "low", {P, C, N});
     expect(high, "high", {P, C, N});
+    if (L < 0) {
+        throw py::value_error("cuts: expected one cut per all-seed level (" + std::to_string(G) +
+                              ") and per thermometer level, got " + shape_of(cuts));
+    }
     expect(bits, "bits", {P, L, C, words});
+    expect(votes, "votes", {G, C, N});
+    for (py::ssize_t i = 0; i < G * C * N; ++i) {
+        const std::int32_t vote = votes.data()[i];
+        if (vote < -P || vote > P) {
+            throw py::value_error("votes: expected sums of " + std::to_string(P) + " seeds' states in [-" +
+                                  std::to_string(P) + ", " + std::to_string(P) + "], got " +
+                                  std::to_string(vote));
+        }
+    }
     require_range("side", side, 1, 1 << 12);
     if (thumbs.shape(0) != P || thumbs.shape(1) != side * side * C) {
         throw py::value_error("thumbs: expected (" + std::to_string(P) + ", " +
@@ -389,8 +403,9 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& bits_ob
     config.window = window;
     config.scored = scored;
     config.num_threads = threads_arg(num_threads);
-    const sifternet::NearestSeeds bank{bits.data(), cuts.data(), low.data(), high.data(),
-                                       thumbs.data(), P, L, words, thumbs.shape(1), side};
+    const sifternet::NearestSeeds bank{bits.data(), cuts.data(),    low.data(), high.data(),
+                                       thumbs.data(), votes.data(), P, L,
+                                       words,         thumbs.shape(1), side, G};
     const sifternet::RepairShape shape{images.shape(0), H, W, C};
     py::array_t<std::uint8_t> out({shape.B, H, W, C});
     if (!scored) {
@@ -502,8 +517,9 @@ PYBIND11_MODULE(_core, m) {
           "Block sums (B, side * side * C) int32 of images (B, H, W, C) uint8 on a side x side grid.");
     m.def("nearest_repair", &nearest_repair, py::arg("images"), py::arg("bits"),
           py::arg("cuts"),
-          py::arg("low"), py::arg("high"), py::arg("thumbs"), py::kw_only(), py::arg("side"),
-          py::arg("neighbours"), py::arg("agreement"), py::arg("support"), py::arg("max_area"),
+          py::arg("low"), py::arg("high"), py::arg("thumbs"), py::arg("votes"), py::kw_only(),
+          py::arg("side"), py::arg("neighbours"), py::arg("agreement"), py::arg("support"),
+          py::arg("max_area"),
           py::arg("grow"), py::arg("fill_size"), py::arg("window"), py::arg("scored"),
           py::arg("num_threads"),
           "Nearest-seed repair of images (B, H, W, C) uint8: (repaired images, holes (B, H, W) "

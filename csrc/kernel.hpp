@@ -77,10 +77,12 @@ void repair_images(const std::uint8_t* images, const std::int8_t* binarised,
                    const std::int8_t* recalled, const RepairShape& shape, const RepairConfig& config,
                    std::uint8_t* out);
 
-// The seeds of nearest-seed repair, for images (H, W, C) of N = H W pixels: each seed's
-// states at each level of the thermometer, packed: bits (P, levels, C, words), bit (p & 63)
-// of word (p >> 6) set where the value > cuts[level] (+1), words = ceil(N / 64), the
-// padding bits clear; the per-channel minimum and maximum of
+// The seeds of nearest-seed repair, for images (H, W, C) of N = H W pixels: cuts (G +
+// levels), the G all-seed levels first; at each all-seed level g, votes (G, C, N): per
+// pixel the sum over the seeds of their states (+1 where the value > cuts[g], else -1), so
+// |votes| <= P; each seed's states at each level of the thermometer, packed: bits (P,
+// levels, C, words), bit (p & 63) of word (p >> 6) set where the value > cuts[G + level],
+// words = ceil(N / 64), the padding bits clear; the per-channel minimum and maximum of
 // each seed over the 3x3 window of each pixel, widened by the support tolerance, planar
 // (P, C, N); thumbnails (P, T), T = side side C (see thumbnails()).
 struct NearestSeeds {
@@ -89,7 +91,8 @@ struct NearestSeeds {
     const std::uint8_t* low;
     const std::uint8_t* high;
     const std::int32_t* thumbs;
-    std::int64_t P, levels, words, T, side;
+    const std::int32_t* votes;
+    std::int64_t P, levels, words, T, side, G;
 };
 
 struct NearestConfig {

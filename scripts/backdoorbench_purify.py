@@ -70,6 +70,7 @@ from sifternet.eval.metrics import accuracy
 from sifternet.eval.models import Classifier, TorchClassifier, load_torchscript
 from sifternet.io import load_array, read_image
 from sifternet.modelfile import ModelFileError, write_atomically
+from sifternet.purifiers import Purifier, load
 
 PROG = "backdoorbench_purify"
 V2_KEYS = ("bd_data_container", "original_index_array")
@@ -298,9 +299,9 @@ def backdoor_metrics(
     }
 
 
-def _purifier(args: argparse.Namespace) -> SifterNet:
+def _purifier(args: argparse.Namespace) -> Purifier:
     if args.purifier:
-        return SifterNet.load(args.purifier, num_threads=args.threads)
+        return load(args.purifier, num_threads=args.threads)
     images, labels = load_array(args.clean_train, "images"), load_array(args.clean_train, "labels")
     seeds, seed_labels = select_seeds(
         image_batch(images, str(args.clean_train)), labels, args.per_class, seed=args.selection_seed

@@ -23,6 +23,7 @@ from sifternet.hopfield import HopfieldNetwork, RecallResult
 from sifternet.modelfile import ModelFileError
 from sifternet.nearest import NearestConfig, NearestSeedRepair
 from sifternet.purifier import Purification, PurifierConfig, SifterNet
+from sifternet.purifiers import load
 from sifternet.seeds import seed_indices, select_seeds
 
 del _importlib, _os
@@ -37,6 +38,7 @@ __all__ = [
     "RecallResult",
     "SifterNet",
     "__version__",
+    "load",
     "seed_indices",
     "select_seeds",
 ]

@@ -59,6 +59,7 @@ def nearest_repair(
     low: np.ndarray,
     high: np.ndarray,
     thumbs: np.ndarray,
+    votes: np.ndarray,
     *,
     side: int,
     neighbours: int,

@@ -45,7 +45,7 @@ from sifternet.io import (
 )
 from sifternet.modelfile import ModelFileError, atomic_path, read_model_file, temporary_path
 from sifternet.nearest import NearestSeedRepair
-from sifternet.purifier import ORDERS, PurifierConfig, SifterNet
+from sifternet.purifier import ORDERS, REPAIR_PRESETS, PurifierConfig, SifterNet
 from sifternet.purifiers import Purifier, from_model_bytes
 from sifternet.repair import OUTPUTS
 from sifternet.seeds import STRATEGIES, seed_indices, select_seeds
@@ -142,13 +142,13 @@ def cmd_fit(args: argparse.Namespace) -> None:
         images, labels, args.per_class, strategy=args.selection, seed=args.selection_seed
     )
     options = purifier_options(args)
-    if args.nearest and options:
+    if args.repair == "agnostic" and options:
         given = ", ".join("--" + name.replace("_", "-") for name in options)
-        raise CliError(f"--nearest: takes none of SifterNet's options, got {given}")
+        raise CliError(f"--repair agnostic: takes none of SifterNet's options, got {given}")
     purifier: Purifier = (
-        NearestSeedRepair(num_threads=args.threads)
-        if args.nearest
-        else SifterNet(num_threads=args.threads, **options)
+        SifterNet(num_threads=args.threads, **options)
+        if args.repair is None
+        else SifterNet.repairing(args.repair, num_threads=args.threads, **options)
     ).fit(seeds, seed_labels)
     purifier.save(out, overwrite=args.force)
     print(f"fitted {purifier!r}\n  on {len(seeds)} seeds from {shown(args.source)} -> {shown(out)}")
@@ -605,9 +605,12 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="model file to write (.npz)")
     fit.add_argument("--per-class", type=int, default=2, help="seeds per class (default 2)")
     fit.add_argument(
-        "--nearest",
-        action="store_true",
-        help="fit a nearest-seed repair (trigger-agnostic, its defaults) instead of a SifterNet",
+        "--repair",
+        nargs="?",
+        const="agnostic",
+        choices=REPAIR_PRESETS,
+        help="fit a repair preset instead of the paper's mode: agnostic (the default preset: no "
+        "trigger colour or position assumed), highlights or shadows",
     )
     fit.add_argument(
         "--selection", choices=STRATEGIES, default="random", help="how seeds are chosen (default random)"

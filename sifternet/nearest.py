@@ -28,7 +28,7 @@ from sifternet.modelfile import (
     pack,
 )
 from sifternet.purifier import Purification
-from sifternet.repair import SUSPICION_WINDOW
+from sifternet.repair import SUSPICION_WINDOW, densest_window
 
 #: The ``purifier`` field of its model files' metadata.
 KIND = "nearest-seed-repair"
@@ -69,14 +69,18 @@ class NearestConfig:
     grow: int = 1
     fill_size: int = 5
     thumbnail: int = 8
+    all_seed_levels: tuple[float, ...] = (0.9,)
 
     def __post_init__(self) -> None:
         check_int("neighbours", self.neighbours, low=1, high=2**31 - 1)
         if not isinstance(self.levels, tuple) or not self.levels:
             raise TypeError(f"levels: expected a non-empty tuple of thresholds, got {self.levels!r}")
-        for level in self.levels:
-            if not -1.0 <= check_finite("levels", level) <= 1.0:
-                raise ValueError(f"levels: expected thresholds in [-1, 1], got {level!r}")
+        if not isinstance(self.all_seed_levels, tuple):
+            raise TypeError(f"all_seed_levels: expected a tuple of thresholds, got {self.all_seed_levels!r}")
+        for name in ("levels", "all_seed_levels"):
+            for level in getattr(self, name):
+                if not -1.0 <= check_finite(name, level) <= 1.0:
+                    raise ValueError(f"{name}: expected thresholds in [-1, 1], got {level!r}")
         check_fraction("agreement", self.agreement)
         if self.tolerance is not None:
             check_int("tolerance", self.tolerance, low=0, high=255)
@@ -113,12 +117,17 @@ class NearestSeedRepair(StoredModel):
         unmarked (or already filled) pixels in the ``fill_size`` x ``fill_size`` window.
     thumbnail : int
         The side of the thumbnails that choose the memories.
+    all_seed_levels : tuple of float
+        Thresholds at which every seed, not only the nearest, is a memory of the gate (by
+        default the highlights, as in SifterNet's highlights preset): a saturated patch can
+        pull the nearest seeds toward bright ones, all the seeds together still out-vote it.
     num_threads : int or None
         Kernel threads, as :class:`SifterNet`'s; results never depend on it.
 
     Each image's result depends on that image and the seeds only: no random stream, so
-    the same for any batch, chunk or thread count. A fitted instance is read-only in
-    :meth:`purify` and may be shared by threads; the kernel releases the GIL.
+    the same for any batch, chunk or thread count. A fitted
+    instance is read-only in :meth:`purify` and may be shared by threads; the kernels
+    release the GIL.
     """
 
     def __init__(self, *, num_threads: Optional[int] = None, **options: Any) -> None:
@@ -157,15 +166,18 @@ class NearestSeedRepair(StoredModel):
         return shape[2] if len(shape) == 3 else 1
 
     def fit(self, seed_images: np.ndarray, labels: Optional[np.ndarray] = None) -> NearestSeedRepair:
-        """Keep the clean ``seed_images`` (B, H, W) or (B, H, W, C) uint8, their 3 x 3
-        ranges and thumbnails. ``labels`` (one per seed) are only checked and kept."""
+        """Keep the clean ``seed_images`` (B, H, W) or (B, H, W, C) uint8, their level
+        planes, 3 x 3 ranges, thumbnails and all-seed votes. ``labels`` (one per seed) are
+        only checked and kept."""
         labels = check_seeds(seed_images, labels)
         n_seeds, height, width = seed_images.shape[:3]
         seeds = seed_images.reshape(n_seeds, height, width, -1)
         c = self.config
-        cuts = np.array([level_cut(t) for t in c.levels], np.uint8)
+        cuts = np.array([level_cut(t) for t in c.all_seed_levels + c.levels], np.uint8)
         planar = seeds.reshape(n_seeds, height * width, -1).transpose(0, 2, 1)  # (P, C, N)
-        above = planar[:, None] > cuts[None, :, None, None]  # (P, levels, C, N)
+        everyone = len(c.all_seed_levels)
+        above = planar[:, None] > cuts[None, everyone:, None, None]  # (P, levels, C, N)
+        votes = 2 * np.count_nonzero(planar[:, None] > cuts[None, :everyone, None, None], axis=0) - n_seeds
         words = -(-height * width // 64)
         packed = np.zeros(above.shape[:3] + (8 * words,), np.uint8)
         packed[..., : -(-height * width // 8)] = np.packbits(above, axis=-1, bitorder="little")
@@ -177,7 +189,8 @@ class NearestSeedRepair(StoredModel):
         slack = c.tolerance or 0
         low = np.maximum(low.astype(np.int16) - slack, 0).astype(np.uint8)
         high = np.minimum(high.astype(np.int16) + slack, 255).astype(np.uint8)
-        self._bank = (bits, cuts, low, high, _core.thumbnails(seeds, c.thumbnail))
+        thumbs = _core.thumbnails(seeds, c.thumbnail)
+        self._bank = (bits, cuts, low, high, thumbs, votes.astype(np.int32))  # votes (G, C, N)
         self._seeds = np.ascontiguousarray(seed_images)
         self.seed_labels = labels
         return self
@@ -191,15 +204,18 @@ class NearestSeedRepair(StoredModel):
         num_threads: Optional[int] = None,
     ) -> Purification:
         """The repaired ``images`` (one image or a batch of the fitted shape; returned as a
-        batch), which pixels were repaired (bool (B, H, W)), and per image the largest share
-        of marked pixels (the repaired ones before the support blobs grow) in any 3 x 3
-        square (docs/method.md, Nearest-seed repair). ``index_offset`` and
-        ``indices`` are taken, as :meth:`SifterNet.purify_scored` takes them, and change
-        nothing: no random stream is keyed by them."""
-        out, holes, counts = self._run(images, True, num_threads)
+        batch), which pixels were repaired (bool (B, H, W)), and a suspicion score per image
+        in [0, 1]: how densely the repair marked pixels times how far it moved them, each
+        taken in its densest 3 x 3 square (docs/method.md, Nearest-seed repair).
+        ``index_offset`` and ``indices`` are taken, as :meth:`SifterNet.purify_scored`
+        takes them, and change nothing: no random stream is keyed by them."""
+        batch, _ = check_image_batch("images", images, self.image_shape)
+        out, holes, counts = self._run(batch, True, num_threads)
         assert holes is not None and counts is not None  # scored
         side = min(SUSPICION_WINDOW, *self.image_shape[:2])
-        return Purification(out, holes, counts / (side * side))
+        moved = np.abs(out.reshape(batch.shape).astype(np.int16) - batch).max(axis=3).astype(np.uint8)
+        strength = densest_window(moved, SUSPICION_WINDOW) / (side * side * 255)
+        return Purification(out, holes, counts / (side * side) * strength)
 
     def purify(
         self,
@@ -211,14 +227,14 @@ class NearestSeedRepair(StoredModel):
     ) -> np.ndarray:
         """The repaired ``images``, of their own shape (see :meth:`purify_scored`; the same
         pixels, without the score's work)."""
-        return self._run(images, False, num_threads)[0].reshape(np.shape(images))
+        batch, _ = check_image_batch("images", images, self.image_shape)
+        return self._run(batch, False, num_threads)[0].reshape(np.shape(images))
 
     def _run(
-        self, images: np.ndarray, scored: bool, num_threads: Optional[int]
+        self, batch: np.ndarray, scored: bool, num_threads: Optional[int]
     ) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-        """The kernel on one image or a batch: (repaired batch, holes, window counts), the
-        last two None unless ``scored``."""
-        batch, _ = check_image_batch("images", images, self.image_shape)
+        """The nearest-seed kernel on a checked (B, H, W, C) batch: (repaired batch, holes,
+        window counts), the last two None unless ``scored``."""
         c = self.config
         height, width = batch.shape[1:3]
         out, holes, counts = _core.nearest_repair(
@@ -244,7 +260,8 @@ class NearestSeedRepair(StoredModel):
         arrays = {"seeds": self._fitted_seeds}
         if self.seed_labels is not None:
             arrays["seed_labels"] = self.seed_labels
-        config = {**asdict(self.config), "levels": list(self.config.levels)}
+        c = self.config
+        config = {**asdict(c), "levels": list(c.levels), "all_seed_levels": list(c.all_seed_levels)}
         return pack({"purifier": KIND, "config": config, "image_shape": list(self.image_shape)}, arrays)
 
     @classmethod
@@ -269,10 +286,11 @@ class NearestSeedRepair(StoredModel):
             missing = [field.name for field in fields(NearestConfig) if field.name not in config]
             if missing:
                 raise ValueError(f"config: expected every option, missing {', '.join(missing)}")
-            levels = config["levels"]
-            if not isinstance(levels, list):
-                raise TypeError(f"config: levels: expected a list, got {type(levels).__name__}")
-            purifier = cls(num_threads=num_threads, **{**config, "levels": tuple(levels)})
+            for name in ("levels", "all_seed_levels"):
+                if not isinstance(config[name], list):
+                    raise TypeError(f"config: {name}: expected a list, got {type(config[name]).__name__}")
+            tuples = {name: tuple(config[name]) for name in ("levels", "all_seed_levels")}
+            purifier = cls(num_threads=num_threads, **{**config, **tuples})
             shape: Any = metadata.get("image_shape")
             sides_ok = isinstance(shape, list) and all(type(d) is int and d >= 1 for d in shape)
             if not sides_ok or len(shape) not in (2, 3):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional, Union, overload
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from sifternet.modelfile import (
 )
 from sifternet.repair import OUTPUTS, Output, flipped_pixels, repair, suspicion
 
+if TYPE_CHECKING:  # nearest.py builds on this module
+    from sifternet.nearest import NearestSeedRepair
+
 #: The recommended repair mode (docs/method.md, Repair presets): a "highlights"
 #: binarisation (+1 only above 242 of 255, global threshold 0.9), so the memories learn
 #: where near-white pixels belong; one sweep (every neuron visited once, in a random
@@ -58,6 +61,8 @@ REPAIR_OPTIONS: dict[str, Any] = dict(
 #: The preset's mirror image for dark triggers ("shadows"): -1 only at 12 of 255 and
 #: below, and a stricter gate (docs/evaluation.md, Dark triggers: a black patch on GTSRB).
 DARK_REPAIR_OPTIONS: dict[str, Any] = dict(threshold=-0.9, agreement=0.95)
+#: The presets of :meth:`SifterNet.repairing`, the default first.
+REPAIR_PRESETS: tuple[str, ...] = ("agnostic", "highlights", "shadows")
 #: Options that act at recall time only, changeable on a fitted purifier.
 RECALL_OPTIONS: tuple[str, ...] = (
     "steps",
@@ -243,14 +248,40 @@ class SifterNet(StoredModel):
         """An unfitted purifier with the options of ``config``."""
         return cls(num_threads=num_threads, **asdict(config))
 
+    @overload
     @classmethod
-    def repairing(cls, *, dark: bool = False, num_threads: Optional[int] = None, **options: Any) -> SifterNet:
-        """A purifier in the recommended repair mode (:data:`REPAIR_OPTIONS`), which keeps
-        clean accuracy where the paper's binary output loses it; ``dark=True`` looks for
-        dark triggers instead of bright ones (:data:`DARK_REPAIR_OPTIONS`; run both, one
-        after the other, when the trigger's colour is unknown); ``options`` override."""
-        preset = {**REPAIR_OPTIONS, **(DARK_REPAIR_OPTIONS if dark else {})}
-        return cls(num_threads=num_threads, **{**preset, **options})
+    def repairing(
+        cls, preset: Literal["agnostic"] = ..., *, num_threads: Optional[int] = None, **options: Any
+    ) -> NearestSeedRepair: ...
+
+    @overload
+    @classmethod
+    def repairing(
+        cls, preset: Literal["highlights", "shadows"], *, num_threads: Optional[int] = None, **options: Any
+    ) -> SifterNet: ...
+
+    @classmethod
+    def repairing(
+        cls, preset: str = "agnostic", *, num_threads: Optional[int] = None, **options: Any
+    ) -> Union[SifterNet, NearestSeedRepair]:
+        """The recommended repair (docs/method.md, Repair presets), which keeps clean
+        accuracy where the paper's binary output loses it; ``options`` override the preset's.
+
+        - ``"agnostic"`` (default): no trigger colour or position assumed, a
+          :class:`~sifternet.nearest.NearestSeedRepair` (a repair against each image's
+          nearest seeds at every intensity, and against all the seeds at the highlights).
+        - ``"highlights"``: a SifterNet that removes near-white pixels where the memories
+          agree none belong (:data:`REPAIR_OPTIONS`).
+        - ``"shadows"``: its mirror image for dark triggers (:data:`DARK_REPAIR_OPTIONS`).
+        """
+        if preset == "agnostic":
+            from sifternet.nearest import NearestSeedRepair  # noqa: PLC0415  (it imports this module)
+
+            return NearestSeedRepair(num_threads=num_threads, **options)
+        if preset not in REPAIR_PRESETS:
+            raise ValueError(f"preset: expected one of {', '.join(REPAIR_PRESETS)}, got {preset!r}")
+        dark = DARK_REPAIR_OPTIONS if preset == "shadows" else {}
+        return cls(num_threads=num_threads, **{**REPAIR_OPTIONS, **dark, **options})
 
     # -- shapes ---------------------------------------------------------------------
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
-from sifternet.modelfile import ModelReader
+from sifternet.modelfile import ModelReader, PathLike, read_model_file
 from sifternet.nearest import KIND as NEAREST
 from sifternet.nearest import NearestSeedRepair
 from sifternet.purifier import SifterNet
@@ -30,3 +30,8 @@ def from_model_bytes(
     if ModelReader(data, source).metadata.get("purifier") == NEAREST:
         return NearestSeedRepair.from_bytes(data, num_threads=num_threads, source=source)
     return SifterNet.from_bytes(data, num_threads=num_threads, source=source)
+
+
+def load(path: PathLike, *, num_threads: Optional[int] = None) -> Purifier:
+    """The purifier the model file at ``path`` holds, of either kind."""
+    return from_model_bytes(read_model_file(path), num_threads=num_threads, source=str(path))

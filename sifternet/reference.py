@@ -253,6 +253,7 @@ def nearest_repair(
     side: int,
     neighbours: int,
     cuts: list[int],
+    all_seed_levels: int,
     agreement: float,
     tolerance: int,
     max_area: int,
@@ -263,7 +264,8 @@ def nearest_repair(
     """Nearest-seed repair of images (B, H, W, C) with seeds (P, H, W, C), uint8 (the
     kernel's arguments, but the seeds' 3x3 ranges and thumbnails are computed here):
     (repaired images, holes (B, H, W) bool, most marked pixels (the holes before the
-    support blobs grow) in a window x window square (B,))."""
+    support blobs grow) in a window x window square (B,)). The first ``all_seed_levels``
+    cuts gate with the votes of every seed, the others with the nearest seeds' field."""
     n_images, height, width, n_channels = images.shape
     pad = np.pad(seeds.astype(np.int64), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     windows = [pad[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
@@ -278,7 +280,11 @@ def nearest_repair(
         distances = [int(((thumb - t) ** 2).sum()) for t in seed_thumbs]
         memories = sorted(range(len(seeds)), key=lambda j: (distances[j], j))[:neighbours]
         hole = holes[b]
-        for cut in cuts:
+        for cut in cuts[:all_seed_levels]:  # every seed votes with the same weight
+            s = np.where(image > cut, 1, -1)
+            votes = np.where(seeds.astype(np.int64) > cut, 1, -1).sum(axis=0)
+            hole |= (-s * votes > agreement * len(seeds)).any(axis=2)
+        for cut in cuts[all_seed_levels:]:
             s = np.where(image > cut, 1, -1)
             for c in range(n_channels):
                 xs = [np.where(seeds[j, :, :, c].astype(np.int64) > cut, 1, -1) for j in memories]

@@ -251,12 +251,21 @@ def test_readme_results_come_from_the_evaluation_report():
     header = next(line for line in defenses.splitlines() if line.startswith("| data set"))
     columns = [cell.strip() for cell in header.strip().strip("|").split("|")][1:]
     report = _table_rows(defenses)
+    # The default repair's column: its run of the unknown-trigger grid (the same models).
+    grid = (ROOT / "docs" / "evaluation" / "grid-nearest" / "summary.md").read_text(encoding="utf-8")
+    grid_section = _section(grid, "## Acc / ASR per trigger and defense")
+    grid_header = next(line for line in grid_section.splitlines() if line.startswith("| data set"))
+    grid_columns = [cell.strip() for cell in grid_header.strip().strip("|").split("|")][1:]
+    default = _table_rows(grid_section)
     readme_rows = {k: v for k, v in _table_rows(readme).items() if k != "data set, attack"}
     assert readme_rows, "README: no results table under '## Results'"
-    for row, (none, paper, repair) in readme_rows.items():
+    for row, (none, paper, highlights, repair) in readme_rows.items():
         assert row in report, f"README results row {row!r} is not in docs/evaluation/summary.md"
         expected = [report[row][columns.index(name)] for name in ("none", "sifternet", "sifternet-repair")]
-        assert [none, paper, repair] == expected, f"README results row {row!r}"
+        assert [none, paper, highlights] == expected, f"README results row {row!r}"
+        same_cell = {name: default[row][grid_columns.index(name)] for name in ("none", "sifternet-nearest")}
+        assert same_cell["none"] == none, f"README results row {row!r}: the grid's model differs"
+        assert repair == same_cell["sifternet-nearest"], f"README results row {row!r}: default repair"
 
 
 def test_readme_unknown_trigger_counts_come_from_the_grid_report():

@@ -73,7 +73,7 @@ def purifier(images) -> SifterNet:
 def test_huge_broadcast_batch_is_a_memory_error_with_advice(method):
     done = run_python(
         f"""
-        purifier = SifterNet.repairing(binarize={method!r}).fit(img[:10])
+        purifier = SifterNet.repairing("highlights", binarize={method!r}).fit(img[:10])
         huge = np.broadcast_to(img[0], (10**8, 28, 28))
         for call in (purifier.purify, purifier.to_states, lambda x: binarize(x, {method!r})):
             try:

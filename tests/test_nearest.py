@@ -42,9 +42,10 @@ def smooth_images(count: int, size: int, channels: int, seed: int) -> np.ndarray
     st.integers(0, 2),
     st.integers(1, 5),
     st.integers(1, 4),
+    st.lists(st.sampled_from([0.9, 0.0, -0.9]), max_size=2),
 )
 def test_nearest_repair_equals_the_reference(
-    seed, shape, neighbours, levels, agreement, tolerance, max_area, grow, fill_size, thumbnail
+    seed, shape, neighbours, levels, agreement, tolerance, max_area, grow, fill_size, thumbnail, everyone
 ):
     batch, n_seeds, height, width, channels = shape
     rng = np.random.default_rng(seed)
@@ -60,6 +61,7 @@ def test_nearest_repair_equals_the_reference(
         grow=grow,
         fill_size=fill_size,
         thumbnail=thumbnail,
+        all_seed_levels=tuple(everyone),
     )
     got = NearestSeedRepair(**options).fit(seeds).purify_scored(images)
     want = ref.nearest_repair(
@@ -67,7 +69,8 @@ def test_nearest_repair_equals_the_reference(
         seeds,
         side=thumbnail,
         neighbours=neighbours,
-        cuts=[level_cut(t) for t in levels],
+        cuts=[level_cut(t) for t in everyone + levels],
+        all_seed_levels=len(everyone),
         agreement=agreement,
         tolerance=-1 if tolerance is None else tolerance,
         max_area=blob_limit(max_area, height * width),
@@ -78,7 +81,16 @@ def test_nearest_repair_equals_the_reference(
     np.testing.assert_array_equal(got.images, want[0])
     np.testing.assert_array_equal(got.flipped, want[1])
     side = min(3, height, width)
-    np.testing.assert_array_equal(got.scores, want[2] / side**2)
+    moved = np.abs(want[0].astype(int) - images).max(axis=3)
+    peaks = [
+        max(
+            moved[b, y : y + side, x : x + side].sum()
+            for y in range(height - side + 1)
+            for x in range(width - side + 1)
+        )
+        for b in range(batch)
+    ]
+    np.testing.assert_allclose(got.scores, want[2] / side**2 * np.array(peaks) / (side**2 * 255), rtol=1e-12)
 
 
 def test_level_cut_is_the_global_binarisation():
@@ -119,9 +131,21 @@ def test_a_patch_no_seed_holds_is_repaired_and_scored(fitted, colour):
     assert result.flipped[:, 6:9, 6:9].all()
     error = np.abs(result.images[:, 6:9, 6:9].astype(int) - clean[:, 6:9, 6:9]).max()
     assert error <= 40, error  # filled from the smooth surroundings, not left as the patch
-    assert (result.scores == 1.0).all()
     untouched = purifier.purify_scored(clean)
-    assert untouched.scores.max() < 1.0 and untouched.flipped.mean() < 0.1
+    assert result.scores.min() > untouched.scores.max()  # every triggered image above every clean one
+    assert untouched.flipped.mean() < 0.1
+
+
+def test_all_seeds_outvote_a_patch_that_biases_the_nearest_ones():
+    rng = np.random.default_rng(3)
+    seeds = rng.integers(20, 120, (40, 16, 16, 3), dtype=np.uint8)
+    seeds[0, 4:12, 4:12] = 255  # one seed of 40 is white in the middle
+    triggered = seeds[4:24].copy()
+    triggered[:, 5:11, 5:11] = 255  # a 6x6 white patch: the white seed is among its nearest
+    alone = NearestSeedRepair(neighbours=4, all_seed_levels=()).fit(seeds).purify_scored(triggered)
+    assert not alone.flipped[:, 5:11, 5:11].all()  # the white seed supports it
+    voted = NearestSeedRepair(neighbours=4).fit(seeds).purify_scored(triggered)
+    assert voted.flipped[:, 5:11, 5:11].all()
 
 
 def test_grey_images_and_an_empty_batch():
@@ -143,6 +167,8 @@ def test_grey_images_and_an_empty_batch():
         ({"tolerance": 300}, ValueError, "tolerance: expected an int >= 0 and <= 255"),
         ({"max_area": -0.1}, ValueError, "max_area: expected a share"),
         ({"fill_size": 0}, ValueError, "fill_size: expected an int >= 1"),
+        ({"all_seed_levels": [0.9]}, TypeError, "all_seed_levels: expected a tuple of thresholds"),
+        ({"all_seed_levels": (2.0,)}, ValueError, r"all_seed_levels: expected thresholds in \[-1, 1\]"),
         ({"colour": 1}, TypeError, "unexpected keyword argument 'colour'"),
     ],
 )
@@ -167,19 +193,27 @@ def test_bad_images_are_refused(fitted):
 
 def test_kernel_refuses_mismatched_seeds(fitted):
     purifier, images = fitted
-    bits, cuts, low, high, thumbs = purifier._bank
+    bits, cuts, low, high, thumbs, votes = purifier._bank
     options = dict(side=8, neighbours=4, agreement=0.9, support=True, max_area=10, grow=1)
     options.update(fill_size=5, window=3, scored=True, num_threads=1)
     with pytest.raises(ValueError, match=r"high: expected \(40, 3, 256\) for the images"):
-        _core.nearest_repair(images, bits, cuts, low, high[:3], thumbs, **options)
+        _core.nearest_repair(images, bits, cuts, low, high[:3], thumbs, votes, **options)
     with pytest.raises(ValueError, match="bits: expected"):
-        _core.nearest_repair(images, bits[:, :2], cuts, low, high, thumbs, **options)
+        _core.nearest_repair(images, bits[:, :2], cuts, low, high, thumbs, votes, **options)
     with pytest.raises(ValueError, match="thumbs: expected"):
-        _core.nearest_repair(images, bits, cuts, low, high, thumbs, **{**options, "side": 4})
+        _core.nearest_repair(images, bits, cuts, low, high, thumbs, votes, **{**options, "side": 4})
     with pytest.raises(ValueError, match=r"agreement: expected a fraction in \[0, 1\)"):
-        _core.nearest_repair(images, bits, cuts, low, high, thumbs, **{**options, "agreement": np.nan})
+        _core.nearest_repair(images, bits, cuts, low, high, thumbs, votes, **{**options, "agreement": np.nan})
     with pytest.raises(ValueError, match="low: expected"):
-        _core.nearest_repair(images[:, :4], bits, cuts, low, high, thumbs, **options)
+        _core.nearest_repair(images[:, :4], bits, cuts, low, high, thumbs, votes, **options)
+    with pytest.raises(ValueError, match=r"votes: expected sums of 40 seeds' states in \[-40, 40\], got 41"):
+        _core.nearest_repair(images, bits, cuts, low, high, thumbs, np.full_like(votes, 41), **options)
+    with pytest.raises(ValueError, match=r"votes: expected \(1, 3, 256\)"):
+        _core.nearest_repair(images, bits, cuts, low, high, thumbs, votes[:, :2], **options)
+    with pytest.raises(ValueError, match="cuts: expected one cut per all-seed level"):
+        _core.nearest_repair(
+            images, bits, cuts, low, high, thumbs, np.zeros((9, 3, 256), np.int32), **options
+        )
 
 
 def test_model_file_round_trip_and_pickle(fitted, tmp_path):
@@ -218,17 +252,17 @@ def test_blob_limit_rounds_down_without_float_error():
 
 def test_kernel_refuses_seed_contents_outside_its_bounds(fitted):
     purifier, images = fitted
-    bits, cuts, low, high, thumbs = purifier._bank
+    bits, cuts, low, high, thumbs, votes = purifier._bank
     options = dict(side=8, neighbours=4, agreement=0.9, support=True, max_area=10, grow=1)
     options.update(fill_size=5, window=3, scored=True, num_threads=1)
     huge = thumbs.copy()
     huge[1, 0] = np.iinfo(np.int32).max
     with pytest.raises(ValueError, match="thumbs: expected the block sums of a seed to add up to at most"):
-        _core.nearest_repair(images, bits, cuts, low, high, huge, **options)
+        _core.nearest_repair(images, bits, cuts, low, high, huge, votes, **options)
     negative = thumbs.copy()
     negative[0, 3] = -1
     with pytest.raises(ValueError, match="thumbs: expected block sums >= 0, got -1 in seed 0"):
-        _core.nearest_repair(images, bits, cuts, low, high, negative, **options)
+        _core.nearest_repair(images, bits, cuts, low, high, negative, votes, **options)
     odd = NearestSeedRepair().fit(images[:4, :5, :5])  # 25 pixels: padding bits in each word
     padded = odd._bank[0].copy()
     padded[0, 0, 0, 0] |= np.uint64(1) << np.uint64(40)
@@ -246,6 +280,7 @@ def test_kernel_marks_nothing_on_images_without_pixels():
         np.zeros((1, 0, 16), np.uint8),
         np.zeros((1, 0, 16), np.uint8),
         np.zeros((1, 0), np.int32),
+        np.zeros((0, 0, 16), np.int32),
     )
     out, holes, scores = _core.nearest_repair(empty, *bank, **options)
     assert out.shape == empty.shape and not holes.any() and not scores.any()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sifternet import HopfieldNetwork, SifterNet, select_seeds
+from sifternet import HopfieldNetwork, NearestSeedRepair, SifterNet, select_seeds
 from sifternet import reference as ref
 from sifternet.binarize import binarize
 from sifternet.seeds import seed_indices
@@ -220,14 +220,14 @@ def test_gates_reduce_flips_and_the_repair_preset_validates():
         for gate in ({}, {"agreement": 0.3}, {"agreement": 0.9}, {"margin": 0.5})
     ]
     assert changed[0] > changed[1] > changed[2] and changed[0] > changed[3]
-    one_sweep = SifterNet.repairing(binarize="otsu", agreement=0.5).fit(seeds)
+    one_sweep = SifterNet.repairing("highlights", binarize="otsu", agreement=0.5).fit(seeds)
     np.testing.assert_array_equal(
         one_sweep.purify(batch), one_sweep.with_options(steps=16 * 16).purify(batch)
     )
     assert (one_sweep.purify(batch) != one_sweep.with_options(max_sweeps=100).purify(batch)).any()
     with pytest.raises(ValueError, match="max_sweeps: expected an int >= 1"):
         SifterNet(max_sweeps=0)
-    preset = SifterNet.repairing(fill_size=3).config
+    preset = SifterNet.repairing("highlights", fill_size=3).config
     assert (
         preset.binarize,
         preset.threshold,
@@ -236,10 +236,15 @@ def test_gates_reduce_flips_and_the_repair_preset_validates():
         preset.fill_size,
         preset.output,
     ) == ("global", 0.9, 0.9, True, 3, "inpaint")
-    dark = SifterNet.repairing(dark=True).config
+    dark = SifterNet.repairing("shadows").config
     assert (dark.binarize, dark.threshold, dark.agreement, dark.output) == ("global", -0.9, 0.95, "inpaint")
-    repair = SifterNet.repairing(steps=100)
+    repair = SifterNet.repairing("highlights", steps=100)
     assert repair.config.output == "inpaint" and repair.config.steps == 100
+    default = SifterNet.repairing(neighbours=4)
+    assert isinstance(default, NearestSeedRepair) and default.config.neighbours == 4
+    assert default.config.highlights  # the highlights preset runs first
+    with pytest.raises(ValueError, match="preset: expected one of agnostic, highlights, shadows"):
+        SifterNet.repairing("bright")
     with pytest.raises(ValueError, match=r"agreement: expected a fraction in \[0, 1\)"):
         SifterNet(agreement=1.5)
     with pytest.raises(ValueError, match="output: expected one of"):
@@ -276,6 +281,6 @@ def test_the_score_is_one_where_the_repair_preset_removes_a_corner_patch():
     clean = rng.integers(0, 200, size=(12, 16, 16, 3), dtype=np.uint8)
     triggered = clean.copy()
     triggered[:, -3:, -3:] = 255
-    purifier = SifterNet.repairing().fit(seeds)
+    purifier = SifterNet.repairing("highlights").fit(seeds)
     assert (purifier.purify_scored(triggered).scores == 1.0).all()
     assert (purifier.purify_scored(clean).scores == 0.0).all()

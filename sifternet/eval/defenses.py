@@ -11,12 +11,12 @@ JPEG re-compression, bit-depth reduction and a Gaussian blur.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 import cv2
 import numpy as np
 
-from sifternet import NearestSeedRepair, SifterNet
+from sifternet import SifterNet
 from sifternet._checks import check_batch, check_finite, check_int
 from sifternet.binarize import states_to_pixels
 
@@ -242,11 +242,17 @@ def ifmv(copies: int = 10, sigma: float = 0.1, seed: int = 0) -> Defense:
 
 
 def _repairing(
-    name: str, purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray], **options: Any
+    name: str,
+    purifier: SifterNet,
+    seeds: tuple[np.ndarray, np.ndarray],
+    preset: Literal["highlights", "shadows"] = "highlights",
+    **options: Any,
 ) -> Defense:
-    """SifterNet in repair mode (:meth:`SifterNet.repairing`, ``options`` overriding),
+    """SifterNet in a repair preset (:meth:`SifterNet.repairing`, ``options`` overriding),
     fitted on the same seeds as ``purifier``."""
-    repairing = SifterNet.repairing(num_threads=purifier.num_threads, seed=purifier.config.seed, **options)
+    repairing = SifterNet.repairing(
+        preset, num_threads=purifier.num_threads, seed=purifier.config.seed, **options
+    )
     repairing.fit(*seeds)
     c = repairing.config
     return Defense(
@@ -260,13 +266,13 @@ def _repairing(
 
 
 def sifternet_repair(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
-    """The recommended repair mode (highlights binarised, gated recall, flips inpainted)."""
+    """The highlights repair preset (highlights binarised, gated recall, flips inpainted)."""
     return _repairing("sifternet-repair", purifier, seeds)
 
 
 def sifternet_repair_dark(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
-    """The repair mode for dark triggers (``SifterNet.repairing(dark=True)``)."""
-    return _repairing("sifternet-repair-dark", purifier, seeds, dark=True)
+    """The repair preset for dark triggers (``SifterNet.repairing("shadows")``)."""
+    return _repairing("sifternet-repair-dark", purifier, seeds, "shadows")
 
 
 def sifternet_repair_both(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
@@ -295,14 +301,16 @@ def sifternet_binary_gate(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarr
 
 
 def sifternet_nearest(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
-    """Trigger-agnostic repair from each image's nearest seeds (:class:`NearestSeedRepair`,
-    its defaults), fitted on the same seeds as ``purifier``."""
-    nearest = NearestSeedRepair(num_threads=purifier.num_threads).fit(*seeds)
+    """The default, trigger-agnostic repair (``SifterNet.repairing()``: a repair from each
+    image's nearest seeds, and from all the seeds' votes at the highlights), fitted on the
+    same seeds as ``purifier``."""
+    nearest = SifterNet.repairing(num_threads=purifier.num_threads).fit(*seeds)
     c = nearest.config
     return Defense(
         "sifternet-nearest",
         lambda images, indices: nearest.purify(images),
-        f"SifterNet nearest-seed repair: {c.neighbours} nearest seeds, {len(c.levels)} levels, "
+        f"SifterNet default repair: {c.neighbours} nearest seeds, {len(c.levels)} levels, "
+        f"all seeds at {', '.join(map(str, c.all_seed_levels)) or 'no level'}, "
         f"agreement {c.agreement}, support tolerance {c.tolerance}, blobs up to "
         f"{c.max_area:.0%} of the image, {c.fill_size} x {c.fill_size} fill",
     )

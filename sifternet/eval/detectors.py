@@ -404,12 +404,14 @@ DETECTORS: dict[str, DetectorFactory] = {
     "teco": lambda given: teco(given.model, seed=given.seed),
     "sentinet": lambda given: sentinet(_require_gradients(given.model), given.pool, seed=given.seed),
     "sifternet-repair": lambda given: purifier_score(
-        "sifternet-repair", SifterNet.repairing(seed=given.seed), given.seeds
+        "sifternet-repair", SifterNet.repairing("highlights", seed=given.seed), given.seeds
     ),
     "sifternet-repair-dark": lambda given: purifier_score(
-        "sifternet-repair-dark", SifterNet.repairing(dark=True, seed=given.seed), given.seeds
+        "sifternet-repair-dark", SifterNet.repairing("shadows", seed=given.seed), given.seeds
     ),
-    "sifternet-nearest": lambda given: purifier_score("sifternet-nearest", NearestSeedRepair(), given.seeds),
+    "sifternet-nearest": lambda given: purifier_score(
+        "sifternet-nearest", SifterNet.repairing(), given.seeds
+    ),
 }
 
 
