@@ -242,7 +242,7 @@ def test_gates_reduce_flips_and_the_repair_preset_validates():
     assert repair.config.output == "inpaint" and repair.config.steps == 100
     default = SifterNet.repairing(neighbours=4)
     assert isinstance(default, NearestSeedRepair) and default.config.neighbours == 4
-    assert default.config.highlights  # the highlights preset runs first
+    assert default.config.all_seed_levels == (0.9,)  # every seed votes at the highlights
     with pytest.raises(ValueError, match="preset: expected one of agnostic, highlights, shadows"):
         SifterNet.repairing("bright")
     with pytest.raises(ValueError, match=r"agreement: expected a fraction in \[0, 1\)"):
