@@ -412,19 +412,19 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& bits_ob
         {
             py::gil_scoped_release release;
             sifternet::nearest_repair(images.data(), shape, bank, config, out.mutable_data(), nullptr,
-                                      nullptr);
+                                      nullptr, nullptr);
         }
-        return py::make_tuple(out, py::none(), py::none());
+        return py::make_tuple(out, py::none(), py::none(), py::none());
     }
     py::array_t<bool> holes({shape.B, H, W});
-    py::array_t<std::int64_t> scores(shape.B);
+    py::array_t<std::int64_t> marked(shape.B), moved(shape.B);
     {
         py::gil_scoped_release release;
         sifternet::nearest_repair(images.data(), shape, bank, config, out.mutable_data(),
                                   reinterpret_cast<std::uint8_t*>(holes.mutable_data()),
-                                  scores.mutable_data());
+                                  marked.mutable_data(), moved.mutable_data());
     }
-    return py::make_tuple(out, holes, scores);
+    return py::make_tuple(out, holes, marked, moved);
 }
 
 }  // namespace
@@ -523,7 +523,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("grow"), py::arg("fill_size"), py::arg("window"), py::arg("scored"),
           py::arg("num_threads"),
           "Nearest-seed repair of images (B, H, W, C) uint8: (repaired images, holes (B, H, W) "
-          "bool, most marked pixels in a window (B,) int64), the last two None unless scored.");
+          "bool, most marked pixels in a window (B,) int64, largest change summed in a window "
+          "(B,) int64), the last three None unless scored.");
 
     m.def(
         "check_patterns", [](const py::object& patterns) { return patterns_arg(patterns); },

@@ -114,11 +114,12 @@ void thumbnails(const std::uint8_t* images, std::int64_t B, std::int64_t H, std:
 
 // Nearest-seed repair of images (B, H, W, C) (docs/method.md, Nearest-seed repair): the
 // repaired images `out` (B, H, W, C), the repaired pixels `holes` (B, H, W) as 0/1, and per
-// image the most marked pixels (holes before the support blobs grow) in any window x window
-// square, `scores` (B).
+// image, in its densest window x window square, the most marked pixels (holes before the
+// support blobs grow), `marked` (B), and the largest sum of each pixel's largest change in
+// any channel (|out - image|), `moved` (B).
 void nearest_repair(const std::uint8_t* images, const RepairShape& shape, const NearestSeeds& seeds,
                     const NearestConfig& config, std::uint8_t* out, std::uint8_t* holes,
-                    std::int64_t* scores);
+                    std::int64_t* marked, std::int64_t* moved);
 
 // Whether the build has OpenMP, and how many threads it may use.
 bool has_openmp();

@@ -257,15 +257,16 @@ void fill_holes(const RepairShape& shape, Index size, NearestScratch& s, std::ui
     }
 }
 
-// The most holes in any window x window square (a smaller side if the image is smaller).
-std::int64_t most_holes(const RepairShape& shape, Index window, const std::uint8_t* holes) {
+// The largest sum of values (N) in any window x window square (a smaller side if the image
+// is smaller).
+std::int64_t densest_square(const RepairShape& shape, Index window, const std::uint8_t* values) {
     const Index H = shape.H, W = shape.W, side = std::min({window, H, W});
     std::int64_t best = 0;
     for (Index y = 0; y + side <= H; ++y) {
         for (Index x = 0; x + side <= W; ++x) {
             std::int64_t count = 0;
             for (Index dy = 0; dy < side; ++dy)
-                for (Index dx = 0; dx < side; ++dx) count += holes[(y + dy) * W + x + dx];
+                for (Index dx = 0; dx < side; ++dx) count += values[(y + dy) * W + x + dx];
             best = std::max(best, count);
         }
     }
@@ -274,7 +275,7 @@ std::int64_t most_holes(const RepairShape& shape, Index window, const std::uint8
 
 void repair_one(const std::uint8_t* image, const NearestSeeds& seeds, const RepairShape& shape,
                 const NearestConfig& config, NearestScratch& s, std::uint8_t* out,
-                std::uint8_t* holes_out, std::int64_t* score_out) {
+                std::uint8_t* holes_out, std::int64_t* marked_out, std::int64_t* moved_out) {
     const Index N = shape.H * shape.W, C = shape.C;
     const Index k = std::min(config.neighbours, seeds.P);
     thumbnails(image, 1, shape.H, shape.W, C, seeds.side, s.thumb.data());
@@ -294,7 +295,14 @@ void repair_one(const std::uint8_t* image, const NearestSeeds& seeds, const Repa
     fill_holes(shape, config.fill_size, s, out);
     if (!config.scored) return;
     std::copy(s.holes.begin(), s.holes.end(), holes_out);
-    *score_out = most_holes(shape, config.window, s.evidence.data());
+    *marked_out = densest_square(shape, config.window, s.evidence.data());
+    std::uint8_t* moved = s.odd.data();  // free after the fill: each pixel's largest change
+    for (Index p = 0; p < N; ++p) {
+        int most = 0;
+        for (Index c = 0; c < C; ++c) most = std::max(most, std::abs(out[p * C + c] - image[p * C + c]));
+        moved[p] = static_cast<std::uint8_t>(most);
+    }
+    *moved_out = densest_square(shape, config.window, moved);
 }
 
 }  // namespace
@@ -317,12 +325,13 @@ void thumbnails(const std::uint8_t* images, Index B, Index H, Index W, Index C, 
 
 void nearest_repair(const std::uint8_t* images, const RepairShape& shape, const NearestSeeds& seeds,
                     const NearestConfig& config, std::uint8_t* out, std::uint8_t* holes,
-                    std::int64_t* scores) {
+                    std::int64_t* marked, std::int64_t* moved) {
     const Index N = shape.H * shape.W, values = N * shape.C;
     if (shape.B == 0 || values == 0 || seeds.P == 0) {  // no pixel or no seed: nothing marked
         if (config.scored) {
             std::fill(holes, holes + shape.B * N, 0);
-            std::fill(scores, scores + shape.B, 0);
+            std::fill(marked, marked + shape.B, 0);
+            std::fill(moved, moved + shape.B, 0);
         }
         return;
     }
@@ -350,7 +359,8 @@ void nearest_repair(const std::uint8_t* images, const RepairShape& shape, const 
         },
         [&](NearestScratch& scratch, Index b) {
             repair_one(images + b * values, seeds, shape, config, scratch, out + b * values,
-                       config.scored ? holes + b * N : nullptr, config.scored ? scores + b : nullptr);
+                       config.scored ? holes + b * N : nullptr, config.scored ? marked + b : nullptr,
+                       config.scored ? moved + b : nullptr);
         });
 }
 

@@ -28,7 +28,7 @@ from sifternet.modelfile import (
     pack,
 )
 from sifternet.purifier import Purification
-from sifternet.repair import SUSPICION_WINDOW, densest_window
+from sifternet.repair import SUSPICION_WINDOW
 
 #: The ``purifier`` field of its model files' metadata.
 KIND = "nearest-seed-repair"
@@ -46,6 +46,14 @@ def blob_limit(max_area: float, pixels: int) -> int:
     """The most pixels of a repaired blob: ``max_area`` of ``pixels``, rounded down (a
     product that float arithmetic puts a hair under an integer counts as that integer)."""
     return int(max_area * pixels + 1e-9)
+
+
+def nearest_score(marked: np.ndarray, moved: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+    """The suspicion score in [0, 1] from the kernel's window sums: the share of marked
+    pixels in the densest 3 x 3 square times the largest change there, summed, over 9 x 255
+    (a smaller square on smaller images)."""
+    side = min(SUSPICION_WINDOW, *image_shape[:2])
+    return marked / (side * side) * (moved / (side * side * 255))
 
 
 def window_range(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,12 +218,9 @@ class NearestSeedRepair(StoredModel):
         ``index_offset`` and ``indices`` are taken, as :meth:`SifterNet.purify_scored`
         takes them, and change nothing: no random stream is keyed by them."""
         batch, _ = check_image_batch("images", images, self.image_shape)
-        out, holes, counts = self._run(batch, True, num_threads)
-        assert holes is not None and counts is not None  # scored
-        side = min(SUSPICION_WINDOW, *self.image_shape[:2])
-        moved = np.abs(out.reshape(batch.shape).astype(np.int16) - batch).max(axis=3).astype(np.uint8)
-        strength = densest_window(moved, SUSPICION_WINDOW) / (side * side * 255)
-        return Purification(out, holes, counts / (side * side) * strength)
+        out, holes, marked, moved = self._run(batch, True, num_threads)
+        assert holes is not None and marked is not None and moved is not None  # scored
+        return Purification(out, holes, nearest_score(marked, moved, self.image_shape))
 
     def purify(
         self,
@@ -232,12 +237,12 @@ class NearestSeedRepair(StoredModel):
 
     def _run(
         self, batch: np.ndarray, scored: bool, num_threads: Optional[int]
-    ) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    ) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
         """The nearest-seed kernel on a checked (B, H, W, C) batch: (repaired batch, holes,
-        window counts), the last two None unless ``scored``."""
+        densest marked pixels, densest change), the last three None unless ``scored``."""
         c = self.config
         height, width = batch.shape[1:3]
-        out, holes, counts = _core.nearest_repair(
+        out, holes, marked, moved = _core.nearest_repair(
             batch,
             *self._bank,
             side=c.thumbnail,
@@ -251,7 +256,7 @@ class NearestSeedRepair(StoredModel):
             scored=scored,
             num_threads=resolve_num_threads(self.num_threads if num_threads is None else num_threads),
         )
-        return out.reshape((len(batch),) + self.image_shape), holes, counts
+        return out.reshape((len(batch),) + self.image_shape), holes, marked, moved
 
     # -- model files ------------------------------------------------------------------
     def to_bytes(self) -> bytes:

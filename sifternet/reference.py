@@ -260,11 +260,12 @@ def nearest_repair(
     grow: int,
     fill_size: int,
     window: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Nearest-seed repair of images (B, H, W, C) with seeds (P, H, W, C), uint8 (the
     kernel's arguments, but the seeds' 3x3 ranges and thumbnails are computed here):
     (repaired images, holes (B, H, W) bool, most marked pixels (the holes before the
-    support blobs grow) in a window x window square (B,)). The first ``all_seed_levels``
+    support blobs grow) in a window x window square (B,), the largest sum there of each
+    pixel's largest change in any channel (B,)). The first ``all_seed_levels``
     cuts gate with the votes of every seed, the others with the nearest seeds' field."""
     n_images, height, width, n_channels = images.shape
     pad = np.pad(seeds.astype(np.int64), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
@@ -274,6 +275,7 @@ def nearest_repair(
     out = images.copy()
     holes = np.zeros((n_images, height, width), bool)
     scores = np.zeros(n_images, np.int64)
+    moved = np.zeros(n_images, np.int64)
     for b in range(n_images):
         image = images[b].astype(np.int64)
         thumb = thumbnails(images[b : b + 1], side)[0]
@@ -322,4 +324,6 @@ def nearest_repair(
         w = min(window, height, width)
         corners = [(y, x) for y in range(height - w + 1) for x in range(width - w + 1)]
         scores[b] = max(int(marked[y : y + w, x : x + w].sum()) for y, x in corners)
-    return out, holes, scores
+        change = np.abs(out[b].astype(np.int64) - images[b]).max(axis=2)
+        moved[b] = max(int(change[y : y + w, x : x + w].sum()) for y, x in corners)
+    return out, holes, scores, moved

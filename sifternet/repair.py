@@ -81,25 +81,16 @@ def suspicion(flipped: np.ndarray, window: int = SUSPICION_WINDOW) -> np.ndarray
     """float64 (B,): per image, the largest share of flipped pixels in any ``window`` x
     ``window`` square of ``flipped`` (B, H, W) bool (docs/method.md, Suspicion score): 1
     where the recall changed a whole square, as it does on a patch trigger it removes,
-    and low where its changes are scattered, as they are on clean images."""
-    window = check_int("window", window, low=1, high=255)
-    side = min(window, *flipped.shape[1:])
-    return densest_window(flipped, window) / (side * side)
-
-
-def densest_window(values: np.ndarray, window: int) -> np.ndarray:
-    """int64 (B,): per image, the largest sum of ``values`` (B, H, W) bool or uint8 in any
-    ``window`` x ``window`` square (as wide as the image where it is narrower; 0 for an
-    empty batch). Exact: integer sums of shifted rows, then of shifted columns."""
-    batch, height, width = values.shape
+    and low where its changes are scattered, as they are on clean images. Exact: integer
+    counts (sums of shifted rows, then of shifted columns), divided once."""
+    window = check_int("window", window, low=1, high=255)  # counts of at most 255**2 in uint16
+    batch, height, width = flipped.shape
     side = min(window, height, width)
-    mask = values.astype(np.uint32)
+    mask = flipped.astype(np.uint16)
     rows = mask[:, : height - side + 1].copy()
     for k in range(1, side):
         rows += mask[:, k : height - side + 1 + k]
-    sums = rows[:, :, : width - side + 1].copy()
+    counts = rows[:, :, : width - side + 1].copy()
     for k in range(1, side):
-        sums += rows[:, :, k : width - side + 1 + k]
-    if not batch:
-        return np.zeros(0, np.int64)
-    return sums.reshape(batch, -1).max(axis=1, initial=0).astype(np.int64)
+        counts += rows[:, :, k : width - side + 1 + k]
+    return counts.reshape(batch, -1).max(axis=1, initial=0) / (side * side) if batch else np.zeros(0)

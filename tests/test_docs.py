@@ -289,7 +289,7 @@ def test_readme_unknown_trigger_counts_come_from_the_grid_report():
 def test_readme_performance_line_comes_from_the_benchmark_report():
     readme = _section((ROOT / "README.md").read_text(encoding="utf-8"), "## Performance")
     report = (ROOT / "benchmarks" / "REPORT.md").read_text(encoding="utf-8")
-    figures = re.findall(r"([\d,]+) recalls/s|(\d+(?:\.\d+)?)x\b", readme)
+    figures = re.findall(r"([\d,]+) (?:recalls|images)/s|(\d+(?:\.\d+)?)x\b", readme)
     assert figures, "README: no figure under '## Performance'"
     for rate, ratio in figures:
         figure = rate or f"{ratio}x"
