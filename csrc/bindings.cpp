@@ -321,7 +321,7 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& bits_ob
     const auto votes = as_array<std::int32_t>(votes_obj, "votes", 3);
     require_thumbnail_range(images);
     const py::ssize_t P = low.shape(0), H = images.shape(1), W = images.shape(2), C = images.shape(3);
-    const py::ssize_t N = H * W, G = votes.shape(0), L = cuts.shape(0) - G, words = (N + 63) / 64;
+    const py::ssize_t N = H * W, G = votes.shape(0), L = bits.shape(1), words = (N + 63) / 64;
     const auto expect = [&images](const py::array& arr, const char* name,
                                    std::initializer_list<py::ssize_t> want) {
         if (!std::equal(want.begin(), want.end(), arr.shape())) {
@@ -334,9 +334,9 @@ py::tuple nearest_repair(const py::object& images_obj, const py::object& bits_ob
     if (P < 1) throw py::value_error("low: expected at least one seed, got " + shape_of(low));
     expect(low, "low", {P, C, N});
     expect(high, "high", {P, C, N});
-    if (L < 0) {
-        throw py::value_error("cuts: expected one cut per all-seed level (" + std::to_string(G) +
-                              ") and per thermometer level, got " + shape_of(cuts));
+    if (cuts.shape(0) != G + L) {
+        throw py::value_error("cuts: expected one cut per all-seed level of votes (" + std::to_string(G) +
+                              ") and per level of bits (" + std::to_string(L) + "), got " + shape_of(cuts));
     }
     expect(bits, "bits", {P, L, C, words});
     expect(votes, "votes", {G, C, N});

@@ -338,7 +338,7 @@ void nearest_repair(const std::uint8_t* images, const RepairShape& shape, const 
     const Index k = std::min(config.neighbours, seeds.P);
     const auto n = static_cast<std::size_t>(N);
     for_each_row(
-        shape.B, {config.num_threads, values * (k * (seeds.levels + 1) + 1), Index{1} << 16, 0},
+        shape.B, {config.num_threads, values * (k * (seeds.levels + 1) + seeds.G + 1), Index{1} << 16, 0},
         [&] {
             NearestScratch scratch;
             scratch.thumb.resize(static_cast<std::size_t>(seeds.T));

@@ -606,10 +606,9 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     fit.add_argument("--per-class", type=int, default=2, help="seeds per class (default 2)")
     fit.add_argument(
         "--repair",
-        nargs="?",
-        const="agnostic",
         choices=REPAIR_PRESETS,
-        help="fit a repair preset instead of the paper's mode: agnostic (the default preset: no "
+        metavar="PRESET",
+        help="fit a repair preset instead of the paper's mode: agnostic (the default repair: no "
         "trigger colour or position assumed), highlights or shadows",
     )
     fit.add_argument(

@@ -1,13 +1,14 @@
-"""``NearestSeedRepair``: judge each image by the seeds that look most like it, at every
-intensity (docs/method.md, Nearest-seed repair).
+"""``NearestSeedRepair``, the default repair (``SifterNet.repairing()``): judge each image
+by the seeds that look most like it, at every intensity
+(docs/method.md, Nearest-seed repair).
 
 No trigger colour, position or data set is assumed. Per image, the ``neighbours`` seeds
 nearest to it (by thumbnails) are its memories. At each level of a thermometer of
 thresholds, a gated one-step Hebbian field of those memories marks the pixels they agree
-against; small blobs of pixels that no memory holds at all (any colour, within a
-tolerance) are marked too; the marked pixels are filled from the unmarked ones around
-them. The work is the kernel's (``csrc/nearest.cpp``); ``sifternet.reference`` holds its
-NumPy oracle.
+against, and at the highlights so does a vote of all the seeds; small blobs of pixels that
+no memory holds at all (any colour, within a tolerance) are marked too; the marked pixels
+are filled from the unmarked ones around them. The work is the kernel's
+(``csrc/nearest.cpp``); ``sifternet.reference`` holds its NumPy oracle.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ def blob_limit(max_area: float, pixels: int) -> int:
 
 
 def nearest_score(marked: np.ndarray, moved: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
-    """The suspicion score in [0, 1] from the kernel's window sums: the share of marked
-    pixels in the densest 3 x 3 square times the largest change there, summed, over 9 x 255
-    (a smaller square on smaller images)."""
+    """The suspicion score in [0, 1] from the kernel's window sums: the largest share of
+    marked pixels in any 3 x 3 square times the largest sum, over any 3 x 3 square, of each
+    pixel's largest change in a channel, divided by 9 x 255 (smaller squares on smaller
+    images)."""
     side = min(SUSPICION_WINDOW, *image_shape[:2])
     return marked / (side * side) * (moved / (side * side * 255))
 
@@ -126,16 +128,17 @@ class NearestSeedRepair(StoredModel):
     thumbnail : int
         The side of the thumbnails that choose the memories.
     all_seed_levels : tuple of float
-        Thresholds at which every seed, not only the nearest, is a memory of the gate (by
-        default the highlights, as in SifterNet's highlights preset): a saturated patch can
-        pull the nearest seeds toward bright ones, all the seeds together still out-vote it.
+        Thresholds at which every seed, not only the nearest, votes with the same weight: a
+        pixel is marked where more than ``agreement`` of all the seeds' states are against
+        it (by default at the highlights, where SifterNet's highlights preset looks). A
+        saturated patch can pull the nearest seeds toward bright ones; all the seeds still
+        out-vote it.
     num_threads : int or None
         Kernel threads, as :class:`SifterNet`'s; results never depend on it.
 
     Each image's result depends on that image and the seeds only: no random stream, so
-    the same for any batch, chunk or thread count. A fitted
-    instance is read-only in :meth:`purify` and may be shared by threads; the kernels
-    release the GIL.
+    the same for any batch, chunk or thread count. A fitted instance is read-only in
+    :meth:`purify` and may be shared by threads; the kernel releases the GIL.
     """
 
     def __init__(self, *, num_threads: Optional[int] = None, **options: Any) -> None:
@@ -288,6 +291,7 @@ class NearestSeedRepair(StoredModel):
             config = metadata.get("config")
             if not isinstance(config, dict):
                 raise TypeError(f"config: expected a JSON object of options, got {type(config).__name__}")
+            config = {"all_seed_levels": [], **config}  # files from before the vote: without it
             missing = [field.name for field in fields(NearestConfig) if field.name not in config]
             if missing:
                 raise ValueError(f"config: expected every option, missing {', '.join(missing)}")

@@ -275,8 +275,15 @@ class SifterNet(StoredModel):
         - ``"shadows"``: its mirror image for dark triggers (:data:`DARK_REPAIR_OPTIONS`).
         """
         if preset == "agnostic":
-            from sifternet.nearest import NearestSeedRepair  # noqa: PLC0415  (it imports this module)
+            from sifternet.nearest import NearestConfig, NearestSeedRepair  # noqa: PLC0415  (imports this module)
 
+            foreign = sorted(set(options) - {field.name for field in fields(NearestConfig)})
+            if foreign:
+                raise TypeError(
+                    f"{', '.join(foreign)}: not an option of the agnostic preset (a NearestSeedRepair: "
+                    f"{', '.join(field.name for field in fields(NearestConfig))}); SifterNet's options "
+                    "go to the Hopfield presets, repairing('highlights', ...) or repairing('shadows', ...)"
+                )
             return NearestSeedRepair(num_threads=num_threads, **options)
         if preset not in REPAIR_PRESETS:
             raise ValueError(f"preset: expected one of {', '.join(REPAIR_PRESETS)}, got {preset!r}")

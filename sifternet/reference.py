@@ -264,8 +264,8 @@ def nearest_repair(
     """Nearest-seed repair of images (B, H, W, C) with seeds (P, H, W, C), uint8 (the
     kernel's arguments, but the seeds' 3x3 ranges and thumbnails are computed here):
     (repaired images, holes (B, H, W) bool, most marked pixels (the holes before the
-    support blobs grow) in a window x window square (B,), the largest sum there of each
-    pixel's largest change in any channel (B,)). The first ``all_seed_levels``
+    support blobs grow) in a window x window square (B,), the largest sum in any such
+    square of each pixel's largest change in a channel (B,)). The first ``all_seed_levels``
     cuts gate with the votes of every seed, the others with the nearest seeds' field."""
     n_images, height, width, n_channels = images.shape
     pad = np.pad(seeds.astype(np.int64), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")

@@ -150,7 +150,7 @@ def test_purify_steps_none_recalls_until_converged(data, model, tmp_path):
 
 def test_nearest_model_fits_and_purifies_arrays_and_folders(data, folders, tmp_path, capsys):
     model = tmp_path / "nearest.npz"
-    assert main(["fit", str(data), "--out", str(model), "--repair", "--per-class", "3"]) == 0
+    assert main(["fit", str(data), "--out", str(model), "--repair", "agnostic", "--per-class", "3"]) == 0
     out, grid, table = tmp_path / "out.npz", tmp_path / "grid.png", tmp_path / "scores.csv"
     extras = ["--preview", str(grid), "--scores", str(table)]
     assert main(["purify", str(model), str(data), str(out), *extras]) == 0
@@ -161,7 +161,12 @@ def test_nearest_model_fits_and_purifies_arrays_and_folders(data, folders, tmp_p
     assert table.read_text().splitlines()[0] == "input,score,flipped_pixels"
     _, inbox, target = folders
     model = tmp_path / "nearest-folder.npz"
-    assert main(["fit", str(tmp_path / "seeds"), "--out", str(model), "--repair", "--per-class", "1"]) == 0
+    assert (
+        main(
+            ["fit", str(tmp_path / "seeds"), "--out", str(model), "--repair", "agnostic", "--per-class", "1"]
+        )
+        == 0
+    )
     assert main(["purify", str(model), str(inbox), str(target)]) == 0
     assert main(["purify", str(model), str(inbox), str(target), "--resume"]) == 0
     assert "3 finished outputs kept" in capsys.readouterr().out
@@ -169,7 +174,7 @@ def test_nearest_model_fits_and_purifies_arrays_and_folders(data, folders, tmp_p
 
 def test_reject_above_abstains_from_suspicious_images(data, folders, tmp_path, capsys):
     model = tmp_path / "nearest.npz"
-    assert main(["fit", str(data), "--out", str(model), "--repair", "--per-class", "3"]) == 0
+    assert main(["fit", str(data), "--out", str(model), "--repair", "agnostic", "--per-class", "3"]) == 0
     with np.load(data) as source:
         images = source["images"]
     scores = NearestSeedRepair.load(model).purify_scored(images).scores
@@ -189,7 +194,12 @@ def test_reject_above_abstains_from_suspicious_images(data, folders, tmp_path, c
         run(["purify", str(model), str(data), str(tmp_path / "o.npz"), "--reject-above", "1.5"])
     _, inbox, target = folders
     model = tmp_path / "nearest-folder.npz"
-    assert main(["fit", str(tmp_path / "seeds"), "--out", str(model), "--repair", "--per-class", "1"]) == 0
+    assert (
+        main(
+            ["fit", str(tmp_path / "seeds"), "--out", str(model), "--repair", "agnostic", "--per-class", "1"]
+        )
+        == 0
+    )
     assert main(["purify", str(model), str(inbox), str(target), "--reject-above", "1"]) == 0  # all kept
     assert len(list(target.rglob("*.png"))) == 3
     with pytest.raises(CliError, match="rerun with its model, --seed, --steps and --reject-above"):
@@ -209,9 +219,9 @@ def test_nearest_model_refuses_sifternet_options(data, tmp_path):
     with pytest.raises(
         CliError, match="--repair agnostic: takes none of SifterNet's options, got --binarize"
     ):
-        run(["fit", str(data), "--out", str(model), "--repair", "--binarize", "otsu"])
+        run(["fit", str(data), "--out", str(model), "--repair", "agnostic", "--binarize", "otsu"])
     assert not model.exists()
-    assert main(["fit", str(data), "--out", str(model), "--repair"]) == 0
+    assert main(["fit", str(data), "--out", str(model), "--repair", "agnostic"]) == 0
     with pytest.raises(CliError, match="--seed: .*nearest.npz holds a nearest-seed repair"):
         run(["purify", str(model), str(data), str(tmp_path / "out.npy"), "--seed", "3"])
 

@@ -189,6 +189,10 @@ def test_kernel_refuses_mismatched_seeds(fitted):
     with pytest.raises(ValueError, match=r"high: expected \(40, 3, 256\) for the images"):
         _core.nearest_repair(images, bits, cuts, low, high[:3], thumbs, votes, **options)
     with pytest.raises(ValueError, match="bits: expected"):
+        _core.nearest_repair(images, bits[:, :, :2], cuts, low, high, thumbs, votes, **options)
+    with pytest.raises(
+        ValueError, match=r"cuts: expected one cut per all-seed level of votes \(1\) and per level"
+    ):
         _core.nearest_repair(images, bits[:, :2], cuts, low, high, thumbs, votes, **options)
     with pytest.raises(ValueError, match="thumbs: expected"):
         _core.nearest_repair(images, bits, cuts, low, high, thumbs, votes, **{**options, "side": 4})
@@ -234,6 +238,20 @@ def test_model_file_with_a_bad_option_is_refused(fitted, tmp_path):
     data = pack({**metadata, "image_shape": [16, 8, 3]}, {"seeds": purifier._seeds})
     with pytest.raises(ModelFileError, match="invalid model content"):
         NearestSeedRepair.from_bytes(data, source="bad.npz")
+
+
+def test_model_file_from_before_the_all_seed_vote_loads_without_it(fitted):
+    purifier, images = fitted
+    config = {key: value for key, value in asdict(purifier.config).items() if key != "all_seed_levels"}
+    metadata = {
+        "purifier": "nearest-seed-repair",
+        "config": {**config, "levels": list(purifier.config.levels)},
+    }
+    data = pack({**metadata, "image_shape": [16, 16, 3]}, {"seeds": purifier._seeds})
+    loaded = NearestSeedRepair.from_bytes(data)
+    assert loaded.config.all_seed_levels == ()
+    without = NearestSeedRepair(neighbours=8, all_seed_levels=()).fit(purifier._seeds)
+    np.testing.assert_array_equal(loaded.purify(images[:20]), without.purify(images[:20]))
 
 
 def test_blob_limit_rounds_down_without_float_error():

@@ -245,6 +245,10 @@ def test_gates_reduce_flips_and_the_repair_preset_validates():
     assert default.config.all_seed_levels == (0.9,)  # every seed votes at the highlights
     with pytest.raises(ValueError, match="preset: expected one of agnostic, highlights, shadows"):
         SifterNet.repairing("bright")
+    with pytest.raises(
+        TypeError, match=r"seed: not an option of the agnostic preset .*repairing\('highlights'"
+    ):
+        SifterNet.repairing(seed=1)
     with pytest.raises(ValueError, match=r"agreement: expected a fraction in \[0, 1\)"):
         SifterNet(agreement=1.5)
     with pytest.raises(ValueError, match="output: expected one of"):

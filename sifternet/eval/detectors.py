@@ -22,8 +22,9 @@ papers' descriptions, with their parameters exposed:
   only one of the three that needs gradients (STRIP needs probabilities, TeCo labels).
 - ``sifternet-repair`` and ``sifternet-repair-dark``: the repair presets fitted on the
   defender's seeds; the score is :meth:`SifterNet.purify_scored`'s (the densest 3 x 3
-  square of pixels the recall flipped). ``sifternet-nearest``: the same score of
-  :class:`~sifternet.nearest.NearestSeedRepair` (its repaired pixels). No model query.
+  square of pixels the recall flipped). ``sifternet-nearest``: the default repair's
+  (:class:`~sifternet.nearest.NearestSeedRepair`: the densest 3 x 3 square of marked
+  pixels times the densest 3 x 3 square of the repair's change). No model query.
 
 Random choices are keyed by each image's global index and a seed
 (``np.random.default_rng([seed, index])`` for STRIP's overlays, see
@@ -389,10 +390,15 @@ def purifier_score(
     if seeds is None:
         raise ValueError(f"detectors: {name} needs the defender's seed images, got none")
     purifier.fit(seeds)
+    measure = (
+        "the densest 3 x 3 squares of marked pixels and of the repair's change, multiplied"
+        if isinstance(purifier, NearestSeedRepair)
+        else "the densest 3 x 3 square of pixels it repaired"
+    )
     return Detector(
         name,
         lambda images, indices: purifier.purify_scored(images, indices=indices).scores,
-        f"{name}'s suspicion score: the densest 3 x 3 square of pixels it repaired",
+        f"{name}'s suspicion score: {measure}",
     )
 
 
