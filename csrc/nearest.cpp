@@ -51,10 +51,15 @@ SIFTERNET_HOT void choose_memories(const std::int32_t* thumb, const NearestSeeds
     for (Index j = 0; j < k; ++j) s.memories[static_cast<std::size_t>(j)] = s.distance[j].second;
 }
 
-// The image at one level of the thermometer, as states (C, N) and packed bits (C, words).
-SIFTERNET_HOT void binarise_level(const NearestSeeds& seeds, const RepairShape& shape, std::uint8_t cut,
-                                  NearestScratch& s) {
+// One level of the thermometer: per channel, the memories' one-step Hebbian field
+// h_p = sum_j m_j x_jp with overlaps m_j = x_j . s = N - 2 popcount(x_j XOR s) over packed
+// bits; a pixel is a hole when -s_p h_p > agreement * sum_j |m_j| in any channel. The
+// caller checks that 2 k N fits int32.
+SIFTERNET_HOT void gate_level(const NearestSeeds& seeds,
+                              const RepairShape& shape, Index k, Index level, double agreement,
+                              NearestScratch& s) {
     const Index N = shape.H * shape.W, C = shape.C, words = seeds.words;
+    const std::uint8_t cut = seeds.cuts[seeds.G + level];
     const std::uint8_t* planar = s.planar.data();  // the image (C, N)
     std::int8_t* states = s.states.data();
     std::uint64_t* bits = s.bits.data();
@@ -68,26 +73,6 @@ SIFTERNET_HOT void binarise_level(const NearestSeeds& seeds, const RepairShape& 
             bits[c * words + w] = word;
         }
     }
-}
-
-// The overlap m_j = x_j . s = N - 2 popcount(x_j XOR s) of the packed planes of N pixels.
-inline std::int64_t overlap(const std::uint64_t* mine, const std::uint64_t* theirs, Index words, Index N) {
-    Index differ = 0;
-    for (Index w = 0; w < words; ++w) differ += __builtin_popcountll(mine[w] ^ theirs[w]);
-    return N - 2 * differ;
-}
-
-// One level of the thermometer: per channel, the memories' one-step Hebbian field
-// h_p = sum_j m_j x_jp with overlaps m_j over packed bits; a pixel is a hole when
-// -s_p h_p > agreement * sum_j |m_j| in any channel. The caller checks that 2 k N fits
-// int32.
-SIFTERNET_HOT void gate_level(const NearestSeeds& seeds,
-                              const RepairShape& shape, Index k, Index level, double agreement,
-                              NearestScratch& s) {
-    const Index N = shape.H * shape.W, C = shape.C, words = seeds.words;
-    binarise_level(seeds, shape, seeds.cuts[seeds.G + level], s);
-    const std::int8_t* states = s.states.data();
-    const std::uint64_t* bits = s.bits.data();
     std::int32_t* field = s.field.data();
     std::uint8_t* holes = s.holes.data();
     for (Index c = 0; c < C; ++c) {
@@ -96,9 +81,11 @@ SIFTERNET_HOT void gate_level(const NearestSeeds& seeds,
         std::int64_t mass = 0;
         for (Index j = 0; j < k; ++j) {
             const Index plane = (s.memories[static_cast<std::size_t>(j)] * seeds.levels + level) * C + c;
-            const std::int64_t m = overlap(mine, seeds.bits + plane * words, words, N);
-            s.overlap[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(m);
-            mass += std::abs(m);
+            const std::uint64_t* theirs = seeds.bits + plane * words;
+            Index differ = 0;
+            for (Index w = 0; w < words; ++w) differ += __builtin_popcountll(mine[w] ^ theirs[w]);
+            s.overlap[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(N - 2 * differ);
+            mass += std::abs(N - 2 * differ);
         }
         // field_p = sum_j m_j [x_jp = +1], from the packed bits 32 pixels at a time; then
         // h_p = 2 field_p - sum_j m_j.
@@ -146,14 +133,16 @@ SIFTERNET_HOT void gate_level(const NearestSeeds& seeds,
 SIFTERNET_HOT void gate_all(const NearestSeeds& seeds, const RepairShape& shape, Index g, double agreement,
                             NearestScratch& s) {
     const Index N = shape.H * shape.W, C = shape.C;
-    binarise_level(seeds, shape, seeds.cuts[g], s);
+    const std::uint8_t cut = seeds.cuts[g];
     const auto bound = static_cast<std::int64_t>(std::floor(agreement * static_cast<double>(seeds.P)));
     std::uint8_t* holes = s.holes.data();
     for (Index c = 0; c < C; ++c) {
-        const std::int8_t* state = s.states.data() + c * N;
+        const std::uint8_t* value = s.planar.data() + c * N;  // the image's channel c
         const std::int32_t* votes = seeds.votes + (g * C + c) * N;
-        for (Index p = 0; p < N; ++p)
-            holes[p] |= static_cast<std::uint8_t>(-std::int64_t{state[p]} * votes[p] > bound);
+        for (Index p = 0; p < N; ++p) {  // -s_p v_p with s_p = +1 above the cut, else -1
+            const std::int64_t against = value[p] > cut ? -std::int64_t{votes[p]} : votes[p];
+            holes[p] |= static_cast<std::uint8_t>(against > bound);
+        }
     }
 }
 

@@ -148,9 +148,16 @@ def test_purify_steps_none_recalls_until_converged(data, model, tmp_path):
         np.testing.assert_array_equal(result["images"], want)
 
 
+def fit_default_repair(source, model, *, per_class: int) -> int:
+    """``sifternet fit SOURCE --out MODEL --repair agnostic --per-class N``: its exit status."""
+    return main(
+        ["fit", str(source), "--out", str(model), "--repair", "agnostic", "--per-class", str(per_class)]
+    )
+
+
 def test_nearest_model_fits_and_purifies_arrays_and_folders(data, folders, tmp_path, capsys):
     model = tmp_path / "nearest.npz"
-    assert main(["fit", str(data), "--out", str(model), "--repair", "agnostic", "--per-class", "3"]) == 0
+    assert fit_default_repair(data, model, per_class=3) == 0
     out, grid, table = tmp_path / "out.npz", tmp_path / "grid.png", tmp_path / "scores.csv"
     extras = ["--preview", str(grid), "--scores", str(table)]
     assert main(["purify", str(model), str(data), str(out), *extras]) == 0
@@ -161,12 +168,7 @@ def test_nearest_model_fits_and_purifies_arrays_and_folders(data, folders, tmp_p
     assert table.read_text().splitlines()[0] == "input,score,flipped_pixels"
     _, inbox, target = folders
     model = tmp_path / "nearest-folder.npz"
-    assert (
-        main(
-            ["fit", str(tmp_path / "seeds"), "--out", str(model), "--repair", "agnostic", "--per-class", "1"]
-        )
-        == 0
-    )
+    assert fit_default_repair(tmp_path / "seeds", model, per_class=1) == 0
     assert main(["purify", str(model), str(inbox), str(target)]) == 0
     assert main(["purify", str(model), str(inbox), str(target), "--resume"]) == 0
     assert "3 finished outputs kept" in capsys.readouterr().out
@@ -174,7 +176,7 @@ def test_nearest_model_fits_and_purifies_arrays_and_folders(data, folders, tmp_p
 
 def test_reject_above_abstains_from_suspicious_images(data, folders, tmp_path, capsys):
     model = tmp_path / "nearest.npz"
-    assert main(["fit", str(data), "--out", str(model), "--repair", "agnostic", "--per-class", "3"]) == 0
+    assert fit_default_repair(data, model, per_class=3) == 0
     with np.load(data) as source:
         images = source["images"]
     scores = NearestSeedRepair.load(model).purify_scored(images).scores
@@ -194,12 +196,7 @@ def test_reject_above_abstains_from_suspicious_images(data, folders, tmp_path, c
         run(["purify", str(model), str(data), str(tmp_path / "o.npz"), "--reject-above", "1.5"])
     _, inbox, target = folders
     model = tmp_path / "nearest-folder.npz"
-    assert (
-        main(
-            ["fit", str(tmp_path / "seeds"), "--out", str(model), "--repair", "agnostic", "--per-class", "1"]
-        )
-        == 0
-    )
+    assert fit_default_repair(tmp_path / "seeds", model, per_class=1) == 0
     assert main(["purify", str(model), str(inbox), str(target), "--reject-above", "1"]) == 0  # all kept
     assert len(list(target.rglob("*.png"))) == 3
     with pytest.raises(CliError, match="rerun with its model, --seed, --steps and --reject-above"):
