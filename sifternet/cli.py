@@ -47,6 +47,7 @@ from sifternet.modelfile import ModelFileError, atomic_path, read_model_file, te
 from sifternet.nearest import NearestSeedRepair
 from sifternet.purifier import ORDERS, REPAIR_PRESETS, PurifierConfig, SifterNet
 from sifternet.purifiers import Purifier, from_model_bytes
+from sifternet.query import QueryRepair, query_distribution
 from sifternet.repair import OUTPUTS
 from sifternet.seeds import STRATEGIES, seed_indices, select_seeds
 from sifternet.triggers import stamp_patch
@@ -219,6 +220,36 @@ def _input_is_folder(source: Path) -> bool:
     return stat.S_ISDIR(mode)
 
 
+#: What ``purify`` runs: a model file's purifier, or query mode over one.
+AnyPurifier = Union[Purifier, QueryRepair]
+
+
+def _query_mode(purifier: Purifier, model: Path, args: argparse.Namespace) -> QueryRepair:
+    """``purifier`` (the default repair) in query mode over the TorchScript classifier at
+    ``args.query_model``; CliError for anything else."""
+    path = Path(args.query_model)
+    if not isinstance(purifier, NearestSeedRepair):
+        raise CliError(
+            f"--query-model: {shown(model)} holds a SifterNet in the paper's mode; query mode builds "
+            "on the default repair (sifternet fit --repair agnostic)"
+        )
+    if not path.is_file():
+        raise CliError(f"--query-model: {shown(path)}: expected a TorchScript model file (torch.jit.save)")
+    try:
+        from sifternet.torch import TorchScriptLabels
+    except ImportError as error:
+        raise CliError(f"--query-model: needs PyTorch ({error}): pip install torch 'sifternet[torch]'") from None
+    try:
+        labeller = TorchScriptLabels(path)
+    except Exception as error:  # torch raises RuntimeError, ValueError or its own types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CliError(f"--query-model: {shown(path)}: expected a TorchScript model, got: {reason}") from None
+    try:
+        return QueryRepair(labeller, purifier, patch_size=args.patch_size, budget=args.query_budget)
+    except ValueError as error:
+        raise CliError(f"--query-model: {error}") from None
+
+
 def cmd_purify(args: argparse.Namespace) -> None:
     source, target, model = Path(args.input), Path(args.output), Path(args.model)
     preview = Path(args.preview) if args.preview else None
@@ -261,20 +292,33 @@ def cmd_purify(args: argparse.Namespace) -> None:
     if changes and isinstance(purifier, SifterNet):
         purifier = purifier.with_options(**changes)
     settings = {"model_sha256": hashlib.sha256(data).hexdigest(), "options": asdict(purifier.config)}
+    running: AnyPurifier = purifier
+    if args.query_model is not None:
+        running = _query_mode(purifier, model, args)
+        settings["query"] = {
+            "model_sha256": hashlib.sha256(Path(args.query_model).read_bytes()).hexdigest(),
+            "patch_size": args.patch_size,
+            "budget": args.query_budget,
+        }
     if args.reject_above is not None:
         settings["reject_above"] = args.reject_above
     settings = json.loads(json.dumps(settings))  # as the manifest reads it back (tuples as lists)
     if folder:
-        originals = _purify_folder(purifier, settings, source, target, args)
+        originals = _purify_folder(running, settings, source, target, args)
     else:
-        originals = _purify_array(purifier, source, target, args)
+        originals = _purify_array(running, source, target, args)
+    if isinstance(running, QueryRepair):
+        spent = np.repeat(np.arange(len(running.query_histogram)), running.query_histogram)
+        shown_queries = ", ".join(f"{k} {v:g}" for k, v in query_distribution(spent).items())
+        print(f"model queries per image: {shown_queries}")
     if preview is not None:
         sample = np.asarray(originals)
         if isinstance(purifier, SifterNet):
             middle, name = purifier.binarize(sample), "binarised"
         else:
-            middle, name = purifier.purify_scored(sample).flipped.astype(np.uint8) * np.uint8(255), "repaired"
-        write_image(preview, preview_grid([sample, middle, purifier.purify(sample)]))
+            done = running.purify_scored(sample)
+            middle, name = done.flipped.astype(np.uint8) * np.uint8(255), "repaired"
+        write_image(preview, preview_grid([sample, middle, running.purify(sample)]))
         print(f"preview (original | {name} | purified) -> {shown(preview)}")
 
 
@@ -298,7 +342,7 @@ def _output_names(files: list[Path], source: Path) -> list[str]:
 
 
 def _purify_folder(
-    purifier: Purifier, settings: dict[str, Any], source: Path, target: Path, args: argparse.Namespace
+    purifier: AnyPurifier, settings: dict[str, Any], source: Path, target: Path, args: argparse.Namespace
 ) -> Union[np.ndarray, list[np.ndarray]]:
     files = list_images(source)
     names = _output_names(files, source)
@@ -321,7 +365,7 @@ def _purify_folder(
 
 
 def _finish_folder(
-    purifier: Purifier,
+    purifier: AnyPurifier,
     settings: dict[str, Any],
     source: Path,
     files: list[Path],
@@ -409,7 +453,7 @@ def _finish_folder(
 
 
 def _purify_array(
-    purifier: Purifier, source: Path, target: Path, args: argparse.Namespace
+    purifier: AnyPurifier, source: Path, target: Path, args: argparse.Namespace
 ) -> Union[np.ndarray, list[np.ndarray]]:
     refuse_existing(target, args.force)
     images = load_array(source, "images", image_shape=purifier.image_shape)
@@ -450,7 +494,7 @@ def _purify_array(
 
 
 def _purify_chunks(
-    purifier: Purifier, images: np.ndarray, out: np.ndarray, chunk: int, scored: bool
+    purifier: AnyPurifier, images: np.ndarray, out: np.ndarray, chunk: int, scored: bool
 ) -> list[tuple[float, int]]:
     """out[i] = purified images[i], ``chunk`` images at a time, each with its global index;
     with ``scored``, returns each image's suspicion score and number of flipped pixels."""
@@ -653,6 +697,28 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "--scores",
         help="also write a CSV of each image's suspicion score and flipped pixels "
         "(columns input, score, flipped_pixels)",
+    )
+    purify.add_argument(
+        "--query-model",
+        dest="query_model",
+        metavar="MODEL_PT",
+        help="opt-in query mode: a TorchScript classifier (torch.jit.save; the torch extra) whose "
+        "hard labels confirm and locate a patch trigger (needs a default-repair model file; not "
+        "for image-wide triggers)",
+    )
+    purify.add_argument(
+        "--patch-size",
+        dest="patch_size",
+        type=int,
+        default=5,
+        help="query mode: the largest trigger side, in pixels, it searches for (default 5)",
+    )
+    purify.add_argument(
+        "--query-budget",
+        dest="query_budget",
+        type=int,
+        default=40,
+        help="query mode: at most this many model queries per image (default 40)",
     )
     add_recall_options(purify)
     purify.set_defaults(run=cmd_purify)

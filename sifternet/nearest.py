@@ -166,6 +166,13 @@ class NearestSeedRepair(StoredModel):
         return self._seeds
 
     @property
+    def seeds(self) -> np.ndarray:
+        """The seed images as fitted (read-only); RuntimeError before :meth:`fit`."""
+        seeds = self._fitted_seeds.view()
+        seeds.flags.writeable = False
+        return seeds
+
+    @property
     def is_fitted(self) -> bool:
         """Whether :meth:`fit` (or :meth:`load`) has given it its seeds."""
         return self._seeds is not None

@@ -15,6 +15,7 @@ with the same results).
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any, Callable, Optional, Union
 
@@ -38,7 +39,7 @@ except (OSError, RuntimeError) as error:  # installed for another torch build (e
     )
     v2 = None
 
-__all__ = ["PurifiedDataset", "PurifyTransform", "purify_image"]
+__all__ = ["PurifiedDataset", "PurifyTransform", "TorchScriptLabels", "images_to_tensor", "purify_image"]
 
 ImageLike = Union[torch.Tensor, Image.Image]
 
@@ -197,3 +198,31 @@ class PurifiedDataset(torch.utils.data.Dataset):
         if isinstance(item, (tuple, list)):
             return (image, *item[1:]) if isinstance(item, tuple) else [image, *item[1:]]
         return image
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W) or (B, H, W, C) -> float32 (B, C, H, W) in [0, 1]: what the
+    evaluation's models (and a TorchScript model for query mode) take."""
+    batch = images[..., None] if images.ndim == 3 else images
+    planes = np.array(batch.transpose(0, 3, 1, 2), dtype=np.float32)  # a copy: input may be read-only
+    return torch.from_numpy(planes).div_(255.0)
+
+
+class TorchScriptLabels:
+    """A classifier saved with ``torch.jit.save`` (loading it runs no pickle) as the
+    ``images -> labels`` callable that :class:`sifternet.query.QueryRepair` takes: the argmax
+    of its outputs on :func:`images_to_tensor` of the images, ``batch_size`` at a time."""
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], *, batch_size: int = 1024) -> None:
+        with warnings.catch_warnings():  # TorchScript's deprecation notice: the user chose the format
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.module = torch.jit.load(str(path), map_location="cpu").eval()
+        self.batch_size = batch_size
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            parts = [
+                self.module(images_to_tensor(images[start : start + self.batch_size])).argmax(1).numpy()
+                for start in range(0, len(images), self.batch_size)
+            ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)

@@ -19,6 +19,7 @@ import numpy as np
 from sifternet import SifterNet
 from sifternet._checks import check_batch, check_finite, check_int
 from sifternet.binarize import states_to_pixels
+from sifternet.query import QueryRepair, query_distribution
 
 #: images, global indices of the images -> purified images of the same shape
 PurifyFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -37,6 +38,8 @@ class Defense:
     purify: PurifyFunction
     description: str
     classify: Optional[ClassifyFunction] = None
+    #: for the report: what the last ``classify`` calls cost (lines of text), then reset
+    notes: Optional[Callable[[], list[str]]] = None
 
 
 def sifternet(purifier: SifterNet, name: Optional[str] = None) -> Defense:
@@ -316,6 +319,44 @@ def sifternet_nearest(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray])
     )
 
 
+def sifternet_query(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -> Defense:
+    """The opt-in query mode (:class:`sifternet.query.QueryRepair` with its defaults) over
+    the default repair fitted on the same seeds as ``purifier``: it asks the model for
+    labels. Its notes give the queries per image of the clean and the triggered images."""
+    nearest = SifterNet.repairing(num_threads=purifier.num_threads).fit(*seeds)
+    built: dict[int, QueryRepair] = {}  # one per model: the seeds' labels are asked once
+    spent: list[np.ndarray] = []
+
+    def classify(model: Any, images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        if id(model) not in built:
+            built.clear()
+            built[id(model)] = QueryRepair(model.predict, nearest)
+        done = built[id(model)].purify_queried(images)
+        spent.append(done.queries)
+        return np.asarray(model.predict(done.images.reshape(images.shape)))
+
+    def notes() -> list[str]:
+        lines = [
+            f"sifternet-query, model queries per image on the {what} images: "
+            + ", ".join(f"{k} {v:g}" for k, v in query_distribution(queries).items())
+            for what, queries in zip(("clean", "triggered", "further"), spent)
+        ]
+        spent.clear()
+        return lines
+
+    q = QueryRepair.__init__.__kwdefaults__ or {}
+    return Defense(
+        "sifternet-query",
+        lambda images, indices: nearest.purify(images),  # figures: the no-query default
+        f"SifterNet query mode (model labels): the default repair checked by transplanting "
+        f"its pixels onto {q['carriers']} clean seeds, {q['candidates']} memory candidates, then a "
+        f"halving search; patches up to {q['patch_size']} x {q['patch_size']}, at most "
+        f"{q['budget']} queries per image",
+        classify,
+        notes,
+    )
+
+
 def _plain(factory: Callable[[SifterNet], Defense]) -> Callable[[SifterNet, tuple], Defense]:
     return lambda purifier, seeds: factory(purifier)
 
@@ -349,11 +390,14 @@ DEFENSES: dict[str, Callable[[SifterNet, tuple[np.ndarray, np.ndarray]], Defense
     "median-3x3": _plain(median3x3),
     **_FLOOR,
     "ifmv": lambda purifier, seeds: ifmv(seed=purifier.config.seed),
+    "sifternet-query": sifternet_query,
 }
 #: The defenses ``evaluate`` and ``report`` run unless told otherwise (docs/evaluation.md, Defences).
 DEFAULT_DEFENSES: tuple[str, ...] = tuple(
-    name for name in DEFENSES if name not in ("sifternet-repair-dark", "sifternet-repair-both")
+    name
+    for name in DEFENSES
+    if name not in ("sifternet-repair-dark", "sifternet-repair-both", "sifternet-query")
 )
 #: The defenses among them that classify by querying the model (no purified images, so
 #: nothing to fine-tune on).
-MODEL_QUERYING: frozenset[str] = frozenset({"ifmv"})
+MODEL_QUERYING: frozenset[str] = frozenset({"ifmv", "sifternet-query"})

@@ -313,6 +313,7 @@ def evaluate(
             on_clean = defense.classify(model, clean, split.evaluation)
             on_triggered = defense.classify(model, triggered, split.evaluation)
             seconds = time.perf_counter() - start
+            report.notes += defense.notes() if defense.notes is not None else []
         report.rows.append(
             Row(
                 defense.name,

@@ -61,9 +61,10 @@ def small_cnn(in_channels: int, height: int, width: int, n_classes: int) -> torc
 
 def _as_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W[, C]) -> float32 (B, C, H, W) in [0, 1]."""
-    torch = _torch()
-    batch = images[..., None] if images.ndim == 3 else images
-    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).float().div_(255.0)
+    _torch()  # PyTorch, or the error that says how to install it
+    from sifternet.torch import images_to_tensor
+
+    return images_to_tensor(images)
 
 
 class TorchClassifier:
