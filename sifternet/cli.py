@@ -238,7 +238,9 @@ def _query_mode(purifier: Purifier, model: Path, args: argparse.Namespace) -> Qu
     try:
         from sifternet.torch import TorchScriptLabels
     except ImportError as error:
-        raise CliError(f"--query-model: needs PyTorch ({error}): pip install torch 'sifternet[torch]'") from None
+        raise CliError(
+            f"--query-model: needs PyTorch ({error}): pip install torch 'sifternet[torch]'"
+        ) from None
     try:
         labeller = TorchScriptLabels(path)
     except Exception as error:  # torch raises RuntimeError, ValueError or its own types

@@ -313,9 +313,8 @@ class _Run:
             for b in np.flatnonzero(self.label != self.input_labels)
             if self._affordable(int(b), self.q.carriers + 1)
         ]
-        windows = [
-            box_mask(shape, box) for b in changed for box in densest_windows(self.repaired[b], side, 1)
-        ]
+        moved = np.abs(self.out.astype(np.int16) - self.x).max(axis=-1)  # how far each pixel moved
+        windows = [box_mask(shape, box) for b in changed for box in densest_windows(moved[b], side, 1)]
         if len(windows) != len(changed):  # a model whose labels vary from call to call
             raise ValueError(
                 "model: gave an image a new label with no pixel changed; expected the same label "
