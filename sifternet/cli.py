@@ -92,8 +92,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise CliError(
             f"--threads: expected -1 (all cores) or a count from 1 to {MAX_THREADS}, got {threads}"
         )
-    chunk = getattr(args, "chunk", 1)
-    if chunk < 1:
+    chunk = getattr(args, "chunk", None)
+    if chunk is not None and chunk < 1:
         raise CliError(f"--chunk: expected an int >= 1, got {chunk}")
     selection_seed = getattr(args, "selection_seed", 0)
     if selection_seed < 0:
@@ -254,6 +254,8 @@ def _query_mode(purifier: Purifier, model: Path, args: argparse.Namespace) -> Qu
 
 def cmd_purify(args: argparse.Namespace) -> None:
     source, target, model = Path(args.input), Path(args.output), Path(args.model)
+    if args.chunk is None:  # smaller in query mode, so that the progress bar moves
+        args.chunk = 256 if args.query_model is not None else 4096
     preview = Path(args.preview) if args.preview else None
     args.progress = "nothing written"
     if model.exists() and not model.is_file():  # a named pipe would block the read
@@ -675,8 +677,9 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     purify.add_argument(
         "--chunk",
         type=int,
-        default=4096,
-        help="images per chunk (bounds memory; results do not depend on it)",
+        default=None,
+        help="images per chunk (bounds memory; results do not depend on it; default 4096, 256 "
+        "with --query-model)",
     )
     purify.add_argument("--seed", type=int, default=None, help="override the model's recall seed")
     purify.add_argument(

@@ -275,6 +275,9 @@ def test_readme_unknown_trigger_counts_come_from_the_grid_report():
     # The nearest-seed repair's own run of the same grid (only `none` and itself).
     nearest = (ROOT / "docs" / "evaluation" / "grid-nearest" / "summary.md").read_text(encoding="utf-8")
     counts.update(_table_rows(_section(nearest, "## Count per defense")))
+    # The query mode's own run of the same grid, on the same models.
+    query = (ROOT / "docs" / "evaluation" / "grid-query" / "summary.md").read_text(encoding="utf-8")
+    counts["sifternet-query"] = _table_rows(_section(query, "## Count per defense"))["sifternet-query"]
     readme_rows = {k: v for k, v in _table_rows(readme).items() if k != "defense"}
     assert readme_rows, "README: no count table under '## Triggers it was not told about'"
     header = next(line for line in readme.splitlines() if line.startswith("| defense"))
