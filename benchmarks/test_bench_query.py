@@ -66,7 +66,7 @@ def test_default_repair_baseline(benchmark, backdoored, two_torch_threads):
 def test_query_mode(benchmark, backdoored, two_torch_threads):
     model, seeds, held_out = backdoored
     query = QueryRepair(model.predict, SifterNet.repairing(num_threads=2).fit(*seeds))
-    query.seed_labels  # the seeds' labels are asked once, outside the timing
+    assert len(query.seed_labels) == len(seeds[0])  # asked once, outside the timing
     benchmark.group = "query mode, GTSRB"
     done = benchmark.pedantic(query.purify_queried, args=(held_out,), rounds=1, warmup_rounds=0)
     clean, triggered = done.queries[:HELD_OUT], done.queries[HELD_OUT:]
