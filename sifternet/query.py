@@ -39,6 +39,8 @@ PROPOSAL_OPTIONS: dict[str, Any] = {"agreement": 0.7, "tolerance": 20, "max_area
 CARRIER_SEED = 0
 #: What confirmed each image's region (:attr:`QueryPurification.found_by` indexes it).
 STAGES = ("nothing", "default repair", "memory window", "search")
+#: What :class:`QueryRepair` may do with a default repair its window does not confirm.
+UNCONFIRMED = ("keep", "undo")
 Box = tuple[int, int, int, int]  # y0, x0, y1, x1 (end exclusive)
 
 
@@ -81,11 +83,18 @@ class QueryRepair:
         At most this many queries per image (the search stops expanding an image there).
     batch_size : int
         Images per model call.
+    unconfirmed : {"keep", "undo"}
+        Where the default repair changed the label but its window did not carry that
+        label to the carriers: ``"keep"`` the repair and stop there, so the mode never
+        does less than the default (triggers no window carries, such as image-wide and
+        per-image ones, stay repaired); ``"undo"`` it and go on from the input as it came,
+        which gives back the default's clean-accuracy cost where only localised patches
+        are possible.
 
     Per image, by stages (every stage's queries of a batch go in as few model calls as
     ``batch_size`` allows): the labels of the image and of its default repair; where they
-    differ, the repair's pixels are pasted onto carriers, and the repair is kept only if
-    confirmed (else the image goes on as it came); then the memories' candidate windows,
+    differ, the window the repair moved most is pasted onto carriers, and an unconfirmed
+    repair is kept or undone (``unconfirmed``); then the memories' candidate windows,
     then the search, until a region is confirmed or the budget is spent. Results depend
     only on the image, the seeds and the model, so batches and chunks give the same
     output for a model whose labels do not depend on the batch.
@@ -102,6 +111,7 @@ class QueryRepair:
         agreement: int = 2,
         budget: int = 40,
         batch_size: int = 1024,
+        unconfirmed: str = "keep",
     ) -> None:
         if not callable(model):
             raise TypeError(f"model: expected a callable images -> labels, got {type(model).__name__}")
@@ -117,9 +127,12 @@ class QueryRepair:
         check_int("agreement", agreement, low=1, high=carriers)
         check_int("budget", budget, low=2, high=2**20)
         check_int("batch_size", batch_size, low=1, high=2**20)
+        if unconfirmed not in UNCONFIRMED:
+            raise ValueError(f"unconfirmed: expected one of {UNCONFIRMED}, got {unconfirmed!r}")
         self.model, self.repair = model, repair
         self.patch_size, self.candidates, self.carriers = patch_size, candidates, carriers
         self.agreement, self.budget, self.batch_size = agreement, budget, batch_size
+        self.unconfirmed = unconfirmed
         options = {**dataclasses.asdict(repair.config), **PROPOSAL_OPTIONS}
         self.proposer = NearestSeedRepair(num_threads=repair.num_threads, **options).fit(repair.seeds)
         self._seed_labels: Optional[np.ndarray] = None
@@ -129,7 +142,8 @@ class QueryRepair:
     def __repr__(self) -> str:
         return (
             f"QueryRepair(patch_size={self.patch_size}, candidates={self.candidates}, carriers="
-            f"{self.carriers}, agreement={self.agreement}, budget={self.budget}, {self.repair!r})"
+            f"{self.carriers}, agreement={self.agreement}, budget={self.budget}, unconfirmed="
+            f"{self.unconfirmed!r}, {self.repair!r})"
         )
 
     @property
@@ -305,8 +319,9 @@ class _Run:
     def verify_repair(self) -> None:
         """Where the default repair changed the label: keep its repair inside the densest
         window of the pixels it repaired if that window carries the input's label to the
-        carriers (all of its repair if the window's alone leaves the label), else go on
-        from the input as it came. Without the budget for it, the repair stays as it is."""
+        carriers (all of its repair if the window's alone leaves the label), else keep all
+        of it or go on from the input as it came (``unconfirmed``). Without the budget for
+        it, the repair stays as it is."""
         side, shape = self.q.patch_size + 2, self.x.shape[1:3]
         changed = [
             int(b)
@@ -337,7 +352,11 @@ class _Run:
             else:
                 self.regions[b] = self.repaired[b]
         for b, ok in zip(changed, confirmed):
-            if not ok:
+            if ok:
+                continue
+            if self.q.unconfirmed == "keep":
+                self.done[b] = True
+            else:
                 self.out[b], self.label[b] = self.x[b], self.input_labels[b]
 
     def _confirm(self, items: list[tuple[int, Box]], agreement: int, stage: str) -> None:
@@ -384,7 +403,8 @@ class _Run:
         q = self.q
         height, width = self.x.shape[1:3]
         stop, cost = q.patch_size + 4, 1 + q.carriers
-        frontier = {b: halves((0, 0, height, width), q.patch_size) for b in range(len(self.x))}
+        first = halves((0, 0, height, width), q.patch_size)
+        frontier = {b: first for b in range(len(self.x)) if not self.done[b]}
         while frontier:
             items = [
                 (b, box)

@@ -123,6 +123,33 @@ def test_the_budget_bounds_every_image():
     assert (done.queries <= 4).all()
 
 
+class DarkOnlyModel(KeyedModel):
+    """:class:`KeyedModel` whose trigger works on dark images only: pasted onto carriers
+    of other classes it carries nothing, as a per-image trigger would not."""
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        labels = super().__call__(images)
+        dark = images.reshape(len(images), -1).mean(axis=1) < 85
+        return np.where((labels == 0) & ~dark, 3, labels)
+
+
+@pytest.mark.parametrize("unconfirmed", ["keep", "undo"])
+def test_an_unconfirmed_default_repair_is_kept_or_undone(unconfirmed):
+    repair, _ = fitted()
+    model = DarkOnlyModel(repair.image_shape)
+    query = QueryRepair(model, repair, patch_size=3, unconfirmed=unconfirmed)
+    images = triggered(images_of([40, 40], seed=9), 255)
+    assert (model(images) == 0).all() and (model(repair.purify(images)) != 0).all()
+    done = query.purify_queried(images)
+    assert not done.regions.any() and (done.found_by == 0).all()  # nothing confirmed
+    if unconfirmed == "keep":  # the default's repair, and no more queries after its check
+        np.testing.assert_array_equal(done.images, repair.purify(images))
+        np.testing.assert_array_equal(done.queries, 2 + query.carriers)
+    else:  # the input as it came: the trigger still works
+        np.testing.assert_array_equal(done.images, images)
+        assert (model(done.images) == 0).all()
+
+
 def test_densest_windows_skip_empty_and_overlapping_windows():
     change = np.zeros((10, 10), int)
     change[1, 1] = change[8, 8] = 5
@@ -167,6 +194,8 @@ def test_bad_arguments_are_refused():
         QueryRepair(model, repair, patch_size=SIZE)
     with pytest.raises(ValueError, match="agreement"):
         QueryRepair(model, repair, carriers=2, agreement=3)
+    with pytest.raises(ValueError, match="unconfirmed: expected one of"):
+        QueryRepair(model, repair, unconfirmed="drop")
     with pytest.raises(ValueError, match="images"):
         QueryRepair(model, repair).purify(np.zeros((2, 8, 8), np.uint8))
 
