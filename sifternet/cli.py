@@ -303,6 +303,7 @@ def cmd_purify(args: argparse.Namespace) -> None:
             "model_sha256": hashlib.sha256(Path(args.query_model).read_bytes()).hexdigest(),
             "patch_size": args.patch_size,
             "budget": args.query_budget,
+            "unconfirmed": running.unconfirmed,
         }
     if args.reject_above is not None:
         settings["reject_above"] = args.reject_above

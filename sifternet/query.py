@@ -4,8 +4,8 @@ for labels (docs/method.md, Query mode).
 What it needs: a callable ``images -> labels`` (hard labels only: no scores, no
 gradients) and a fitted :class:`NearestSeedRepair` (the no-query default) whose seeds are
 clean. What it assumes: the trigger is a localised patch no larger than ``patch_size``
-pixels on a side. What it does not cover: image-wide triggers (blending, warping,
-signals spread over the image), and patches larger than the bound.
+pixels on a side. What it does not cover beyond the default repair: image-wide triggers
+(blending, warping, signals spread over the image), and patches larger than the bound.
 
 The test that confirms a region is the backdoor's own definition: a trigger makes *any*
 input take the label it forces. A region of the image is confirmed as a trigger when

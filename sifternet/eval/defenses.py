@@ -349,7 +349,8 @@ def sifternet_query(purifier: SifterNet, seeds: tuple[np.ndarray, np.ndarray]) -
         "sifternet-query",
         lambda images, indices: nearest.purify(images),  # figures: the no-query default
         f"SifterNet query mode (model labels): the default repair checked by transplanting "
-        f"its pixels onto {q['carriers']} clean seeds, {q['candidates']} memory candidates, then a "
+        f"its pixels onto {q['carriers']} clean seeds ({q['unconfirmed']} it if unconfirmed), "
+        f"{q['candidates']} memory candidates, then a "
         f"halving search; patches up to {q['patch_size']} x {q['patch_size']}, at most "
         f"{q['budget']} queries per image",
         classify,
