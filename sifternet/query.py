@@ -85,9 +85,9 @@ class QueryRepair:
         Images per model call.
     unconfirmed : {"keep", "undo"}
         Where the default repair changed the label but its window did not carry that
-        label to the carriers: ``"keep"`` the repair and stop there, so the mode never
-        does less than the default (triggers no window carries, such as image-wide and
-        per-image ones, stay repaired); ``"undo"`` it and go on from the input as it came,
+        label to the carriers: ``"keep"`` the repair and stop there, so every repair the
+        default makes stays (triggers no window carries, such as image-wide and per-image
+        ones, stay repaired); ``"undo"`` it and go on from the input as it came,
         which gives back the default's clean-accuracy cost where only localised patches
         are possible.
 
