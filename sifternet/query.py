@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 import cv2
 import numpy as np
 
-from sifternet._checks import check_image_batch, check_int
+from sifternet._checks import check_choice, check_image_batch, check_int
 from sifternet.nearest import NearestSeedRepair
 from sifternet.purifier import Purification
 
@@ -127,8 +127,7 @@ class QueryRepair:
         check_int("agreement", agreement, low=1, high=carriers)
         check_int("budget", budget, low=2, high=2**20)
         check_int("batch_size", batch_size, low=1, high=2**20)
-        if unconfirmed not in UNCONFIRMED:
-            raise ValueError(f"unconfirmed: expected one of {UNCONFIRMED}, got {unconfirmed!r}")
+        check_choice("unconfirmed", unconfirmed, UNCONFIRMED)
         self.model, self.repair = model, repair
         self.patch_size, self.candidates, self.carriers = patch_size, candidates, carriers
         self.agreement, self.budget, self.batch_size = agreement, budget, batch_size
